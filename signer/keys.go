@@ -1,0 +1,120 @@
+package signer
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/mod/sumdb/note"
+)
+
+// File names of the enterprise note key inside the data directory.
+const (
+	SignerKeyFile   = "note.key" // the private signer key, mode 0600
+	VerifierKeyFile = "note.pub" // the public verifier key, usable as GOSUMDB
+)
+
+// ErrInsecureKey reports a secret file that group or others may read.
+var ErrInsecureKey = errors.New("secret file is readable by group or others")
+
+// CreateKey generates an enterprise note key named name and writes it to dir,
+// unless a key is already there: it never overwrites one. It returns the
+// verifier key and whether it created a new key.
+func CreateKey(dir, name string) (vkey string, created bool, err error) {
+	if _, err := os.Stat(filepath.Join(dir, SignerKeyFile)); err == nil {
+		_, vkey, err := LoadKey(dir)
+		return vkey, false, err
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", false, fmt.Errorf("checking note key: %w", err)
+	}
+	skey, vkey, err := note.GenerateKey(rand.Reader, name)
+	if err != nil {
+		return "", false, fmt.Errorf("generating note key %q: %w", name, err)
+	}
+	if err := writeNew(filepath.Join(dir, VerifierKeyFile), vkey+"\n", 0o644); err != nil {
+		return "", false, err
+	}
+	if err := writeNew(filepath.Join(dir, SignerKeyFile), skey+"\n", 0o600); err != nil {
+		return "", false, err
+	}
+	return vkey, true, nil
+}
+
+// LoadKey reads the enterprise note key from dir. It refuses a signer key
+// file that group or others can read.
+func LoadKey(dir string) (note.Signer, string, error) {
+	skey, err := ReadSecret(filepath.Join(dir, SignerKeyFile))
+	if err != nil {
+		return nil, "", err
+	}
+	s, err := note.NewSigner(skey)
+	if err != nil {
+		return nil, "", fmt.Errorf("parsing %s: %w", SignerKeyFile, err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, VerifierKeyFile))
+	if err != nil {
+		return nil, "", fmt.Errorf("reading verifier key: %w", err)
+	}
+	vkey := strings.TrimSpace(string(b))
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		return nil, "", fmt.Errorf("parsing %s: %w", VerifierKeyFile, err)
+	}
+	if v.Name() != s.Name() || v.KeyHash() != s.KeyHash() {
+		return nil, "", fmt.Errorf("%s does not match %s", VerifierKeyFile, SignerKeyFile)
+	}
+	return s, vkey, nil
+}
+
+// ReadSecret reads a secret file, trimmed of surrounding space, after checking
+// that only its owner may read it.
+func ReadSecret(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("reading secret: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s has mode %04o: %w (run: chmod 600 %s)", path, fi.Mode().Perm(), ErrInsecureKey, path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading secret: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// WriteSecret writes a new secret file of mode 0600; it never overwrites.
+func WriteSecret(path, value string) error {
+	return writeNew(path, value+"\n", 0o600)
+}
+
+// writeNew writes data to a temporary file and links it into place, so that
+// a crash never leaves a half-written file and an existing file is kept.
+func writeNew(path, data string, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	err = tmp.Chmod(mode)
+	if err == nil {
+		_, err = tmp.WriteString(data)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Link(tmp.Name(), path) // fails if path exists: never overwrite
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
