@@ -1,0 +1,237 @@
+package pki
+
+import (
+	"crypto/ecdsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+)
+
+// File names of the CA inside its directory.
+const (
+	// CertFile is the CA certificate, PEM, mode 0644.
+	CertFile = "ca.pem"
+	// KeyFile is the CA private key, PKCS #8 PEM, mode 0600.
+	KeyFile = "ca-key.pem"
+)
+
+// Save writes the CA to dir as ca.pem (0644) and ca-key.pem (0600),
+// creating dir (0700) if needed. It never overwrites: if either file
+// exists it returns an error wrapping ErrExists and writes nothing. Each
+// file is written to a temporary file, synced, and then hard-linked into
+// place, so a crash never leaves a partly written key under the real name.
+func (ca *CA) Save(dir string) error {
+	keyDER, err := x509.MarshalPKCS8PrivateKey(ca.Key)
+	if err != nil {
+		return fmt.Errorf("pki: encoding CA key: %w", err)
+	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("pki: creating CA directory: %w", err)
+	}
+	certPath, keyPath := filepath.Join(dir, CertFile), filepath.Join(dir, KeyFile)
+	for _, p := range []string{certPath, keyPath} {
+		if _, err := os.Lstat(p); err == nil {
+			return fmt.Errorf("%w: %s", ErrExists, p)
+		}
+	}
+	if err := writeExclusive(keyPath, keyPEM, 0o600); err != nil {
+		return err
+	}
+	if err := writeExclusive(certPath, ca.CertPEM, 0o644); err != nil {
+		// The key is ours (we just created it) and useless without its
+		// certificate; do not leave it behind.
+		_ = os.Remove(keyPath)
+		return err
+	}
+	return syncDir(dir)
+}
+
+// writeExclusive writes data to path with mode perm through a temporary
+// file in the same directory. It fails with ErrExists if path exists.
+func writeExclusive(path string, data []byte, perm os.FileMode) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("pki: writing %s: %w", path, err)
+	}
+	defer func() {
+		// The temporary name goes away in every case: after a successful
+		// link the data lives on under path.
+		_ = os.Remove(tmp.Name())
+	}()
+	if err := tmp.Chmod(perm); err != nil {
+		_ = tmp.Close()
+		return fmt.Errorf("pki: writing %s: %w", path, err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		_ = tmp.Close()
+		return fmt.Errorf("pki: writing %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		_ = tmp.Close()
+		return fmt.Errorf("pki: writing %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("pki: writing %s: %w", path, err)
+	}
+	// link(2) refuses an existing target, which rename(2) would replace.
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%w: %s", ErrExists, path)
+		}
+		return fmt.Errorf("pki: writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// syncDir flushes the directory entry of newly linked files to disk.
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("pki: syncing %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("pki: syncing %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Load reads the CA from dir. It refuses a key file that group or others
+// can read (ErrInsecureKey, with the chmod that fixes it), and a certificate
+// that is not a name-constrained CA or does not match the key
+// (ErrInvalidCA). A missing file gives an error wrapping fs.ErrNotExist.
+func Load(dir string) (*CA, error) {
+	keyPath := filepath.Join(dir, KeyFile)
+	keyPEM, err := readPrivate(keyPath)
+	if err != nil {
+		return nil, err
+	}
+	key, err := parseKey(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", keyPath, err)
+	}
+	certPath := filepath.Join(dir, CertFile)
+	certPEM, err := os.ReadFile(certPath)
+	if err != nil {
+		return nil, fmt.Errorf("pki: reading CA certificate: %w", err)
+	}
+	block, _ := pem.Decode(certPEM)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("%w: %s: no CERTIFICATE PEM block", ErrInvalidCA, certPath)
+	}
+	ca, err := newCA(block.Bytes, key)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", certPath, err)
+	}
+	return ca, nil
+}
+
+// readPrivate reads a file that must not be readable by group or others.
+// The mode is checked on the open file, so it is the file that is read.
+func readPrivate(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("pki: reading CA key: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("pki: reading CA key: %w", err)
+	}
+	// Windows has no POSIX modes to check.
+	if mode := fi.Mode().Perm(); runtime.GOOS != "windows" && mode&0o077 != 0 {
+		return nil, fmt.Errorf("%w: %s has mode %04o; run: chmod 600 %s", ErrInsecureKey, path, mode, path)
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("pki: reading CA key: %w", err)
+	}
+	return data, nil
+}
+
+// parseKey decodes a PKCS #8 (or SEC 1) PEM ECDSA private key.
+func parseKey(data []byte) (*ecdsa.PrivateKey, error) {
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, fmt.Errorf("%w: no PEM block in key file", ErrInvalidCA)
+	}
+	switch block.Type {
+	case "PRIVATE KEY":
+		k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%w: parsing key: %w", ErrInvalidCA, err)
+		}
+		ec, ok := k.(*ecdsa.PrivateKey)
+		if !ok {
+			return nil, fmt.Errorf("%w: key is %T, want ECDSA", ErrInvalidCA, k)
+		}
+		return ec, nil
+	case "EC PRIVATE KEY":
+		k, err := x509.ParseECPrivateKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%w: parsing key: %w", ErrInvalidCA, err)
+		}
+		return k, nil
+	}
+	return nil, fmt.Errorf("%w: unexpected PEM block %q in key file", ErrInvalidCA, block.Type)
+}
+
+// LoadOrCreate loads the CA in dir, or, if dir holds neither CA file,
+// makes a new CA for names and saves it there (created is then true).
+// If only one of the two files exists it refuses, rather than guess.
+// A loaded CA must permit every name in names; otherwise the error wraps
+// ErrNotPermitted, since name constraints cannot be changed without a new
+// CA (move the old files away and run again).
+func LoadOrCreate(dir string, names []string) (ca *CA, created bool, err error) {
+	certExists, err := exists(filepath.Join(dir, CertFile))
+	if err != nil {
+		return nil, false, err
+	}
+	keyExists, err := exists(filepath.Join(dir, KeyFile))
+	if err != nil {
+		return nil, false, err
+	}
+	switch {
+	case !certExists && !keyExists:
+		if ca, err = NewCA(names); err != nil {
+			return nil, false, err
+		}
+		if err = ca.Save(dir); err != nil {
+			return nil, false, err
+		}
+		return ca, true, nil
+	case certExists != keyExists:
+		return nil, false, fmt.Errorf("pki: incomplete CA in %s: need both %s and %s: %w", dir, CertFile, KeyFile, fs.ErrNotExist)
+	}
+	if ca, err = Load(dir); err != nil {
+		return nil, false, err
+	}
+	for _, n := range names {
+		if !ca.Permits(n) {
+			return nil, false, fmt.Errorf("%w: the CA in %s does not permit %q (it permits %q); a new CA is needed", ErrNotPermitted, dir, n, ca.Names())
+		}
+	}
+	return ca, false, nil
+}
+
+// exists reports whether path exists (as anything, even a broken link).
+func exists(path string) (bool, error) {
+	_, err := os.Lstat(path)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	}
+	return false, fmt.Errorf("pki: %w", err)
+}
