@@ -1,0 +1,189 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Entry is a small value with the time it was stored.
+type Entry struct {
+	Value  []byte
+	Stored time.Time
+}
+
+// Get returns the small value stored under key, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, key string) (Entry, error) {
+	if err := checkCall(ctx, key); err != nil {
+		return Entry{}, err
+	}
+	var e Entry
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		e, err = getEntry(txn, valueKey(key))
+		return err
+	})
+	if err != nil {
+		return Entry{}, fmt.Errorf("cache: get %q: %w", key, err)
+	}
+	return e, nil
+}
+
+// Put stores value under key with the current time, replacing any small
+// value stored there. Put is meant for values of up to a few MiB; use PutBlob
+// for larger ones.
+func (s *Store) Put(ctx context.Context, key string, value []byte) error {
+	if err := checkCall(ctx, key); err != nil {
+		return err
+	}
+	rec := encodeValue(value, s.now())
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		return txn.Set(valueKey(key), rec)
+	})
+	if err != nil {
+		return fmt.Errorf("cache: put %q: %w", key, err)
+	}
+	return nil
+}
+
+// CompareAndSwap stores new under key (with the current time) only if the
+// current value equals old. A nil old means the key must be absent; a non-nil
+// empty old means the key must hold an empty value. If the current value
+// differs, it returns ErrConflict and changes nothing. The check and the
+// write are one transaction.
+func (s *Store) CompareAndSwap(ctx context.Context, key string, old, new []byte) error {
+	if err := checkCall(ctx, key); err != nil {
+		return err
+	}
+	k := valueKey(key)
+	rec := encodeValue(new, s.now())
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		cur, err := getEntry(txn, k)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			if old != nil {
+				return ErrConflict
+			}
+		case err != nil:
+			return err
+		case old == nil || !bytes.Equal(cur.Value, old):
+			return ErrConflict
+		}
+		return txn.Set(k, rec)
+	})
+	if errors.Is(err, badger.ErrConflict) {
+		err = fmt.Errorf("%w: too much contention: %w", ErrConflict, err)
+	}
+	if err != nil {
+		return fmt.Errorf("cache: compare-and-swap %q: %w", key, err)
+	}
+	return nil
+}
+
+// Delete removes the small value and the blob stored under key. The blob's
+// manifest goes first, in the same transaction as the small value, so the
+// blob disappears atomically; its chunks are deleted afterwards. Deleting an
+// absent key is not an error.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := checkCall(ctx, key); err != nil {
+		return err
+	}
+	var old *manifest
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		var err error
+		if old, err = s.getManifestForReplace(txn, key); err != nil {
+			return err
+		}
+		if err := txn.Delete(valueKey(key)); err != nil {
+			return err
+		}
+		return txn.Delete(blobKey(key))
+	})
+	if err != nil {
+		return fmt.Errorf("cache: delete %q: %w", key, err)
+	}
+	if old != nil {
+		s.dropGen(old.gen, old.chunks)
+	}
+	return nil
+}
+
+// Scan calls fn for every small value whose key starts with prefix, in key
+// order, on a consistent snapshot. Entry.Value belongs to fn. Scan stops at
+// the first error of fn and returns it unchanged.
+func (s *Store) Scan(ctx context.Context, prefix string, fn func(key string, e Entry) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = valueKey(prefix)
+	opts.PrefetchSize = 16
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		item := it.Item()
+		key := string(item.Key()[len(prefixValue):])
+		e, err := itemEntry(item)
+		if err != nil {
+			return fmt.Errorf("cache: scan %q: %q: %w", prefix, key, err)
+		}
+		if err := fn(key, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// getEntry reads and decodes the small value record at k.
+func getEntry(txn *badger.Txn, k []byte) (Entry, error) {
+	item, err := txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return Entry{}, ErrNotFound
+	}
+	if err != nil {
+		return Entry{}, err
+	}
+	return itemEntry(item)
+}
+
+// itemEntry decodes the small value record of item into a fresh Entry.
+func itemEntry(item *badger.Item) (Entry, error) {
+	var e Entry
+	err := item.Value(func(rec []byte) error {
+		v, stored, err := decodeValue(rec)
+		e = Entry{Value: bytes.Clone(v), Stored: stored}
+		return err
+	})
+	return e, err
+}
+
+// checkCall performs the checks common to every keyed method.
+func checkCall(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return checkKey(key)
+}
+
+// update runs fn in a read-write transaction, retrying while it loses a
+// Badger conflict to a concurrent writer.
+func (s *Store) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := s.db.Update(fn)
+		if !errors.Is(err, badger.ErrConflict) || attempt == maxRetries {
+			return err
+		}
+	}
+}

@@ -1,0 +1,304 @@
+// Package cache is the Badger store of verified objects for modgate.
+//
+// It holds two kinds of values under caller-chosen string keys of the form
+// "<kind>/<rest>" (for example "zip/example.com/!upper/@v/v1.0.0.zip" or
+// "sumdb/sum.golang.org/tile/8/0/001"):
+//
+//   - small values (Get, Put, CompareAndSwap, Scan), stored whole together
+//     with the time they were stored;
+//   - blobs (PutBlob, OpenBlob), large values such as module zips, stored in
+//     chunks and never held whole in memory. A blob becomes visible only when
+//     its manifest is committed, so readers never see a partial blob.
+//
+// Small values and blobs live in separate namespaces: the same key may hold
+// one of each, and Delete removes both.
+//
+// Internal layout of Badger keys (callers never see these):
+//
+//	v/<key>                 small value: 1 format byte, 8 bytes stored time
+//	                        (Unix nanoseconds, big endian), the value
+//	b/<key>                 blob manifest (size, chunk size, chunk count,
+//	                        generation, stored time, SHA-256 of the content)
+//	c/<gen:8><index:4>      blob chunk (generation and index big endian)
+//
+// Every caller key is stored behind a "v/" or "b/" prefix, so no caller key
+// can collide with a chunk key or with a key of the other namespace.
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// ErrNotFound is returned when a key holds no value (or no blob).
+var ErrNotFound = errors.New("cache: not found")
+
+// ErrConflict is returned by CompareAndSwap when the stored value is not the
+// expected one.
+var ErrConflict = errors.New("cache: compare-and-swap conflict")
+
+// ErrSizeMismatch is returned by PutBlob when the reader yields a different
+// number of bytes than declared.
+var ErrSizeMismatch = errors.New("cache: blob size mismatch")
+
+// ErrInvalidKey is returned for an empty key, a key containing a NUL byte or
+// a key longer than MaxKeyLen.
+var ErrInvalidKey = errors.New("cache: invalid key")
+
+// ErrCorrupt is returned when stored data fails a consistency check: a missing
+// or wrongly sized chunk, a content hash that does not match the manifest, or
+// an undecodable record.
+var ErrCorrupt = errors.New("cache: corrupt data")
+
+// ErrInvalidConfig is returned by Open when the Config cannot be used.
+var ErrInvalidConfig = errors.New("cache: invalid config")
+
+// MaxKeyLen is the longest key the store accepts, in bytes.
+const MaxKeyLen = 8 << 10
+
+// Defaults for the zero values of Config.
+const (
+	DefaultChunkSize        = 1 << 20
+	DefaultMemTableSize     = 16 << 20
+	DefaultNumMemtables     = 1
+	DefaultBlockCacheSize   = 8 << 20
+	DefaultIndexCacheSize   = 8 << 20
+	DefaultNumCompactors    = 2
+	DefaultValueLogFileSize = 64 << 20
+	DefaultGCInterval       = 10 * time.Minute
+)
+
+// MaxChunkSize is the largest ChunkSize accepted for an on-disk store.
+// An in-memory store accepts at most 1 MiB (Badger keeps every value of an
+// in-memory database in its LSM tree).
+const MaxChunkSize = 16 << 20
+
+const (
+	// diskValueThreshold: values at least this long go to the value log, so
+	// the LSM tree holds only keys, manifests and small values (tiles, .mod,
+	// .info), and blob chunks never pass through a memtable.
+	diskValueThreshold = 64 << 10
+	// memValueThreshold is Badger's maximum; an in-memory store must keep
+	// every value (chunks included) under it.
+	memValueThreshold = 1 << 20
+	// maxRetries bounds the retries of a transaction that lost a Badger
+	// conflict to a concurrent writer.
+	maxRetries = 16
+)
+
+// Config configures a Store. Zero values mean the defaults.
+//
+// Memory cost of the defaults, sized so that the whole modgate process idles
+// well under 100 MiB RSS:
+//
+//   - memtables: MemTableSize 16 MiB, NumMemtables 1 (one mutable memtable
+//     plus at most one being flushed). Each skiplist arena is the memtable
+//     size plus 15% batch headroom, so at most ~37 MiB while writes outrun
+//     flushes; pages are touched only as entries arrive, and only keys and
+//     values under 64 KiB enter a memtable (chunks go to the value log).
+//   - block cache 8 MiB and index cache 8 MiB (bounded ristretto caches;
+//     compression is off, since zips and tiles do not compress).
+//   - 2 compactors (goroutines, a few MiB of buffers while they run).
+//   - value log files of 64 MiB; Badger memory-maps them, so pages of blobs
+//     recently written or read count as file-backed (reclaimable page cache)
+//     resident memory, not heap.
+//   - one ChunkSize buffer (1 MiB) per PutBlob in progress and per open Blob,
+//     recycled through a pool.
+//
+// Heap at idle is therefore ~20-30 MiB for the store, worst case ~55 MiB
+// during sustained writes.
+type Config struct {
+	// Dir is the Badger directory. Required unless InMemory.
+	Dir string
+	// InMemory keeps everything in memory (for tests). ChunkSize must then be
+	// at most 1 MiB.
+	InMemory bool
+	// Logger receives the store's and Badger's logs. Nil means zap.NewNop().
+	Logger *zap.Logger
+	// ChunkSize is the blob chunk size. 0 means DefaultChunkSize (1 MiB).
+	// Existing blobs keep the chunk size they were written with.
+	ChunkSize int
+
+	// MemTableSize is the size of a Badger memtable. 0 means 16 MiB.
+	MemTableSize int64
+	// NumMemtables is how many immutable memtables may wait for a flush
+	// before writes stall. 0 means 1.
+	NumMemtables int
+	// BlockCacheSize bounds Badger's block cache. 0 means 8 MiB; negative
+	// disables the cache.
+	BlockCacheSize int64
+	// IndexCacheSize bounds Badger's table index and bloom filter cache.
+	// 0 means 8 MiB; negative keeps every index in memory, unbounded.
+	IndexCacheSize int64
+	// NumCompactors is the number of compaction goroutines. 0 means 2.
+	NumCompactors int
+	// ValueLogFileSize is the size of a value log file. 0 means 64 MiB.
+	ValueLogFileSize int64
+	// GCInterval is how often value log garbage collection runs in the
+	// background (reclaiming the disk space of deleted or replaced blobs).
+	// 0 means 10 minutes; negative disables it. Unused when InMemory.
+	GCInterval time.Duration
+	// Now returns the current time, recorded as the stored time of values.
+	// Nil means time.Now.
+	Now func() time.Time
+}
+
+// Store is a Badger store of small values and chunked blobs. It is safe for
+// concurrent use.
+type Store struct {
+	db        *badger.DB
+	log       *zap.Logger
+	chunkSize int
+	inMemory  bool
+	now       func() time.Time
+	bufs      sync.Pool // *[]byte of chunkSize capacity
+
+	mu       sync.Mutex
+	nextGen  uint64              // next blob generation id
+	inflight map[uint64]struct{} // generations of PutBlob calls in progress
+
+	cancel    context.CancelFunc // stops background work
+	done      sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (creating if needed) the store described by cfg and deletes the
+// chunks of any blob whose write never completed (see Sweep).
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger.Named("cache")
+	db, err := badger.Open(cfg.badgerOptions(log.Named("badger")))
+	if err != nil {
+		return nil, fmt.Errorf("cache: open %q: %w", cfg.Dir, err)
+	}
+	s := &Store{
+		db:        db,
+		log:       log,
+		chunkSize: cfg.ChunkSize,
+		inMemory:  cfg.InMemory,
+		now:       cfg.Now,
+		inflight:  make(map[uint64]struct{}),
+	}
+	maxGen, err := s.sweep(ctx)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	s.nextGen = max(uint64(time.Now().UnixNano()), maxGen+1)
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	if !cfg.InMemory && cfg.GCInterval > 0 {
+		s.done.Add(1)
+		go s.gcLoop(bg, cfg.GCInterval)
+	}
+	return s, nil
+}
+
+// Close stops background work and closes the database. Every Blob must be
+// closed before. Calling Close again returns the first result.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.cancel()
+		s.done.Wait()
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("cache: close: %w", err)
+		}
+	})
+	return s.closeErr
+}
+
+// withDefaults fills in the zero values of c and checks the result.
+func (c Config) withDefaults() (Config, error) {
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	setDefault(&c.ChunkSize, DefaultChunkSize)
+	setDefault(&c.MemTableSize, DefaultMemTableSize)
+	setDefault(&c.NumMemtables, DefaultNumMemtables)
+	setDefault(&c.BlockCacheSize, DefaultBlockCacheSize)
+	setDefault(&c.IndexCacheSize, DefaultIndexCacheSize)
+	setDefault(&c.NumCompactors, DefaultNumCompactors)
+	setDefault(&c.ValueLogFileSize, DefaultValueLogFileSize)
+	setDefault(&c.GCInterval, DefaultGCInterval)
+	return c, c.check()
+}
+
+func setDefault[T int | int64 | time.Duration](v *T, def T) {
+	if *v == 0 {
+		*v = def
+	}
+}
+
+func (c Config) check() error {
+	maxChunk := MaxChunkSize
+	if c.InMemory {
+		maxChunk = memValueThreshold
+	}
+	switch {
+	case !c.InMemory && c.Dir == "":
+		return fmt.Errorf("%w: Dir is required unless InMemory", ErrInvalidConfig)
+	case c.ChunkSize < 0 || c.ChunkSize > maxChunk:
+		return fmt.Errorf("%w: ChunkSize %d not in (0, %d]", ErrInvalidConfig, c.ChunkSize, maxChunk)
+	case c.MemTableSize < 8<<20:
+		return fmt.Errorf("%w: MemTableSize %d below 8 MiB", ErrInvalidConfig, c.MemTableSize)
+	case c.NumMemtables < 0 || c.NumCompactors < 0 || c.NumCompactors == 1:
+		return fmt.Errorf("%w: NumMemtables must be positive, NumCompactors at least 2", ErrInvalidConfig)
+	case c.ValueLogFileSize < 1<<20 || c.ValueLogFileSize >= 2<<30:
+		return fmt.Errorf("%w: ValueLogFileSize %d not in [1 MiB, 2 GiB)", ErrInvalidConfig, c.ValueLogFileSize)
+	case int64(c.ChunkSize) > c.ValueLogFileSize/2:
+		return fmt.Errorf("%w: ChunkSize %d above half of ValueLogFileSize", ErrInvalidConfig, c.ChunkSize)
+	}
+	return nil
+}
+
+// badgerOptions turns a checked Config into Badger options.
+func (c Config) badgerOptions(log *zap.Logger) badger.Options {
+	dir, threshold := c.Dir, int64(diskValueThreshold)
+	if c.InMemory {
+		dir, threshold = "", memValueThreshold
+	}
+	return badger.DefaultOptions(dir).
+		WithInMemory(c.InMemory).
+		WithLogger(badgerLogger{log: log}).
+		WithMetricsEnabled(false).
+		WithCompression(options.None).
+		WithMemTableSize(c.MemTableSize).
+		WithNumMemtables(c.NumMemtables).
+		WithBlockCacheSize(max(c.BlockCacheSize, 0)).
+		WithIndexCacheSize(max(c.IndexCacheSize, 0)).
+		WithNumCompactors(c.NumCompactors).
+		WithValueLogFileSize(c.ValueLogFileSize).
+		WithValueThreshold(threshold)
+}
+
+// badgerLogger sends Badger's logs to zap: errors at error level, warnings at
+// warn level, and Badger's chatty info and debug lines at debug level.
+type badgerLogger struct{ log *zap.Logger }
+
+func (l badgerLogger) Errorf(f string, a ...any)   { l.write(zap.ErrorLevel, f, a) }
+func (l badgerLogger) Warningf(f string, a ...any) { l.write(zap.WarnLevel, f, a) }
+func (l badgerLogger) Infof(f string, a ...any)    { l.write(zap.DebugLevel, f, a) }
+func (l badgerLogger) Debugf(f string, a ...any)   { l.write(zap.DebugLevel, f, a) }
+
+func (l badgerLogger) write(lvl zapcore.Level, f string, a []any) {
+	if !l.log.Core().Enabled(lvl) {
+		return
+	}
+	l.log.Log(lvl, strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
