@@ -96,6 +96,7 @@ func caWithValidity(tb testing.TB, notAfter time.Time) *CA {
 	tmpl.Subject = pkix.Name{CommonName: "short-lived test CA"}
 	tmpl.NotAfter = notAfter
 	tmpl.SubjectKeyId = nil
+	tmpl.PublicKey = key.Public()
 	der, err := x509.CreateCertificate(rand.Reader, &tmpl, &tmpl, key.Public(), key)
 	if err != nil {
 		tb.Fatal(err)
