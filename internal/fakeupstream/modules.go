@@ -269,9 +269,20 @@ func (f memFile) Open() (io.ReadCloser, error) { return io.NopCloser(bytes.NewRe
 // memFileInfo is the fs.FileInfo of a memFile.
 type memFileInfo memFile
 
-func (fi memFileInfo) Name() string       { return path.Base(fi.name) }
-func (fi memFileInfo) Size() int64        { return int64(len(fi.data)) }
-func (fi memFileInfo) Mode() fs.FileMode  { return 0o644 }
+// Name returns the base name of the file.
+func (fi memFileInfo) Name() string { return path.Base(fi.name) }
+
+// Size returns the length of the file.
+func (fi memFileInfo) Size() int64 { return int64(len(fi.data)) }
+
+// Mode returns the mode of a regular file readable by all.
+func (fi memFileInfo) Mode() fs.FileMode { return 0o644 }
+
+// ModTime returns the zero time.
 func (fi memFileInfo) ModTime() time.Time { return time.Time{} }
-func (fi memFileInfo) IsDir() bool        { return false }
-func (fi memFileInfo) Sys() any           { return nil }
+
+// IsDir returns false.
+func (fi memFileInfo) IsDir() bool { return false }
+
+// Sys returns nil.
+func (fi memFileInfo) Sys() any { return nil }
