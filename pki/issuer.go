@@ -113,6 +113,9 @@ func (i *Issuer) sign(csr *x509.CertificateRequest, names []string) ([]byte, err
 		lifetime = DefaultLeafLifetime
 	}
 	now := time.Now()
+	if !now.Before(i.CA.Cert.NotAfter) {
+		return nil, certmagic.ErrNoRetry{Err: fmt.Errorf("%w: CA expired at %v", ErrInvalidCA, i.CA.Cert.NotAfter)}
+	}
 	notAfter := now.Add(lifetime)
 	if notAfter.After(i.CA.Cert.NotAfter) {
 		notAfter = i.CA.Cert.NotAfter

@@ -152,6 +152,7 @@ func TestIssuerErrors(t *testing.T) {
 		{"no CA", &Issuer{}, context.Background(), good, ErrNoCA},
 		{"nil CSR", &Issuer{CA: ca}, context.Background(), nil, nil},
 		{"canceled", &Issuer{CA: ca}, canceled, good, context.Canceled},
+		{"expired CA", &Issuer{CA: caWithValidity(t, time.Now().Add(-time.Minute))}, context.Background(), good, ErrInvalidCA},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,12 +21,21 @@ const (
 	KeyFile = "ca-key.pem"
 )
 
-// Save writes the CA to dir as ca.pem (0644) and ca-key.pem (0600),
-// creating dir (0700) if needed. It never overwrites: if either file
-// exists it returns an error wrapping ErrExists and writes nothing. Each
+// Save writes the CA to dir as ca.pem (0644, from Cert) and ca-key.pem
+// (0600), creating dir (0700) if needed. It refuses a CA that is not a
+// name-constrained CA matching its key (ErrInvalidCA). It never
+// overwrites: if either file exists it returns an error wrapping ErrExists
+// and writes nothing. Each
 // file is written to a temporary file, synced, and then hard-linked into
 // place, so a crash never leaves a partly written key under the real name.
 func (ca *CA) Save(dir string) error {
+	if ca == nil || ca.Cert == nil {
+		return fmt.Errorf("%w: no certificate", ErrInvalidCA)
+	}
+	if err := checkCA(ca.Cert, ca.Key); err != nil {
+		return err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw})
 	keyDER, err := x509.MarshalPKCS8PrivateKey(ca.Key)
 	if err != nil {
 		return fmt.Errorf("pki: encoding CA key: %w", err)
@@ -44,7 +53,7 @@ func (ca *CA) Save(dir string) error {
 	if err := writeExclusive(keyPath, keyPEM, 0o600); err != nil {
 		return err
 	}
-	if err := writeExclusive(certPath, ca.CertPEM, 0o644); err != nil {
+	if err := writeExclusive(certPath, certPEM, 0o644); err != nil {
 		// The key is ours (we just created it) and useless without its
 		// certificate; do not leave it behind.
 		_ = os.Remove(keyPath)
@@ -193,6 +202,9 @@ func parseKey(data []byte) (*ecdsa.PrivateKey, error) {
 // ErrNotPermitted, since name constraints cannot be changed without a new
 // CA (move the old files away and run again).
 func LoadOrCreate(dir string, names []string) (ca *CA, created bool, err error) {
+	if names, err = validateNames(names); err != nil {
+		return nil, false, err
+	}
 	certExists, err := exists(filepath.Join(dir, CertFile))
 	if err != nil {
 		return nil, false, err

@@ -109,6 +109,34 @@ func TestSaveTwice(t *testing.T) {
 	}
 }
 
+func TestSaveInvalidCA(t *testing.T) {
+	good := newTestCA(t)
+	other := newTestCA(t)
+	unconstrained := *good.Cert
+	unconstrained.PermittedDNSDomains = nil
+	tests := []struct {
+		name string
+		ca   *CA
+	}{
+		{"nil", nil},
+		{"no certificate", &CA{Key: good.Key}},
+		{"no key", &CA{Cert: good.Cert}},
+		{"key of another CA", &CA{Cert: good.Cert, Key: other.Key}},
+		{"unconstrained", &CA{Cert: &unconstrained, Key: good.Key}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := tc.ca.Save(dir); !errors.Is(err, ErrInvalidCA) {
+				t.Fatalf("Save = %v, want ErrInvalidCA", err)
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+				t.Errorf("Save wrote %d files", len(entries))
+			}
+		})
+	}
+}
+
 func TestLoadKeyMode(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("no POSIX modes on Windows")
