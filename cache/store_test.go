@@ -21,6 +21,9 @@ func (c *fakeClock) now() time.Time { return c.t }
 
 var testEpoch = time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
 
+// fixedNow is a Config.Now that always returns testEpoch.
+func fixedNow() time.Time { return testEpoch }
+
 // newMemStore opens an in-memory store with the given chunk size.
 func newMemStore(t testing.TB, chunkSize int) *Store {
 	t.Helper()
@@ -31,8 +34,7 @@ func newMemStore(t testing.TB, chunkSize int) *Store {
 func openStore(t testing.TB, cfg Config) *Store {
 	t.Helper()
 	if cfg.Now == nil {
-		clock := &fakeClock{t: testEpoch}
-		cfg.Now = clock.now
+		cfg.Now = fixedNow
 	}
 	s, err := Open(context.Background(), cfg)
 	if err != nil {
