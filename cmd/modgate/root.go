@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "devel"
+
+// Exit codes: 0 ok, 1 refused or failed, 2 usage.
+const (
+	exitOK    = 0
+	exitFail  = 1
+	exitUsage = 2
+)
+
+// usageError marks errors in the command line itself.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// env reads the environment; tests pass their own.
+type env func(string) string
+
+// run runs the modgate command line and returns the exit code.
+func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) int {
+	root := newRoot(getenv, stdout, stderr)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "modgate: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) || strings.Contains(err.Error(), "unknown flag") || strings.Contains(err.Error(), "unknown command") ||
+		strings.Contains(err.Error(), "accepts ") || strings.Contains(err.Error(), "flag needs an argument") || strings.Contains(err.Error(), "invalid argument") {
+		return exitUsage
+	}
+	return exitFail
+}
+
+func newRoot(getenv env, stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "modgate",
+		Short:         "An egress gate for Go modules: intercept, verify, cache and co-sign",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(
+		newServeCmd(getenv, stderr),
+		newInitCmd(getenv, stderr),
+		newCACmd(getenv, stdout),
+		newKeyCmd(getenv, stdout),
+		&cobra.Command{
+			Use: "version", Short: "Print the version", Args: cobra.NoArgs,
+			Run: func(cmd *cobra.Command, _ []string) { fmt.Fprintf(stdout, "modgate %s\n", version) },
+		},
+	)
+	return root
+}
+
+// defaultDataDir is $XDG_DATA_HOME/modgate, else ~/.local/share/modgate.
+func defaultDataDir(getenv env) string {
+	if x := getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "modgate")
+	}
+	if home := getenv("HOME"); home != "" {
+		return filepath.Join(home, ".local", "share", "modgate")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "modgate")
+	}
+	return "modgate-data"
+}
+
+// addDataDir adds the --data-dir flag to cmd.
+func addDataDir(cmd *cobra.Command, getenv env) *string {
+	return cmd.Flags().String("data-dir", defaultDataDir(getenv), "data directory: keys, CA, admin token and cache")
+}
+
+// applyEnvAndConfig sets each flag not given on the command line from the
+// environment (MODGATE_<FLAG>, upper case, dashes to underscores), else from
+// the YAML file named by --config. Unknown settings in the file are errors.
+func applyEnvAndConfig(fs *pflag.FlagSet, getenv env, configFile string) error {
+	settings := map[string]string{}
+	if configFile != "" {
+		var err error
+		if settings, err = readConfig(configFile); err != nil {
+			return err
+		}
+		for name := range settings {
+			if fs.Lookup(name) == nil || name == "config" {
+				return usageError{fmt.Errorf("config %s: unknown setting %q", configFile, name)}
+			}
+		}
+	}
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed {
+			return
+		}
+		envName := "MODGATE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := lookup(getenv, envName); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, usageError{fmt.Errorf("%s=%q: %v", envName, v, err)})
+			}
+		} else if v, ok := settings[f.Name]; ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, usageError{fmt.Errorf("config %s: %s: %v", configFile, f.Name, err)})
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func lookup(getenv env, name string) (string, bool) {
+	v := getenv(name)
+	return v, v != ""
+}
+
+// readConfig reads a flat YAML map of flag names to scalars or lists.
+func readConfig(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	var raw map[string]any
+	if err := yaml.Unmarshal(b, &raw); err != nil {
+		return nil, usageError{fmt.Errorf("config %s: %v", path, err)}
+	}
+	out := make(map[string]string, len(raw))
+	for k, v := range raw {
+		switch v := v.(type) {
+		case []any:
+			parts := make([]string, len(v))
+			for i, p := range v {
+				parts[i] = fmt.Sprint(p)
+			}
+			out[k] = strings.Join(parts, ",")
+		case map[string]any:
+			return nil, usageError{fmt.Errorf("config %s: %s: want a value or a list, not a map", path, k)}
+		case nil:
+			out[k] = ""
+		default:
+			out[k] = fmt.Sprint(v)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/modgate/modgate/cache"
+	"github.com/modgate/modgate/pki"
+	"github.com/modgate/modgate/proxy"
+	"github.com/modgate/modgate/signer"
+)
+
+// serveOptions are the flags of modgate serve.
+type serveOptions struct {
+	config, dataDir, listen, adminListen string
+	upstream, upstreamSumDB, upstreamCA  string
+	intercept, private, logLevel         string
+	logFormat                            string
+	offline                              bool
+	listTTL                              time.Duration
+}
+
+func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the gate: an intercepting HTTPS proxy and GOPROXY endpoint",
+		Args:  cobra.NoArgs,
+	}
+	var o serveOptions
+	f := cmd.Flags()
+	f.StringVar(&o.config, "config", "", "YAML file of settings named like the flags")
+	dataDir := addDataDir(cmd, getenv)
+	f.StringVar(&o.listen, "listen", defaultListen, "proxy and GOPROXY listen address")
+	f.StringVar(&o.adminListen, "admin-listen", defaultAdminListen, "admin listen address (/healthz, /readyz, /ca.pem)")
+	f.StringVar(&o.upstream, "upstream", defaultUpstream, "upstream module proxy")
+	f.StringVar(&o.upstreamSumDB, "upstream-sumdb", defaultUpstreamSumDB, "upstream checksum database verifier key, optionally followed by a space and its URL")
+	f.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of extra roots for the upstream's TLS")
+	f.StringVar(&o.intercept, "intercept", strings.Join(proxy.DefaultIntercept, ","), "comma list of hosts whose CONNECTs are intercepted")
+	f.StringVar(&o.private, "private", "", "comma list of module path patterns that skip the public checksum database (as GONOSUMDB)")
+	f.BoolVar(&o.offline, "offline", false, "serve from the cache only; a miss answers 504")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.logFormat, "log-format", "json", "json, or console for people reading a terminal")
+	f.DurationVar(&o.listTTL, "list-ttl", time.Minute, "how long list and @latest answers stay fresh")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if !f.Changed("config") {
+			o.config = getenv("MODGATE_CONFIG")
+		}
+		if err := applyEnvAndConfig(f, getenv, o.config); err != nil {
+			return err
+		}
+		o.dataDir = *dataDir
+		return serve(cmd.Context(), o, stderr)
+	}
+	return cmd
+}
+
+// newLogger builds the JSON (or console) logger at the given level.
+func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--log-level: %v", err)}
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	switch format {
+	case "json":
+		enc = zapcore.NewJSONEncoder(ec)
+	case "console":
+		enc = zapcore.NewConsoleEncoder(ec)
+	default:
+		return nil, usageError{fmt.Errorf("--log-format %q: want json or console", format)}
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)), nil
+}
+
+// serve wires the gate together and runs it until ctx ends.
+func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
+	log, err := newLogger(o.logLevel, o.logFormat, stderr)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	dbName, dbURL, err := parseSumDB(o.upstreamSumDB)
+	if err != nil {
+		return usageError{err}
+	}
+	upstreamURL, err := parseUpstream(o.upstream)
+	if err != nil {
+		return usageError{err}
+	}
+	intercept := splitList(o.intercept)
+	created, vkey, err := initDataDir(o.dataDir, intercept, dbName)
+	if err != nil {
+		return err
+	}
+	if created {
+		fmt.Fprintf(stderr, "modgate: initialized %s: a new CA, enterprise note key and admin token\n", o.dataDir)
+		printClientLines(stderr, o.dataDir, proxyURL(o.listen), vkey)
+	}
+	g, err := openGate(ctx, o, log, dbName, dbURL, upstreamURL, intercept)
+	if err != nil {
+		return err
+	}
+	defer g.close()
+	return g.run(ctx, o, log)
+}
+
+func parseUpstream(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--upstream %q: want an http:// or https:// URL", s)
+	}
+	return u, nil
+}
+
+// gateParts are the opened pieces of a running gate.
+type gateParts struct {
+	cache  *cache.Store
+	leaves *pki.Leaves
+	ca     *pki.CA
+	server *proxy.Server
+}
+
+func (g *gateParts) close() {
+	if g.leaves != nil {
+		g.leaves.Stop()
+	}
+	if g.cache != nil {
+		g.cache.Close()
+	}
+}
+
+// openGate loads the keys (refusing secrets readable by others), opens the
+// cache and builds the witness, the pipeline and the server.
+func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbURL string, upstreamURL *url.URL, intercept []string) (*gateParts, error) {
+	g := &gateParts{}
+	var err error
+	if g.ca, err = pki.Load(o.dataDir); err != nil {
+		return nil, err
+	}
+	for _, h := range intercept {
+		if !g.ca.Permits(h) {
+			return nil, fmt.Errorf("intercepted host %s is outside the CA's name constraints (%s): create a new data directory, or remove ca.pem and ca-key.pem and redistribute the new CA", h, strings.Join(g.ca.Names(), ", "))
+		}
+	}
+	sig, _, err := signer.LoadKey(o.dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if sig.Name() != dbName {
+		return nil, fmt.Errorf("the enterprise note key is named %s but the upstream checksum database is %s: clients could not use it as GOSUMDB", sig.Name(), dbName)
+	}
+	if _, err := signer.ReadSecret(filepath.Join(o.dataDir, adminTokenFile)); err != nil {
+		return nil, fmt.Errorf("admin token: %w", err)
+	}
+	client, err := upstreamClient(o.upstreamCA)
+	if err != nil {
+		return nil, err
+	}
+	if g.cache, err = cache.Open(ctx, cache.Config{Dir: filepath.Join(o.dataDir, "cache"), Logger: log.Named("cache")}); err != nil {
+		return nil, err
+	}
+	var base *url.URL
+	if dbURL != "" {
+		if base, err = parseUpstream(dbURL); err != nil {
+			g.close()
+			return nil, usageError{fmt.Errorf("--upstream-sumdb URL: %v", err)}
+		}
+	}
+	remote := proxy.NewSumDBRemote(dbName, base, upstreamURL, client, o.offline)
+	vkey := strings.Fields(o.upstreamSumDB)[0]
+	w, err := signer.New(ctx, signer.Config{Upstream: vkey, Signer: sig, Store: proxy.WitnessStore{Cache: g.cache}, Remote: remote, Logger: log.Named("witness")})
+	if err != nil {
+		g.close()
+		return nil, err
+	}
+	spool := filepath.Join(o.dataDir, "spool")
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		g.close()
+		return nil, fmt.Errorf("spool directory: %w", err)
+	}
+	gate, err := proxy.New(proxy.Config{
+		Upstream: upstreamURL, HTTPClient: client, Cache: g.cache, Witness: w, Intercept: intercept,
+		Private: splitList(o.private), Offline: o.offline, ListTTL: o.listTTL, SpoolDir: spool, Logger: log.Named("access"),
+	})
+	if err != nil {
+		g.close()
+		return nil, err
+	}
+	if g.leaves, err = pki.NewLeaves(ctx, pki.LeavesConfig{CA: g.ca, Dir: o.dataDir, Allow: gate.Intercepts, Logger: log.Named("certs")}); err != nil {
+		g.close()
+		return nil, err
+	}
+	g.server = proxy.NewServer(gate, g.leaves.TLSConfig(), log.Named("proxy"))
+	return g, nil
+}
+
+// upstreamClient builds the upstream HTTP client with extra roots from a PEM file.
+func upstreamClient(caFile string) (*http.Client, error) {
+	if caFile == "" {
+		return proxy.NewHTTPClient(nil), nil
+	}
+	b, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--upstream-ca: %w", err)
+	}
+	var certs []*x509.Certificate
+	for {
+		var block *pem.Block
+		if block, b = pem.Decode(b); block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("--upstream-ca %s: %w", caFile, err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("--upstream-ca %s: no PEM certificates found", caFile)
+	}
+	return proxy.NewHTTPClient(certs), nil
+}
+
+// run listens on the proxy and admin addresses and serves until ctx ends.
+func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) error {
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	aln, err := net.Listen("tcp", o.adminListen)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("--admin-listen: %w", err)
+	}
+	admin := &http.Server{Handler: proxy.AdminHandler(g.server.Ready, g.ca.CertPEM), ReadHeaderTimeout: 10 * time.Second}
+	go admin.Serve(aln)
+	defer admin.Close()
+	log.Info("modgate serving", zap.String("listen", ln.Addr().String()), zap.String("admin", aln.Addr().String()),
+		zap.String("upstream", o.upstream), zap.String("data_dir", o.dataDir), zap.Bool("offline", o.offline), zap.String("version", version))
+	err = g.server.Serve(ctx, ln)
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	log.Info("modgate stopped")
+	return err
+}

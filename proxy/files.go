@@ -1,0 +1,233 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/semver"
+	"golang.org/x/mod/sumdb/dirhash"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/modgate/modgate/cache"
+)
+
+// Cache results recorded in the access log.
+const (
+	cacheHit   = "hit"
+	cacheMiss  = "miss"
+	cacheStale = "stale"
+)
+
+// fileSpec says how one kind of small module file is fetched and checked.
+type fileSpec struct {
+	ext     string // upstream path suffix
+	ctype   string
+	mutable bool // list, @latest and .info of a query: cached with a TTL
+	check   func(g *Gate, ctx context.Context, req Request, body []byte) error
+}
+
+func specFor(req Request) fileSpec {
+	switch req.Kind {
+	case KindList:
+		return fileSpec{"/@v/list", "text/plain; charset=utf-8", true, checkList}
+	case KindLatest:
+		return fileSpec{"/@latest", "application/json", true, checkInfo}
+	case KindMod:
+		return fileSpec{".mod", "text/plain; charset=utf-8", false, checkMod}
+	}
+	return fileSpec{".info", "application/json", semver.Canonical(req.Version) != req.Version, checkInfo}
+}
+
+// serveFile serves list, @latest, .info and .mod.
+func (g *Gate) serveFile(ctx context.Context, w http.ResponseWriter, r *http.Request, req Request) error {
+	spec := specFor(req)
+	key := string(req.Kind) + "/" + req.escaped
+	e, err := g.cfg.Cache.Get(ctx, key)
+	switch {
+	case err == nil && (!spec.mutable || g.cfg.Offline || g.cfg.Now().Sub(e.Stored) < g.cfg.ListTTL):
+		return g.writeSmall(ctx, w, r, spec.ctype, e.Value, cacheHit)
+	case err != nil && !errors.Is(err, cache.ErrNotFound):
+		return fmt.Errorf("reading cache: %w", err)
+	case g.cfg.Offline:
+		return fmt.Errorf("%s: %w", req.Target(), ErrOffline)
+	}
+	body, ferr := g.shared(ctx, key, func(ctx context.Context) ([]byte, error) {
+		body, err := g.fetchTimed(ctx, "/"+req.escaped+spec.ext)
+		if err != nil {
+			return nil, err
+		}
+		if err := spec.check(g, ctx, req, body); err != nil {
+			return nil, err
+		}
+		if err := g.cfg.Cache.Put(ctx, key, body); err != nil {
+			return nil, fmt.Errorf("storing %s: %w", key, err)
+		}
+		return body, nil
+	})
+	if ferr != nil && err == nil && statusOf(ferr) == http.StatusBadGateway {
+		g.log.Warn("upstream failed; serving a stale copy", zap.String("key", key), zap.Error(ferr))
+		return g.writeSmall(ctx, w, r, spec.ctype, e.Value, cacheStale)
+	}
+	if ferr != nil {
+		return ferr
+	}
+	return g.writeSmall(ctx, w, r, spec.ctype, body, cacheMiss)
+}
+
+// fetchTimed fetches a small body and records the upstream time.
+func (g *Gate) fetchTimed(ctx context.Context, path string) ([]byte, error) {
+	start := time.Now()
+	defer func() { infoFrom(ctx).addUpstream(time.Since(start)) }()
+	return g.up.fetch(ctx, path)
+}
+
+func (g *Gate) writeSmall(ctx context.Context, w http.ResponseWriter, r *http.Request, ctype string, body []byte, result string) error {
+	infoFrom(ctx).cache = result
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+	return nil
+}
+
+// checkList accepts a version list whose every line is a valid version.
+func checkList(_ *Gate, _ context.Context, req Request, body []byte) error {
+	for _, line := range strings.Split(string(body), "\n") {
+		if v := strings.TrimSpace(line); v != "" && (!semver.IsValid(v) || module.Check(req.Module, v) != nil) {
+			return fmt.Errorf("%w: upstream list of %s has an invalid version %q", ErrMismatch, req.Module, v)
+		}
+	}
+	return nil
+}
+
+// checkInfo accepts an .info (or @latest) naming a valid version, which for
+// a request by exact version must be that version.
+func checkInfo(_ *Gate, _ context.Context, req Request, body []byte) error {
+	var info struct{ Version string }
+	if err := json.Unmarshal(body, &info); err != nil {
+		return fmt.Errorf("%w: upstream .info of %s is not valid JSON: %v", ErrMismatch, req.Target(), err)
+	}
+	if semver.Canonical(info.Version) != info.Version || module.Check(req.Module, info.Version) != nil {
+		return fmt.Errorf("%w: upstream .info of %s names an invalid version %q", ErrMismatch, req.Target(), info.Version)
+	}
+	if req.Version != "" && semver.Canonical(req.Version) == req.Version && info.Version != req.Version {
+		return fmt.Errorf("%w: upstream .info of %s is for version %s", ErrMismatch, req.Target(), info.Version)
+	}
+	return nil
+}
+
+// checkMod compares a go.mod with the checksum database.
+func checkMod(g *Gate, ctx context.Context, req Request, body []byte) error {
+	h, err := dirhash.Hash1([]string{"go.mod"}, func(string) (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(body)), nil
+	})
+	if err != nil {
+		return fmt.Errorf("hashing go.mod: %w", err)
+	}
+	return g.checkSum(ctx, req, "/go.mod", h)
+}
+
+// checkSum compares hash with the go.sum line of the verified
+// checksum-database record for req (suffix "" for the zip, "/go.mod").
+func (g *Gate) checkSum(ctx context.Context, req Request, suffix, hash string) error {
+	if g.private(req.Module) {
+		return nil
+	}
+	m := module.Version{Path: req.Module, Version: req.Version}
+	body, err := g.cfg.Witness.Lookup(ctx, m)
+	if err != nil {
+		if s := statusOf(err); s == http.StatusNotFound || s == http.StatusGone {
+			return fmt.Errorf("%w: %s is not in the checksum database %s", ErrMismatch, req.Target(), g.cfg.Witness.Name())
+		}
+		return fmt.Errorf("checking %s%s against the checksum database: %w", req.Target(), suffix, err)
+	}
+	_, text, _, err := tlog.ParseRecord(body)
+	if err != nil {
+		return fmt.Errorf("parsing checksum record of %s: %w", req.Target(), err)
+	}
+	want := ""
+	prefix := req.Module + " " + req.Version + suffix + " "
+	for _, line := range strings.Split(string(text), "\n") {
+		if h, ok := strings.CutPrefix(line, prefix); ok {
+			want = h
+		}
+	}
+	if want == "" {
+		return fmt.Errorf("%w: the checksum database has no %s line for %s", ErrMismatch, strings.TrimPrefix(suffix, "/"), req.Target())
+	}
+	if hash != want {
+		what := "zip"
+		if suffix != "" {
+			what = "go.mod"
+		}
+		return fmt.Errorf("%w: upstream %s of %s has hash %s,\nbut the checksum database says %s", ErrMismatch, what, req.Target(), hash, want)
+	}
+	return nil
+}
+
+// serveZip serves a module zip from the cache, fetching, verifying and
+// storing it first on a miss.
+func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Request, req Request) error {
+	key := "zip/" + req.escaped
+	result := cacheHit
+	blob, err := g.cfg.Cache.OpenBlob(ctx, key)
+	if errors.Is(err, cache.ErrNotFound) {
+		if g.cfg.Offline {
+			return fmt.Errorf("%s: %w", req.Target(), ErrOffline)
+		}
+		result = cacheMiss
+		if _, err = g.shared(ctx, key, func(ctx context.Context) ([]byte, error) {
+			return nil, g.fetchZip(ctx, req, key)
+		}); err == nil {
+			blob, err = g.cfg.Cache.OpenBlob(ctx, key)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	defer blob.Close()
+	infoFrom(ctx).cache = result
+	w.Header().Set("Content-Type", "application/zip")
+	http.ServeContent(w, r, "", blob.Stored(), blob)
+	return nil
+}
+
+// fetchZip spools the upstream zip to a file while downloading, checks its
+// hash against the checksum database and only then stores it.
+func (g *Gate) fetchZip(ctx context.Context, req Request, key string) error {
+	start := time.Now()
+	f, size, err := g.up.spool(ctx, "/"+req.escaped+".zip", g.cfg.SpoolDir, maxZipSize)
+	infoFrom(ctx).addUpstream(time.Since(start))
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	h, err := dirhash.HashZip(f.Name(), dirhash.Hash1)
+	if err != nil {
+		return fmt.Errorf("%w: upstream zip of %s is not a valid zip: %v", ErrMismatch, req.Target(), err)
+	}
+	if err := g.checkSum(ctx, req, "", h); err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("rewinding spool file: %w", err)
+	}
+	if err := g.cfg.Cache.PutBlob(ctx, key, f, size); err != nil {
+		return fmt.Errorf("storing %s: %w", key, err)
+	}
+	return nil
+}

@@ -1,0 +1,188 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/tlog"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/modgate/modgate/cache"
+)
+
+// Cache is the store of verified objects. *cache.Store satisfies it.
+// Get and OpenBlob return an error wrapping cache.ErrNotFound on a miss;
+// PutBlob makes a blob visible only once it is stored whole.
+type Cache interface {
+	Get(ctx context.Context, key string) (cache.Entry, error)
+	Put(ctx context.Context, key string, value []byte) error
+	OpenBlob(ctx context.Context, key string) (*cache.Blob, error)
+	PutBlob(ctx context.Context, key string, r io.Reader, size int64) error
+}
+
+// Witness answers checksum-database requests from verified data.
+// *signer.Witness satisfies it.
+type Witness interface {
+	// Name is the database name, such as "sum.golang.org".
+	Name() string
+	// Lookup returns a verified record and a co-signed note containing it.
+	Lookup(ctx context.Context, m module.Version) ([]byte, error)
+	// Tile returns a tile authenticated against a witnessed tree.
+	Tile(ctx context.Context, t tlog.Tile) ([]byte, error)
+	// Latest witnesses the upstream's newest tree head and co-signs it.
+	Latest(ctx context.Context) ([]byte, tlog.Tree, error)
+	// Current co-signs the newest witnessed tree head without the upstream.
+	Current(ctx context.Context) ([]byte, tlog.Tree, error)
+}
+
+// Config configures a Gate. Upstream, Cache and Witness are required; the
+// zero values of the others mean the defaults.
+type Config struct {
+	Upstream   *url.URL     // the upstream module proxy
+	HTTPClient *http.Client // for upstream fetches; nil means a client with timeouts
+	Cache      Cache
+	Witness    Witness
+	// Intercept lists the hosts whose CONNECTs are intercepted.
+	// Empty means proxy.golang.org and sum.golang.org.
+	Intercept []string
+	// Private lists module path patterns (as GONOSUMDB) that are not
+	// checked against the public checksum database.
+	Private []string
+	Offline bool
+	// ListTTL is how long list and @latest answers are fresh. 0 means one minute.
+	ListTTL  time.Duration
+	SpoolDir string      // for zips while they download; "" means os.TempDir()
+	Logger   *zap.Logger // nil means zap.NewNop()
+	Now      func() time.Time
+}
+
+// DefaultIntercept is the default list of intercepted hosts.
+var DefaultIntercept = []string{"proxy.golang.org", "sum.golang.org"}
+
+// Gate is the pipeline behind both the intercepting proxy and the GOPROXY
+// endpoint: it serves module files and checksum-database data.
+type Gate struct {
+	cfg   Config
+	up    *upstream
+	log   *zap.Logger
+	group singleflight.Group
+}
+
+// fetchTimeout bounds one shared upstream fetch (a stall ends it sooner).
+const fetchTimeout = 10 * time.Minute
+
+// New returns a Gate for cfg.
+func New(cfg Config) (*Gate, error) {
+	if cfg.Upstream == nil || cfg.Cache == nil || cfg.Witness == nil {
+		return nil, errors.New("proxy: Upstream, Cache and Witness are required")
+	}
+	if cfg.Upstream.Scheme != "https" && cfg.Upstream.Scheme != "http" {
+		return nil, fmt.Errorf("proxy: upstream %s: want an http or https URL", redact(cfg.Upstream))
+	}
+	if len(cfg.Intercept) == 0 {
+		cfg.Intercept = DefaultIntercept
+	}
+	if cfg.ListTTL == 0 {
+		cfg.ListTTL = time.Minute
+	}
+	if cfg.SpoolDir == "" {
+		cfg.SpoolDir = os.TempDir()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = NewHTTPClient(nil)
+	}
+	up := &upstream{base: cfg.Upstream, client: cfg.HTTPClient, offline: cfg.Offline}
+	return &Gate{cfg: cfg, up: up, log: cfg.Logger}, nil
+}
+
+// Intercepts reports whether CONNECTs to host are intercepted.
+func (g *Gate) Intercepts(host string) bool {
+	return slices.Contains(g.cfg.Intercept, strings.ToLower(host))
+}
+
+// ServeHTTP serves a GOPROXY or checksum-database request, direct or
+// decrypted from an intercepted connection.
+func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	lw, info := g.startLog(w, r)
+	defer g.endLog(lw, r, info)
+	req, err := g.route(r)
+	info.req = req
+	if err != nil {
+		writeError(lw, err)
+		return
+	}
+	ctx := withInfo(r.Context(), info)
+	switch req.Kind {
+	case KindSupported, KindSumLatest, KindLookup, KindTile:
+		err = g.serveSumDB(ctx, lw, r, req)
+	case KindZip:
+		err = g.serveZip(ctx, lw, r, req)
+	default:
+		err = g.serveFile(ctx, lw, r, req)
+	}
+	if err != nil {
+		info.err = err
+		writeError(lw, err)
+	}
+}
+
+// route checks the method and parses (host, path) into a Request.
+func (g *Gate) route(r *http.Request) (Request, error) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return Request{}, badRequest("method %s not allowed: only GET and HEAD", r.Method)
+	}
+	if strings.Contains(r.URL.EscapedPath(), "%") {
+		return Request{}, badRequest("percent-encoded paths are not module paths: %q", r.URL.EscapedPath())
+	}
+	if r.TLS != nil { // decrypted from an intercepted CONNECT
+		host := hostOnly(r.Host)
+		if !g.Intercepts(host) {
+			return Request{}, badRequest("host %q is not intercepted", host)
+		}
+		if host == g.cfg.Witness.Name() {
+			return RouteSumDB(host, r.URL.Path)
+		}
+	}
+	return Route(r.URL.Path)
+}
+
+// hostOnly strips a port from host.
+func hostOnly(host string) string {
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		host = host[:i]
+	}
+	return strings.ToLower(strings.Trim(host, "[]"))
+}
+
+// shared runs fn once for all concurrent callers with the same key, in a
+// context that the first caller's cancellation does not end.
+func (g *Gate) shared(ctx context.Context, key string, fn func(ctx context.Context) ([]byte, error)) ([]byte, error) {
+	v, err, _ := g.group.Do(key, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+		defer cancel()
+		return fn(ctx)
+	})
+	b, _ := v.([]byte)
+	return b, err
+}
+
+// private reports whether path skips the public checksum database.
+func (g *Gate) private(path string) bool {
+	return len(g.cfg.Private) > 0 && module.MatchPrefixPatterns(strings.Join(g.cfg.Private, ","), path)
+}

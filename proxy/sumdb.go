@@ -1,0 +1,131 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/mod/module"
+
+	"github.com/modgate/modgate/signer"
+)
+
+// serveSumDB serves the checksum-database endpoints from the witness.
+func (g *Gate) serveSumDB(ctx context.Context, w http.ResponseWriter, r *http.Request, req Request) error {
+	if req.DB != g.cfg.Witness.Name() {
+		return fmt.Errorf("%w: modgate serves checksum database %s, not %s", signer.ErrNotFound, g.cfg.Witness.Name(), req.DB)
+	}
+	var (
+		body  []byte
+		err   error
+		ctype = "text/plain; charset=utf-8"
+	)
+	info := infoFrom(ctx)
+	switch req.Kind {
+	case KindSupported:
+		return g.writeSmall(ctx, w, r, ctype, nil, cacheHit)
+	case KindSumLatest:
+		body, _, err = g.cfg.Witness.Latest(ctx)
+		if err != nil && !errors.Is(err, signer.ErrFork) && !errors.Is(err, signer.ErrVerify) {
+			g.log.Warn("cannot witness the upstream's latest tree head; serving the newest witnessed one", zap.Error(err))
+			body, _, err = g.cfg.Witness.Current(ctx)
+			info.cache = cacheStale
+		}
+	case KindLookup:
+		key := "lookup/" + req.escaped
+		body, err = g.shared(ctx, key, func(ctx context.Context) ([]byte, error) {
+			return g.cfg.Witness.Lookup(ctx, module.Version{Path: req.Module, Version: req.Version})
+		})
+	case KindTile:
+		ctype = "application/octet-stream"
+		body, err = g.shared(ctx, "tile/"+req.Tile.Path(), func(ctx context.Context) ([]byte, error) {
+			return g.cfg.Witness.Tile(ctx, req.Tile)
+		})
+	}
+	if err != nil {
+		return err
+	}
+	result := info.cache
+	if result == "" {
+		result = cacheHit
+		if info.upstreamCalls > 0 {
+			result = cacheMiss
+		}
+	}
+	return g.writeSmall(ctx, w, r, ctype, body, result)
+}
+
+// SumDBRemote reads the upstream checksum database for the witness. Its
+// base URL is given, or found on first use: the upstream module proxy's
+// /sumdb/<name> when it answers "supported", else https://<name>.
+type SumDBRemote struct {
+	name  string
+	proxy *upstream
+	mu    sync.Mutex
+	db    *upstream // resolved
+}
+
+var _ signer.Remote = (*SumDBRemote)(nil)
+
+// NewSumDBRemote returns the remote for database name. base may be nil to
+// find it through the module proxy upstream.
+func NewSumDBRemote(name string, base, proxyURL *url.URL, client *http.Client, offline bool) *SumDBRemote {
+	r := &SumDBRemote{name: name, proxy: &upstream{base: proxyURL, client: client, offline: offline}}
+	if base != nil {
+		r.db = &upstream{base: base, client: client, offline: offline}
+	}
+	return r
+}
+
+// ReadRemote implements signer.Remote.
+func (r *SumDBRemote) ReadRemote(ctx context.Context, path string) ([]byte, error) {
+	db, err := r.resolve(ctx)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	defer infoFrom(ctx).addUpstreamSince(start)
+	return db.fetch(ctx, path)
+}
+
+// resolve finds the database URL once; a failed probe is tried again later.
+func (r *SumDBRemote) resolve(ctx context.Context) (*upstream, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.db != nil {
+		return r.db, nil
+	}
+	if r.proxy.offline {
+		return nil, ErrOffline
+	}
+	viaProxy := *r.proxy.base
+	viaProxy.Path = strings.TrimSuffix(viaProxy.Path, "/") + "/sumdb/" + r.name
+	probe := &upstream{base: &viaProxy, client: r.proxy.client}
+	_, err := probe.fetch(ctx, "/supported")
+	var ue *UpstreamError
+	switch {
+	case err == nil:
+		r.db = probe
+	case errors.As(err, &ue) && ue.NotFound():
+		r.db = &upstream{base: &url.URL{Scheme: "https", Host: r.name}, client: r.proxy.client}
+	default:
+		return nil, fmt.Errorf("finding the checksum database %s: %w", r.name, err)
+	}
+	return r.db, nil
+}
+
+// URL is the resolved database URL, or "" before it is known.
+func (r *SumDBRemote) URL() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.db == nil {
+		return ""
+	}
+	return redact(r.db.base)
+}

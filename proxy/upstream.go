@@ -1,0 +1,145 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Limits on upstream answers.
+const (
+	maxSmallBody = 16 << 20  // list, info, mod, latest and sumdb answers
+	maxZipSize   = 500 << 20 // the go command's limit on a module zip
+	stallTimeout = 60 * time.Second
+)
+
+// upstream fetches from one HTTP base URL (a module proxy or a checksum
+// database), with timeouts, size limits and redacted errors.
+type upstream struct {
+	base    *url.URL
+	client  *http.Client
+	offline bool
+}
+
+// get issues GET base+path and returns a 200 response; anything else is an
+// *UpstreamError. The response body is cancelled if it stalls.
+func (u *upstream) get(ctx context.Context, path string) (*http.Response, error) {
+	if u.offline {
+		return nil, ErrOffline
+	}
+	target := *u.base
+	target.Path = strings.TrimSuffix(target.Path, "/") + path
+	target.RawPath = ""
+	ctx, cancel := context.WithCancel(ctx)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.String(), nil)
+	if err != nil {
+		cancel()
+		return nil, &UpstreamError{URL: redact(&target), Err: err}
+	}
+	req.Header.Set("User-Agent", "modgate")
+	resp, err := u.client.Do(req)
+	if err != nil {
+		cancel()
+		return nil, &UpstreamError{URL: redact(&target), Err: errors.Unwrap(err)}
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer cancel()
+		defer resp.Body.Close()
+		return nil, &UpstreamError{URL: redact(&target), Status: resp.StatusCode, Body: firstLine(resp)}
+	}
+	resp.Body = newStallReader(resp.Body, cancel, stallTimeout)
+	return resp, nil
+}
+
+// firstLine returns the first line of a short text body, for messages.
+func firstLine(resp *http.Response) string {
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		return ""
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	return line
+}
+
+// fetch returns a whole small body, refusing one over maxSmallBody.
+func (u *upstream) fetch(ctx context.Context, path string) ([]byte, error) {
+	resp, err := u.get(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxSmallBody+1))
+	if err != nil {
+		return nil, &UpstreamError{URL: redact(resp.Request.URL), Status: resp.StatusCode, Err: err}
+	}
+	if len(b) > maxSmallBody {
+		return nil, &UpstreamError{URL: redact(resp.Request.URL), Status: resp.StatusCode, Err: fmt.Errorf("answer larger than %d bytes", maxSmallBody)}
+	}
+	return b, nil
+}
+
+// spool streams a body to a new temporary file in dir, refusing more than
+// limit bytes, whether declared or streamed. The caller removes the file.
+func (u *upstream) spool(ctx context.Context, path, dir string, limit int64) (*os.File, int64, error) {
+	resp, err := u.get(ctx, path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.ContentLength > limit {
+		return nil, 0, fmt.Errorf("%w: upstream declares %d bytes", ErrTooLarge, resp.ContentLength)
+	}
+	f, err := os.CreateTemp(dir, "modgate-spool-*.zip")
+	if err != nil {
+		return nil, 0, fmt.Errorf("spooling: %w", err)
+	}
+	n, err := io.Copy(f, io.LimitReader(resp.Body, limit+1))
+	if err == nil && n > limit {
+		err = fmt.Errorf("%w: upstream sent more than %d bytes", ErrTooLarge, limit)
+	} else if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
+		err = &UpstreamError{URL: redact(resp.Request.URL), Status: resp.StatusCode, Err: fmt.Errorf("truncated: got %d of %d bytes", n, resp.ContentLength)}
+	} else if err != nil {
+		err = &UpstreamError{URL: redact(resp.Request.URL), Status: resp.StatusCode, Err: err}
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, 0, err
+	}
+	return f, n, nil
+}
+
+// stallReader cancels a body that makes no progress for a while, so a
+// stalled upstream cannot hold a request (and its waiters) forever.
+type stallReader struct {
+	rc     io.ReadCloser
+	cancel context.CancelFunc
+	timer  *time.Timer
+	d      time.Duration
+	once   sync.Once
+}
+
+func newStallReader(rc io.ReadCloser, cancel context.CancelFunc, d time.Duration) *stallReader {
+	return &stallReader{rc: rc, cancel: cancel, d: d, timer: time.AfterFunc(d, cancel)}
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	n, err := s.rc.Read(p)
+	if n > 0 {
+		s.timer.Reset(s.d)
+	}
+	return n, err
+}
+
+func (s *stallReader) Close() error {
+	err := s.rc.Close()
+	s.once.Do(func() { s.timer.Stop(); s.cancel() })
+	return err
+}
