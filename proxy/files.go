@@ -20,6 +20,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/modgate/modgate/cache"
+	"github.com/modgate/modgate/signer"
 )
 
 // Cache results recorded in the access log.
@@ -151,6 +152,9 @@ func (g *Gate) checkSum(ctx context.Context, req Request, suffix, hash string) e
 	if err != nil {
 		if s := statusOf(err); s == http.StatusNotFound || s == http.StatusGone {
 			return fmt.Errorf("%w: %s is not in the checksum database %s", ErrMismatch, req.Target(), g.cfg.Witness.Name())
+		}
+		if errors.Is(err, signer.ErrFork) {
+			return fmt.Errorf("%w;\nrefusing %s until an operator acts", err, req.Target())
 		}
 		return fmt.Errorf("checking %s%s against the checksum database: %w", req.Target(), suffix, err)
 	}

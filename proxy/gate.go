@@ -147,9 +147,6 @@ func (g *Gate) route(r *http.Request) (Request, error) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return Request{}, badRequest("method %s not allowed: only GET and HEAD", r.Method)
 	}
-	if strings.Contains(r.URL.EscapedPath(), "%") {
-		return Request{}, badRequest("percent-encoded paths are not module paths: %q", r.URL.EscapedPath())
-	}
 	if r.TLS != nil { // decrypted from an intercepted CONNECT
 		host := hostOnly(r.Host)
 		if !g.Intercepts(host) {
