@@ -190,10 +190,10 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 		g.close()
 		return nil, err
 	}
-	spool := filepath.Join(o.dataDir, "spool")
-	if err := os.MkdirAll(spool, 0o700); err != nil {
+	spool, err := cleanSpool(filepath.Join(o.dataDir, "spool"))
+	if err != nil {
 		g.close()
-		return nil, fmt.Errorf("spool directory: %w", err)
+		return nil, err
 	}
 	gate, err := proxy.New(proxy.Config{
 		Upstream: upstreamURL, HTTPClient: client, Cache: g.cache, Witness: w, Intercept: intercept,
@@ -209,6 +209,19 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	}
 	g.server = proxy.NewServer(gate, g.leaves.TLSConfig(), log.Named("proxy"))
 	return g, nil
+}
+
+// cleanSpool makes the spool directory and removes zips that a killed
+// process left half downloaded.
+func cleanSpool(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("spool directory: %w", err)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "modgate-spool-*"))
+	for _, f := range left {
+		os.Remove(f)
+	}
+	return dir, nil
 }
 
 // upstreamClient builds the upstream HTTP client with extra roots from a PEM file.
