@@ -201,7 +201,7 @@ func TestReplaceWhileReading(t *testing.T) {
 	ctx := context.Background()
 	stores := map[string]func(t *testing.T) *Store{
 		"memory": func(t *testing.T) *Store { return newMemStore(t, 4) },
-		// Chunks above 64 KiB live in Badger's value log.
+		// Chunks above ValueThreshold live in Badger's value log.
 		"disk": func(t *testing.T) *Store {
 			return openStore(t, Config{Dir: t.TempDir(), ChunkSize: 70_000})
 		},

@@ -24,8 +24,8 @@ type KindStats struct {
 
 // Stats counts the small values and blobs on a consistent snapshot. Bytes
 // are the sizes of the values as stored by callers (a blob counts its content
-// size); the size of a small value of 64 KiB or more, which Badger keeps in
-// its value log, is estimated to within a few bytes. Stats iterates over
+// size); the size of a small value of Config.ValueThreshold bytes or more,
+// which Badger keeps in its value log, is estimated to within a few bytes. Stats iterates over
 // keys only, plus the blob manifests.
 func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	if err := ctx.Err(); err != nil {

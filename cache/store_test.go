@@ -105,6 +105,8 @@ func TestOpenConfig(t *testing.T) {
 		{"small memtable", Config{InMemory: true, MemTableSize: 1 << 20}},
 		{"one compactor", Config{InMemory: true, NumCompactors: 1}},
 		{"tiny value log", Config{InMemory: true, ValueLogFileSize: 1 << 10}},
+		{"value threshold too big", Config{Dir: "x", ValueThreshold: 2 << 20}},
+		{"negative value threshold", Config{Dir: "x", ValueThreshold: -1}},
 		{"chunk vs value log", Config{Dir: "x", ChunkSize: 1 << 20, ValueLogFileSize: 1 << 20}},
 	}
 	for _, tt := range tests {
