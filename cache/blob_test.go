@@ -446,16 +446,7 @@ func TestBlobCorrupt(t *testing.T) {
 			if err := s.PutBlob(ctx, key, strings.NewReader("0123456789"), 10); err != nil {
 				t.Fatal(err)
 			}
-			err := s.db.Update(func(txn *badger.Txn) error {
-				m, err := getManifest(txn, key)
-				if err != nil {
-					return err
-				}
-				return tt.corrupt(txn, m.gen)
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
+			corruptChunks(t, s, key, tt.corrupt)
 			b, err := s.OpenBlob(ctx, key)
 			if err != nil {
 				t.Fatal(err)
@@ -474,6 +465,21 @@ func TestBlobCorrupt(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// corruptChunks lets corrupt change the chunks of the blob under key.
+func corruptChunks(t *testing.T, s *Store, key string, corrupt func(txn *badger.Txn, gen uint64) error) {
+	t.Helper()
+	err := s.db.Update(func(txn *badger.Txn) error {
+		m, err := getManifest(txn, key)
+		if err != nil {
+			return err
+		}
+		return corrupt(txn, m.gen)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
