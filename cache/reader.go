@@ -44,6 +44,8 @@ type Blob struct {
 	err    error // sticky error (corruption, closed)
 }
 
+var _ io.ReadSeekCloser = (*Blob)(nil)
+
 // errBlobClosed is returned by the methods of a closed Blob.
 var errBlobClosed = fmt.Errorf("cache: blob: %w", fs.ErrClosed)
 

@@ -23,6 +23,24 @@
 //
 // Every caller key is stored behind a "v/" or "b/" prefix, so no caller key
 // can collide with a chunk key or with a key of the other namespace.
+//
+// Choices made here:
+//
+//   - Each PutBlob writes under a fresh generation (an id above every one
+//     seen in the database, starting from the clock), so a blob being
+//     replaced and its replacement never share chunks. A crash before the
+//     manifest commit leaves chunks of a generation no manifest names;
+//     Sweep (run by Open) deletes those, sparing PutBlob calls in progress.
+//   - Chunks are fsynced before their manifest is committed, so a manifest
+//     never outlives its chunks, even across a power failure.
+//   - Readers check each chunk's presence and length against the manifest,
+//     and a read in order from the start checks the content's SHA-256
+//     before handing out the last chunk, so corrupt data ends in an error,
+//     never in a complete-looking file.
+//   - Corrupt records are reported (ErrCorrupt) but never stop Open, Sweep
+//     or Stats; they can be replaced or deleted.
+//   - Value log garbage collection runs in the background (GCInterval) to
+//     reclaim the disk space of deleted and replaced blobs.
 package cache
 
 import (
