@@ -1,0 +1,58 @@
+# syntax=docker/dockerfile:1
+#
+# modgate container image.
+#
+#   docker build --build-arg VERSION="$(git describe --tags --always --dirty)" -t modgate .
+#   docker run -d --name modgate -p 3128:3128 -p 3129:3129 -v modgate-data:/var/lib/modgate modgate
+#
+# The image runs as the distroless "nonroot" user (uid 65532). The data
+# directory (CA, enterprise note key, admin token, Badger cache) is the
+# volume /var/lib/modgate; `modgate serve` creates what is missing in it on
+# first start. See README.md, section "Docker".
+
+# ---- build ------------------------------------------------------------------
+# The builder runs on the build host's platform and cross-compiles for the
+# target platform (docker buildx build --platform linux/amd64,linux/arm64).
+FROM --platform=$BUILDPLATFORM golang:1.26 AS build
+WORKDIR /src
+
+# Dependencies first, so that a source change does not download them again.
+COPY go.mod go.sum ./
+RUN go mod download && go mod verify
+
+COPY . .
+ARG VERSION=devel
+ARG TARGETOS
+ARG TARGETARCH
+RUN --mount=type=cache,target=/root/.cache/go-build \
+    CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
+    go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/modgate ./cmd/modgate
+
+# The data directory, owned by the nonroot user and private to it, so that a
+# new named volume mounted there starts with that owner and mode.
+RUN mkdir -p /out/var/lib/modgate && chmod 0700 /out/var/lib/modgate
+
+# ---- run --------------------------------------------------------------------
+# distroless/static: no shell, no package manager; CA roots in
+# /etc/ssl/certs (for the upstream's TLS), tzdata, and the nonroot user.
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/modgate /modgate
+COPY --from=build --chown=65532:65532 /out/var/lib/modgate /var/lib/modgate
+USER 65532:65532
+
+ENV MODGATE_DATA_DIR=/var/lib/modgate \
+    MODGATE_LISTEN=0.0.0.0:3128 \
+    MODGATE_ADMIN_LISTEN=0.0.0.0:3129
+VOLUME /var/lib/modgate
+# 3128: HTTPS_PROXY (CONNECT interception) and GOPROXY endpoint.
+# 3129: admin listener: /healthz, /readyz, /ca.pem.
+EXPOSE 3128 3129
+
+# No HEALTHCHECK yet: the image has no shell or curl, and modgate has no
+# `healthcheck` command to probe its own /healthz. When it has one, add:
+#   HEALTHCHECK --interval=30s --timeout=5s CMD ["/modgate", "healthcheck"]
+# Until then, orchestrators can probe http://<container>:3129/healthz and
+# /readyz directly (an HTTP probe, as Kubernetes does).
+
+ENTRYPOINT ["/modgate"]
+CMD ["serve"]
