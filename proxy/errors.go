@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/modgate/modgate/signer"
 )
@@ -112,8 +114,8 @@ func errorText(err error) string {
 			if r == '\t' {
 				return ' '
 			}
-			if r < ' ' || r == 0x7f || r == 0xfffd {
-				return -1
+			if r == utf8.RuneError || !unicode.IsGraphic(r) {
+				return -1 // the go command drops a body with any such rune
 			}
 			return r
 		}, line)
@@ -130,7 +132,7 @@ func errorText(err error) string {
 	lines[0] = "modgate: " + lines[0]
 	msg := strings.Join(lines, "\n")
 	if len(msg) > maxErrorBytes {
-		msg = strings.ToValidUTF8(msg[:maxErrorBytes], "")
+		msg = strings.TrimRightFunc(strings.ToValidUTF8(msg[:maxErrorBytes], ""), unicode.IsSpace)
 	}
 	return msg + "\n"
 }

@@ -47,7 +47,7 @@ func specFor(req Request) fileSpec {
 	case KindMod:
 		return fileSpec{".mod", "text/plain; charset=utf-8", false, checkMod}
 	}
-	return fileSpec{".info", "application/json", semver.Canonical(req.Version) != req.Version, checkInfo}
+	return fileSpec{".info", "application/json", module.CanonicalVersion(req.Version) != req.Version, checkInfo}
 }
 
 // serveFile serves list, @latest, .info and .mod.
@@ -64,6 +64,10 @@ func (g *Gate) serveFile(ctx context.Context, w http.ResponseWriter, r *http.Req
 		return fmt.Errorf("%s: %w", req.Target(), ErrOffline)
 	}
 	body, ferr := g.shared(ctx, key, func(ctx context.Context) ([]byte, error) {
+		// Another request may have stored it since this one missed.
+		if e, err := g.cfg.Cache.Get(ctx, key); err == nil && (!spec.mutable || g.cfg.Now().Sub(e.Stored) < g.cfg.ListTTL) {
+			return e.Value, nil
+		}
 		body, err := g.fetchTimed(ctx, "/"+req.escaped+spec.ext)
 		if err != nil {
 			return nil, err
@@ -121,10 +125,10 @@ func checkInfo(_ *Gate, _ context.Context, req Request, body []byte) error {
 	if err := json.Unmarshal(body, &info); err != nil {
 		return fmt.Errorf("%w: upstream .info of %s is not valid JSON: %v", ErrMismatch, req.Target(), err)
 	}
-	if semver.Canonical(info.Version) != info.Version || module.Check(req.Module, info.Version) != nil {
+	if module.CanonicalVersion(info.Version) != info.Version || module.Check(req.Module, info.Version) != nil {
 		return fmt.Errorf("%w: upstream .info of %s names an invalid version %q", ErrMismatch, req.Target(), info.Version)
 	}
-	if req.Version != "" && semver.Canonical(req.Version) == req.Version && info.Version != req.Version {
+	if req.Version != "" && module.CanonicalVersion(req.Version) == req.Version && info.Version != req.Version {
 		return fmt.Errorf("%w: upstream .info of %s is for version %s", ErrMismatch, req.Target(), info.Version)
 	}
 	return nil
@@ -194,6 +198,9 @@ func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		}
 		result = cacheMiss
 		if _, err = g.shared(ctx, key, func(ctx context.Context) ([]byte, error) {
+			if ok, err := g.cfg.Cache.HasBlob(ctx, key); err == nil && ok {
+				return nil, nil // stored since this request missed
+			}
 			return nil, g.fetchZip(ctx, req, key)
 		}); err == nil {
 			blob, err = g.cfg.Cache.OpenBlob(ctx, key)

@@ -27,6 +27,7 @@ type Cache interface {
 	Get(ctx context.Context, key string) (cache.Entry, error)
 	Put(ctx context.Context, key string, value []byte) error
 	OpenBlob(ctx context.Context, key string) (*cache.Blob, error)
+	HasBlob(ctx context.Context, key string) (bool, error)
 	PutBlob(ctx context.Context, key string, r io.Reader, size int64) error
 }
 

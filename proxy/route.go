@@ -7,7 +7,6 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/mod/module"
-	"golang.org/x/mod/semver"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -107,7 +106,7 @@ func moduleRequest(kind Kind, escPath, escVers string) (Request, error) {
 	if err := module.Check(path, vers); err != nil && kind != KindInfo {
 		return Request{}, badRequest("%v", err)
 	}
-	if kind != KindInfo && semver.Canonical(vers) != vers {
+	if kind != KindInfo && module.CanonicalVersion(vers) != vers {
 		return Request{}, badRequest("version %q of %s is not canonical: .mod and .zip are served by exact version only", vers, path)
 	}
 	if strings.Contains(vers, "..") || strings.ContainsAny(vers, "/") {
