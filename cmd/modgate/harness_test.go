@@ -20,6 +20,11 @@ import (
 // binary is the modgate binary the end-to-end tests run, built by TestMain.
 var binary string
 
+// clientHome is the HOME of every go client, with telemetry off: the go
+// command may leave a telemetry process writing below HOME after it exits,
+// which must not race with the removal of a test's temporary directory.
+var clientHome string
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "modgate-e2e-")
 	if err != nil {
@@ -32,6 +37,12 @@ func TestMain(m *testing.M) {
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building modgate:", err)
 		os.Exit(1)
+	}
+	clientHome = filepath.Join(dir, "home")
+	off := exec.Command("go", "telemetry", "off")
+	off.Env = append(os.Environ(), "HOME="+clientHome, "XDG_CONFIG_HOME="+filepath.Join(clientHome, ".config"))
+	if out, err := off.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go telemetry off: %v\n%s", err, out)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -170,7 +181,7 @@ func newClient(t *testing.T, g *gateProc, mode clientMode, gosumdb, goMod string
 		t.Fatal(err)
 	}
 	c.env = []string{
-		"PATH=" + os.Getenv("PATH"), "HOME=" + root,
+		"PATH=" + os.Getenv("PATH"), "HOME=" + clientHome, "XDG_CONFIG_HOME=" + filepath.Join(clientHome, ".config"),
 		"GOPATH=" + filepath.Join(root, "gopath"), "GOMODCACHE=" + filepath.Join(root, "modcache"),
 		"GOCACHE=" + filepath.Join(root, "gocache"), "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local",
 		"GONOSUMDB=", "GOPRIVATE=", "GONOPROXY=", "GOINSECURE=", "NO_PROXY=", "no_proxy=",
