@@ -2,11 +2,14 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/modgate/modgate/signer"
 )
 
 // reqInfo collects what the access log says of one request.
@@ -42,6 +45,19 @@ func (i *reqInfo) addUpstream(d time.Duration) {
 }
 
 func (i *reqInfo) addUpstreamSince(start time.Time) { i.addUpstream(time.Since(start)) }
+
+// failureKind names the verification failure behind err, or "".
+func failureKind(kind Kind, err error) string {
+	switch {
+	case errors.Is(err, signer.ErrFork):
+		return "fork"
+	case errors.Is(err, signer.ErrVerify):
+		return "sumdb"
+	case errors.Is(err, ErrMismatch):
+		return string(kind)
+	}
+	return ""
+}
 
 // logWriter records the status and size of a response.
 type logWriter struct {
@@ -92,6 +108,10 @@ func (g *Gate) endLog(w *logWriter, r *http.Request, info *reqInfo) {
 	}
 	if info.err != nil {
 		fields = append(fields, zap.String("error", info.err.Error()))
+		if kind := failureKind(info.req.Kind, info.err); kind != "" {
+			g.cfg.Metrics.verifyFailed(kind)
+		}
 	}
+	g.cfg.Metrics.request(info.req.Kind, w.status, info.cache, via, w.bytes)
 	g.log.Info("request", fields...)
 }

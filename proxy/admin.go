@@ -5,10 +5,19 @@ import (
 	"net/http"
 )
 
+// AdminConfig says what the admin listener serves. Nil handlers are not
+// mounted.
+type AdminConfig struct {
+	Ready   func() bool  // /readyz answers 200 once it reports true
+	CAPEM   []byte       // served at /ca.pem
+	Metrics http.Handler // mounted at /metrics
+	API     http.Handler // mounted at /api/ (it authenticates its callers)
+}
+
 // AdminHandler serves the admin listener: /healthz answers 200 while the
-// process runs, /readyz 200 once ready reports true, /ca.pem the CA
-// certificate.
-func AdminHandler(ready func() bool, caPEM []byte) http.Handler {
+// process runs, /readyz 200 once ready, /ca.pem the CA certificate,
+// /metrics the Prometheus metrics and /api/ the admin API.
+func AdminHandler(cfg AdminConfig) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -16,7 +25,7 @@ func AdminHandler(ready func() bool, caPEM []byte) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if !ready() {
+		if cfg.Ready == nil || !cfg.Ready() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, "not ready")
 			return
@@ -25,7 +34,13 @@ func AdminHandler(ready func() bool, caPEM []byte) http.Handler {
 	})
 	mux.HandleFunc("GET /ca.pem", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-pem-file")
-		w.Write(caPEM)
+		w.Write(cfg.CAPEM)
 	})
+	if cfg.Metrics != nil {
+		mux.Handle("GET /metrics", cfg.Metrics)
+	}
+	if cfg.API != nil {
+		mux.Handle("/api/", cfg.API)
+	}
 	return mux
 }

@@ -93,8 +93,10 @@ func (g *Gate) serveFile(ctx context.Context, w http.ResponseWriter, r *http.Req
 // fetchTimed fetches a small body and records the upstream time.
 func (g *Gate) fetchTimed(ctx context.Context, path string) ([]byte, error) {
 	start := time.Now()
-	defer func() { infoFrom(ctx).addUpstream(time.Since(start)) }()
-	return g.up.fetch(ctx, path)
+	b, err := g.up.fetch(ctx, path)
+	infoFrom(ctx).addUpstream(time.Since(start))
+	g.cfg.Metrics.fetched(infoFrom(ctx).req.Kind, time.Since(start), int64(len(b)))
+	return b, err
 }
 
 func (g *Gate) writeSmall(ctx context.Context, w http.ResponseWriter, r *http.Request, ctype string, body []byte, result string) error {
@@ -222,6 +224,7 @@ func (g *Gate) fetchZip(ctx context.Context, req Request, key string) error {
 	start := time.Now()
 	f, size, err := g.up.spool(ctx, "/"+req.escaped+".zip", g.cfg.SpoolDir, maxZipSize)
 	infoFrom(ctx).addUpstream(time.Since(start))
+	g.cfg.Metrics.fetched(KindZip, time.Since(start), size)
 	if err != nil {
 		return err
 	}

@@ -64,6 +64,7 @@ type Config struct {
 	ListTTL  time.Duration
 	SpoolDir string      // for zips while they download; "" means os.TempDir()
 	Logger   *zap.Logger // nil means zap.NewNop()
+	Metrics  *Metrics    // nil records nothing
 	Now      func() time.Time
 }
 

@@ -65,10 +65,12 @@ func (g *Gate) serveSumDB(ctx context.Context, w http.ResponseWriter, r *http.Re
 // base URL is given, or found on first use: the upstream module proxy's
 // /sumdb/<name> when it answers "supported", else https://<name>.
 type SumDBRemote struct {
-	name  string
-	proxy *upstream
-	mu    sync.Mutex
-	db    *upstream // resolved
+	// Metrics, if set, records the upstream fetches.
+	Metrics *Metrics
+	name    string
+	proxy   *upstream
+	mu      sync.Mutex
+	db      *upstream // resolved
 }
 
 var _ signer.Remote = (*SumDBRemote)(nil)
@@ -90,8 +92,10 @@ func (r *SumDBRemote) ReadRemote(ctx context.Context, path string) ([]byte, erro
 		return nil, err
 	}
 	start := time.Now()
-	defer infoFrom(ctx).addUpstreamSince(start)
-	return db.fetch(ctx, path)
+	b, err := db.fetch(ctx, path)
+	infoFrom(ctx).addUpstreamSince(start)
+	r.Metrics.fetched("sumdb", time.Since(start), int64(len(b)))
+	return b, err
 }
 
 // resolve finds the database URL once; a failed probe is tried again later.

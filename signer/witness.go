@@ -160,6 +160,12 @@ func (w *Witness) State() (tlog.Tree, []byte) {
 	return w.latest, w.latestMsg
 }
 
+// TreeSize is the size of the newest witnessed tree.
+func (w *Witness) TreeSize() int64 {
+	tree, _ := w.State()
+	return tree.N
+}
+
 // open verifies msg with the upstream key and parses its tree.
 func (w *Witness) open(msg []byte) (*note.Note, tlog.Tree, error) {
 	n, err := note.Open(msg, w.verifier)

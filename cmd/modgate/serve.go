@@ -15,6 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -131,10 +134,12 @@ func parseUpstream(s string) (*url.URL, error) {
 
 // gateParts are the opened pieces of a running gate.
 type gateParts struct {
-	cache  *cache.Store
-	leaves *pki.Leaves
-	ca     *pki.CA
-	server *proxy.Server
+	registry *prometheus.Registry
+	metrics  *proxy.Metrics
+	cache    *cache.Store
+	leaves   *pki.Leaves
+	ca       *pki.CA
+	server   *proxy.Server
 }
 
 func (g *gateParts) close() {
@@ -149,7 +154,9 @@ func (g *gateParts) close() {
 // openGate loads the keys (refusing secrets readable by others), opens the
 // cache and builds the witness, the pipeline and the server.
 func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbURL string, upstreamURL *url.URL, intercept []string) (*gateParts, error) {
-	g := &gateParts{}
+	g := &gateParts{registry: prometheus.NewRegistry()}
+	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	g.metrics = proxy.NewMetrics(g.registry)
 	var err error
 	if g.ca, err = pki.Load(o.dataDir); err != nil {
 		return nil, err
@@ -184,6 +191,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 		}
 	}
 	remote := proxy.NewSumDBRemote(dbName, base, upstreamURL, client, o.offline)
+	remote.Metrics = g.metrics
 	vkey := strings.Fields(o.upstreamSumDB)[0]
 	w, err := signer.New(ctx, signer.Config{Upstream: vkey, Signer: sig, Store: proxy.WitnessStore{Cache: g.cache}, Remote: remote, Logger: log.Named("witness")})
 	if err != nil {
@@ -198,6 +206,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	gate, err := proxy.New(proxy.Config{
 		Upstream: upstreamURL, HTTPClient: client, Cache: g.cache, Witness: w, Intercept: intercept,
 		Private: splitList(o.private), Offline: o.offline, ListTTL: o.listTTL, SpoolDir: spool, Logger: log.Named("access"),
+		Metrics: g.metrics,
 	})
 	if err != nil {
 		g.close()
@@ -208,6 +217,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 		return nil, err
 	}
 	g.server = proxy.NewServer(gate, g.leaves.TLSConfig(), log.Named("proxy"))
+	g.registry.MustRegister(proxy.NewCollector(g.cache, w))
 	return g, nil
 }
 
@@ -265,7 +275,10 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 		ln.Close()
 		return fmt.Errorf("--admin-listen: %w", err)
 	}
-	admin := &http.Server{Handler: proxy.AdminHandler(g.server.Ready, g.ca.CertPEM), ReadHeaderTimeout: 10 * time.Second}
+	admin := &http.Server{Handler: proxy.AdminHandler(proxy.AdminConfig{
+		Ready: g.server.Ready, CAPEM: g.ca.CertPEM,
+		Metrics: promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{}),
+	}), ReadHeaderTimeout: 10 * time.Second}
 	go admin.Serve(aln)
 	defer admin.Close()
 	log.Info("modgate serving", zap.String("listen", ln.Addr().String()), zap.String("admin", aln.Addr().String()),

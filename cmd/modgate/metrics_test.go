@@ -1,0 +1,74 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/module"
+)
+
+// scrape returns the value of the first sample of /metrics whose line
+// starts with prefix (name and labels), or -1.
+func scrape(t *testing.T, g *gateProc, prefix string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + g.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	sum, found := 0.0, false
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, prefix) {
+			f := strings.Fields(line)
+			v, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err != nil {
+				t.Fatalf("metric line %q: %v", line, err)
+			}
+			sum, found = sum+v, true
+		}
+	}
+	if !found {
+		return -1
+	}
+	return sum
+}
+
+// TestMetricsMoveAfterDownload checks that /metrics counts a real download.
+func TestMetricsMoveAfterDownload(t *testing.T) {
+	up, g := fakeGate(t, filepath.Join(t.TempDir(), "data"))
+	series := []string{
+		`modgate_requests_total{cache="miss",kind="zip",status="200",via="intercept"}`,
+		`modgate_requests_total{cache="hit",kind="tile"`,
+		`modgate_served_bytes_total{kind="zip"}`,
+		`modgate_fetched_bytes_total{kind="zip"}`,
+		`modgate_fetched_bytes_total{kind="sumdb"}`,
+		`modgate_upstream_duration_seconds_count{kind="mod"}`,
+		`modgate_witness_tree_size`,
+		`modgate_cache_objects{kind="zip"}`,
+	}
+	before := map[string]float64{}
+	for _, s := range series {
+		before[s] = scrape(t, g, s)
+	}
+	c := newClient(t, g, viaIntercept, g.verifier, appMod)
+	c.must(appDownload...)
+	c = newClient(t, g, viaIntercept, g.verifier, appMod) // a second client hits the cache
+	c.must(appDownload...)
+	for _, s := range series {
+		if after := scrape(t, g, s); after <= before[s] || after <= 0 {
+			t.Errorf("%s did not move: %v -> %v", s, before[s], after)
+		}
+	}
+	m := module.Version{Path: "example.com/lib", Version: "v1.0.0"} // not downloaded yet
+	up.SetZipMismatch(m, true)
+	fails := scrape(t, g, `modgate_verification_failures_total{kind="zip"}`)
+	newClient(t, g, viaIntercept, g.verifier, "module example.com/app\n\ngo 1.21\n").run("mod", "download", m.Path+"@"+m.Version)
+	if after := scrape(t, g, `modgate_verification_failures_total{kind="zip"}`); after != max(fails, 0)+1 {
+		t.Errorf("verification failures of kind zip: %v -> %v, want one more", fails, after)
+	}
+}

@@ -1,0 +1,185 @@
+package proxy
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/modgate/modgate/cache"
+)
+
+// Metrics are the gate's Prometheus metrics. Its methods are safe on a nil
+// *Metrics, which records nothing.
+type Metrics struct {
+	requests      *prometheus.CounterVec
+	servedBytes   *prometheus.CounterVec
+	fetchedBytes  *prometheus.CounterVec
+	upstream      *prometheus.HistogramVec
+	verifyFails   *prometheus.CounterVec
+	decisions     *prometheus.CounterVec
+	connects      *prometheus.CounterVec
+	mu            sync.Mutex
+	hits, lookups int64 // for the hit ratio since start
+}
+
+// NewMetrics registers the gate's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "modgate_requests_total", Help: "Requests served, by kind, status and cache result.",
+		}, []string{"kind", "status", "cache", "via"}),
+		servedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "modgate_served_bytes_total", Help: "Response body bytes served to clients, by kind.",
+		}, []string{"kind"}),
+		fetchedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "modgate_fetched_bytes_total", Help: "Bytes fetched from upstreams, by kind.",
+		}, []string{"kind"}),
+		upstream: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "modgate_upstream_duration_seconds", Help: "Upstream fetch latency, by kind.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
+		}, []string{"kind"}),
+		verifyFails: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "modgate_verification_failures_total", Help: "Upstream answers refused by verification, by kind.",
+		}, []string{"kind"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "modgate_policy_decisions_total", Help: "Module policy decisions, by action and rule.",
+		}, []string{"action", "rule", "enforced"}),
+		connects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "modgate_connect_total", Help: "CONNECT requests, by decision.",
+		}, []string{"decision"}),
+	}
+	reg.MustRegister(m.requests, m.servedBytes, m.fetchedBytes, m.upstream, m.verifyFails, m.decisions, m.connects)
+	return m
+}
+
+// request records a finished request.
+func (m *Metrics) request(kind Kind, status int, cacheResult, via string, bytes int64) {
+	if m == nil {
+		return
+	}
+	k := string(kind)
+	if k == "" {
+		k = "invalid"
+	}
+	m.requests.WithLabelValues(k, strconv.Itoa(status), cacheResult, via).Inc()
+	m.servedBytes.WithLabelValues(k).Add(float64(bytes))
+	if cacheResult == cacheHit || cacheResult == cacheMiss || cacheResult == cacheStale {
+		m.mu.Lock()
+		m.lookups++
+		if cacheResult == cacheHit {
+			m.hits++
+		}
+		m.mu.Unlock()
+	}
+}
+
+// fetched records one upstream fetch.
+func (m *Metrics) fetched(kind Kind, d time.Duration, bytes int64) {
+	if m == nil {
+		return
+	}
+	m.upstream.WithLabelValues(string(kind)).Observe(d.Seconds())
+	m.fetchedBytes.WithLabelValues(string(kind)).Add(float64(bytes))
+}
+
+// verifyFailed records an answer refused by verification.
+func (m *Metrics) verifyFailed(kind string) {
+	if m != nil {
+		m.verifyFails.WithLabelValues(kind).Inc()
+	}
+}
+
+// Decided records a policy decision.
+func (m *Metrics) Decided(action, rule string, enforced bool) {
+	if m != nil {
+		m.decisions.WithLabelValues(action, rule, strconv.FormatBool(enforced)).Inc()
+	}
+}
+
+// Connect records a CONNECT decision ("intercept", "tunnel", "refuse").
+func (m *Metrics) Connect(decision string) {
+	if m != nil {
+		m.connects.WithLabelValues(decision).Inc()
+	}
+}
+
+// HitRatio is the share of cacheable requests served from the cache since
+// start, and how many there were.
+func (m *Metrics) HitRatio() (ratio float64, requests int64) {
+	if m == nil {
+		return 0, 0
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.lookups == 0 {
+		return 0, 0
+	}
+	return float64(m.hits) / float64(m.lookups), m.lookups
+}
+
+// StatsSource reports cache contents. *cache.Store satisfies it.
+type StatsSource interface {
+	Stats(ctx context.Context) (cache.Stats, error)
+}
+
+// WitnessState reports the witnessed tree. *signer.Witness satisfies it
+// through WitnessGauge.
+type WitnessState interface {
+	Forked() bool
+	TreeSize() int64
+}
+
+// gateCollector exports cache contents and the witness state at scrape
+// time; cache statistics are computed at most every statsEvery.
+type gateCollector struct {
+	stats      StatsSource
+	witness    WitnessState
+	objects    *prometheus.Desc
+	bytes      *prometheus.Desc
+	treeSize   *prometheus.Desc
+	forked     *prometheus.Desc
+	mu         sync.Mutex
+	last       cache.Stats
+	lastAt     time.Time
+	statsEvery time.Duration
+}
+
+// NewCollector returns a collector of cache and witness gauges.
+func NewCollector(stats StatsSource, w WitnessState) prometheus.Collector {
+	return &gateCollector{
+		stats: stats, witness: w,
+		objects:  prometheus.NewDesc("modgate_cache_objects", "Objects in the cache, by kind.", []string{"kind"}, nil),
+		bytes:    prometheus.NewDesc("modgate_cache_bytes", "Bytes in the cache, by kind.", []string{"kind"}, nil),
+		treeSize: prometheus.NewDesc("modgate_witness_tree_size", "Size of the newest witnessed checksum-database tree.", nil, nil),
+		forked:   prometheus.NewDesc("modgate_witness_forks_detected", "1 if fork evidence is on record (checksum-database traffic fails closed).", nil, nil),
+	}
+}
+
+func (c *gateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.objects
+	ch <- c.bytes
+	ch <- c.treeSize
+	ch <- c.forked
+}
+
+func (c *gateCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	s, err := c.stats.Stats(ctx)
+	cancel()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.objects, err)
+	}
+	for kind, ks := range s.Kinds {
+		ch <- prometheus.MustNewConstMetric(c.objects, prometheus.GaugeValue, float64(ks.Objects), kind)
+		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(ks.Bytes), kind)
+	}
+	ch <- prometheus.MustNewConstMetric(c.treeSize, prometheus.GaugeValue, float64(c.witness.TreeSize()))
+	forked := 0.0
+	if c.witness.Forked() {
+		forked = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.forked, prometheus.GaugeValue, forked)
+}
