@@ -5,18 +5,20 @@ import (
 	"net/http"
 )
 
-// AdminConfig says what the admin listener serves. Nil handlers are not
-// mounted.
+// AdminConfig says what the admin listener serves. Nil handlers and an
+// empty Verifier are not mounted.
 type AdminConfig struct {
-	Ready   func() bool  // /readyz answers 200 once it reports true
-	CAPEM   []byte       // served at /ca.pem
-	Metrics http.Handler // mounted at /metrics
-	API     http.Handler // mounted at /api/ (it authenticates its callers)
+	Ready    func() bool  // /readyz answers 200 once it reports true
+	CAPEM    []byte       // served at /ca.pem
+	Verifier string       // the enterprise verifier key (clients' GOSUMDB), served at /verifier.txt
+	Metrics  http.Handler // mounted at /metrics
+	API      http.Handler // mounted at /api/ (it authenticates its callers)
 }
 
 // AdminHandler serves the admin listener: /healthz answers 200 while the
 // process runs, /readyz 200 once ready, /ca.pem the CA certificate,
-// /metrics the Prometheus metrics and /api/ the admin API.
+// /verifier.txt the enterprise verifier key, /metrics the Prometheus
+// metrics and /api/ the admin API.
 func AdminHandler(cfg AdminConfig) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -36,6 +38,12 @@ func AdminHandler(cfg AdminConfig) http.Handler {
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		w.Write(cfg.CAPEM)
 	})
+	if cfg.Verifier != "" {
+		mux.HandleFunc("GET /verifier.txt", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			fmt.Fprintln(w, cfg.Verifier)
+		})
+	}
 	if cfg.Metrics != nil {
 		mux.Handle("GET /metrics", cfg.Metrics)
 	}

@@ -140,6 +140,7 @@ type gateParts struct {
 	leaves   *pki.Leaves
 	ca       *pki.CA
 	server   *proxy.Server
+	verifier string // the enterprise verifier key, served at /verifier.txt
 }
 
 func (g *gateParts) close() {
@@ -166,10 +167,11 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 			return nil, fmt.Errorf("intercepted host %s is outside the CA's name constraints (%s): create a new data directory, or remove ca.pem and ca-key.pem and redistribute the new CA", h, strings.Join(g.ca.Names(), ", "))
 		}
 	}
-	sig, _, err := signer.LoadKey(o.dataDir)
+	sig, verifier, err := signer.LoadKey(o.dataDir)
 	if err != nil {
 		return nil, err
 	}
+	g.verifier = verifier
 	if sig.Name() != dbName {
 		return nil, fmt.Errorf("the enterprise note key is named %s but the upstream checksum database is %s: clients could not use it as GOSUMDB", sig.Name(), dbName)
 	}
@@ -276,7 +278,7 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 		return fmt.Errorf("--admin-listen: %w", err)
 	}
 	admin := &http.Server{Handler: proxy.AdminHandler(proxy.AdminConfig{
-		Ready: g.server.Ready, CAPEM: g.ca.CertPEM,
+		Ready: g.server.Ready, CAPEM: g.ca.CertPEM, Verifier: g.verifier,
 		Metrics: promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{}),
 	}), ReadHeaderTimeout: 10 * time.Second}
 	go admin.Serve(aln)
