@@ -65,6 +65,8 @@ func newRoot(getenv env, stdout, stderr io.Writer) *cobra.Command {
 		newInitCmd(getenv, stderr),
 		newCACmd(getenv, stdout),
 		newKeyCmd(getenv, stdout),
+		newClientEnvCmd(getenv, stdout),
+		newHealthcheckCmd(getenv, stdout),
 		&cobra.Command{
 			Use: "version", Short: "Print the version", Args: cobra.NoArgs,
 			Run: func(cmd *cobra.Command, _ []string) { fmt.Fprintf(stdout, "modgate %s\n", version) },
