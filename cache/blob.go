@@ -48,6 +48,7 @@ func (s *Store) PutBlob(ctx context.Context, key string, r io.Reader, size int64
 	if old != nil && old.gen != gen {
 		s.dropGen(old.gen, old.chunks)
 	}
+	s.grew(m.size)
 	return nil
 }
 
@@ -127,6 +128,9 @@ func (s *Store) commitManifest(ctx context.Context, key string, m manifest) (*ma
 	err := s.update(ctx, func(txn *badger.Txn) error {
 		var err error
 		if old, err = s.getManifestForReplace(txn, key); err != nil {
+			return err
+		}
+		if err := s.setAccess(txn, key, m.stored); err != nil {
 			return err
 		}
 		return txn.Set(k, rec)

@@ -67,6 +67,7 @@ func (s *Store) OpenBlob(ctx context.Context, key string) (*Blob, error) {
 	// An open iterator also keeps Badger's value log GC from deleting the
 	// files that hold this snapshot's chunks.
 	it := txn.NewIterator(opts)
+	s.touch(key)
 	return &Blob{s: s, key: key, m: m, txn: txn, it: it, bufIdx: -1}, nil
 }
 

@@ -30,6 +30,7 @@ func (s *Store) Get(ctx context.Context, key string) (Entry, error) {
 	if err != nil {
 		return Entry{}, fmt.Errorf("cache: get %q: %w", key, err)
 	}
+	s.touch(key)
 	return e, nil
 }
 
@@ -40,13 +41,18 @@ func (s *Store) Put(ctx context.Context, key string, value []byte) error {
 	if err := checkCall(ctx, key); err != nil {
 		return err
 	}
-	rec := encodeValue(value, s.now())
+	now := s.now()
+	rec := encodeValue(value, now)
 	err := s.update(ctx, func(txn *badger.Txn) error {
+		if err := s.setAccess(txn, key, now); err != nil {
+			return err
+		}
 		return txn.Set(valueKey(key), rec)
 	})
 	if err != nil {
 		return fmt.Errorf("cache: put %q: %w", key, err)
 	}
+	s.grew(int64(len(value)))
 	return nil
 }
 
@@ -100,6 +106,11 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		}
 		if err := txn.Delete(valueKey(key)); err != nil {
 			return err
+		}
+		if s.tracks(key) {
+			if err := txn.Delete(accessKey(key)); err != nil {
+				return err
+			}
 		}
 		return txn.Delete(blobKey(key))
 	})

@@ -20,6 +20,8 @@
 //	b/<key>                 blob manifest (size, chunk size, chunk count,
 //	                        generation, stored time, SHA-256 of the content)
 //	c/<gen:8><index:4>      blob chunk (generation and index big endian)
+//	a/<key>                 last access of an evictable object (Unix
+//	                        nanoseconds, big endian); only with MaxSize
 //
 // Every caller key is stored behind a "v/" or "b/" prefix, so no caller key
 // can collide with a chunk key or with a key of the other namespace.
@@ -41,6 +43,9 @@
 //     or Stats; they can be replaced or deleted.
 //   - Value log garbage collection runs in the background (GCInterval) to
 //     reclaim the disk space of deleted and replaced blobs.
+//   - With Config.MaxSize, the least recently used evictable objects are
+//     deleted when the store passes that size (evict.go); reads record
+//     their access in memory only, flushed in batches (access.go).
 package cache
 
 import (
@@ -49,6 +54,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -183,6 +189,23 @@ type Config struct {
 	// Now returns the current time, recorded as the stored time of values.
 	// Nil means time.Now.
 	Now func() time.Time
+
+	// MaxSize bounds the bytes stored (values and blob contents as callers
+	// gave them; Badger's own overhead and value log garbage come on top).
+	// Past it, the least recently used evictable objects are deleted down
+	// to 90% of MaxSize and value log GC runs. 0 means unbounded (and no
+	// access tracking at all).
+	MaxSize int64
+	// Evictable reports whether the object under key may be evicted. Nil
+	// means DefaultEvictable (zip, mod, info and sumdb keys; never
+	// witness/ or audit/). It must be fast and safe for concurrent use.
+	Evictable func(key string) bool
+	// AccessFlushInterval is how often the access times noted by reads
+	// are written to disk when MaxSize is set. 0 means 30 seconds.
+	AccessFlushInterval time.Duration
+	// ManualEviction turns the background eviction off: only Evict
+	// evicts. For tests and tools that choose when a pass runs.
+	ManualEviction bool
 }
 
 // Store is a Badger store of small values and chunked blobs. It is safe for
@@ -198,6 +221,15 @@ type Store struct {
 	mu       sync.Mutex
 	nextGen  uint64              // next blob generation id
 	inflight map[uint64]struct{} // generations of PutBlob calls in progress
+
+	maxSize   int64
+	evictable func(string) bool
+	size      atomic.Int64 // estimate of the bytes stored; see evict.go
+	evictMu   sync.Mutex   // one eviction pass at a time
+	evictNow  chan struct{}
+	flushNow  chan struct{}
+	accessMu  sync.Mutex
+	access    map[string]int64 // key → Unix nanoseconds of its last read, not yet flushed
 
 	cancel    context.CancelFunc // stops background work
 	done      sync.WaitGroup
@@ -224,6 +256,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		inMemory:  cfg.InMemory,
 		now:       cfg.Now,
 		inflight:  make(map[uint64]struct{}),
+		maxSize:   cfg.MaxSize,
+		evictable: cfg.Evictable,
+		evictNow:  make(chan struct{}, 1),
+		flushNow:  make(chan struct{}, 1),
+		access:    make(map[string]int64),
 	}
 	maxGen, err := s.sweep(ctx)
 	if err != nil {
@@ -231,11 +268,23 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.nextGen = max(uint64(time.Now().UnixNano()), maxGen+1)
+	if err := s.initSize(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	if !cfg.InMemory && cfg.GCInterval > 0 {
 		s.done.Add(1)
 		go s.gcLoop(bg, cfg.GCInterval)
+	}
+	if cfg.MaxSize > 0 {
+		s.done.Add(1)
+		go s.accessLoop(bg, cfg.AccessFlushInterval)
+	}
+	if cfg.MaxSize > 0 && !cfg.ManualEviction {
+		s.done.Add(1)
+		go s.evictLoop(bg)
 	}
 	return s, nil
 }
@@ -246,6 +295,9 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
 		s.done.Wait()
+		if err := s.FlushAccess(context.Background()); err != nil {
+			s.log.Warn("flushing access times on close", zap.Error(err))
+		}
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("cache: close: %w", err)
 		}
@@ -261,6 +313,10 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Evictable == nil {
+		c.Evictable = DefaultEvictable
+	}
+	setDefault(&c.AccessFlushInterval, DefaultAccessFlushInterval)
 	setDefault(&c.ChunkSize, DefaultChunkSize)
 	setDefault(&c.MemTableSize, DefaultMemTableSize)
 	setDefault(&c.NumMemtables, DefaultNumMemtables)
@@ -297,6 +353,8 @@ func (c Config) check() error {
 		return fmt.Errorf("%w: ValueLogFileSize %d not in [1 MiB, 2 GiB)", ErrInvalidConfig, c.ValueLogFileSize)
 	case c.ValueThreshold < 0 || c.ValueThreshold > memValueThreshold:
 		return fmt.Errorf("%w: ValueThreshold %d not in (0, 1 MiB]", ErrInvalidConfig, c.ValueThreshold)
+	case c.MaxSize < 0 || c.AccessFlushInterval < 0:
+		return fmt.Errorf("%w: MaxSize and AccessFlushInterval must not be negative", ErrInvalidConfig)
 	case int64(c.ChunkSize) > c.ValueLogFileSize/2:
 		return fmt.Errorf("%w: ChunkSize %d above half of ValueLogFileSize", ErrInvalidConfig, c.ChunkSize)
 	}
