@@ -36,6 +36,7 @@ type serveOptions struct {
 	logFormat                            string
 	offline                              bool
 	listTTL                              time.Duration
+	cacheMaxSize                         byteSize
 }
 
 func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
@@ -59,6 +60,7 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "json", "json, or console for people reading a terminal")
 	f.DurationVar(&o.listTTL, "list-ttl", time.Minute, "how long list and @latest answers stay fresh")
+	f.Var(&o.cacheMaxSize, "cache-max-size", "bound on the cache, such as 20GiB: past it the least recently used zips, .mod, .info and checksum data are evicted (default unbounded)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if !f.Changed("config") {
 			o.config = getenv("MODGATE_CONFIG")
@@ -182,7 +184,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	if err != nil {
 		return nil, err
 	}
-	if g.cache, err = cache.Open(ctx, cache.Config{Dir: filepath.Join(o.dataDir, "cache"), Logger: log.Named("cache")}); err != nil {
+	if g.cache, err = cache.Open(ctx, cache.Config{Dir: filepath.Join(o.dataDir, "cache"), Logger: log.Named("cache"), MaxSize: int64(o.cacheMaxSize)}); err != nil {
 		return nil, err
 	}
 	var base *url.URL
