@@ -37,6 +37,7 @@ type serveOptions struct {
 	offline                              bool
 	listTTL                              time.Duration
 	cacheMaxSize                         byteSize
+	debugListen                          string
 }
 
 func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
@@ -60,6 +61,7 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "json", "json, or console for people reading a terminal")
 	f.DurationVar(&o.listTTL, "list-ttl", time.Minute, "how long list and @latest answers stay fresh")
+	f.StringVar(&o.debugListen, "debug-listen", "", "address of an unauthenticated debug listener (pprof, counters); off by default, use a loopback address")
 	f.Var(&o.cacheMaxSize, "cache-max-size", "bound on the cache, such as 20GiB: past it the least recently used zips, .mod, .info and checksum data are evicted (default unbounded)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if !f.Changed("config") {
@@ -285,6 +287,12 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 	}), ReadHeaderTimeout: 10 * time.Second}
 	go admin.Serve(aln)
 	defer admin.Close()
+	stopDebug, err := g.serveDebug(o.debugListen, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopDebug()
 	log.Info("modgate serving", zap.String("listen", ln.Addr().String()), zap.String("admin", aln.Addr().String()),
 		zap.String("upstream", o.upstream), zap.String("data_dir", o.dataDir), zap.Bool("offline", o.offline), zap.String("version", version))
 	err = g.server.Serve(ctx, ln)
