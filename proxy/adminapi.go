@@ -1,0 +1,438 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/semver"
+
+	"github.com/modgate/modgate/policy"
+)
+
+// maxAPIBody bounds the body of an admin API request.
+const maxAPIBody = policy.MaxFileSize
+
+// PolicyAPIConfig configures a PolicyAPI. File is required.
+type PolicyAPIConfig struct {
+	// File holds the policy in force.
+	File *policy.File
+	// Audit records every change; nil means changes are not recorded
+	// (tests only) and the audit endpoint lists nothing.
+	Audit *AuditLog
+	// Facts gathers what the gate knows of a module version, for the test
+	// endpoint. Nil means none are known.
+	Facts func(ctx context.Context, module, version string) (policy.Facts, error)
+	// Logger is nil for zap.NewNop().
+	Logger *zap.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// PolicyAPI is the JSON admin API of the policy, under /api/v1/. Errors
+// are JSON objects {"error": "...", "field": "..."}: 400 for invalid input
+// (field names what, such as "rule.versions"), 404 for an unknown rule
+// id, 409 for a duplicate id or a policy file whose hand edit was refused.
+// Every change is validated, written atomically to the policy file, in
+// force at once and appended to the audit log. Authentication is
+// RequireAdmin's job.
+type PolicyAPI struct {
+	cfg PolicyAPIConfig
+	log *zap.Logger
+}
+
+// NewPolicyAPI returns the API for cfg. It also audits the hand edits
+// that cfg.File takes into effect or refuses, so make one per File.
+func NewPolicyAPI(cfg PolicyAPIConfig) *PolicyAPI {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	a := &PolicyAPI{cfg: cfg, log: cfg.Logger}
+	cfg.File.OnChange(a.auditFileEvent)
+	return a
+}
+
+// Register adds the API's routes to mux.
+func (a *PolicyAPI) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/policy", a.getPolicy)
+	mux.HandleFunc("GET /api/v1/policy/export", a.export)
+	mux.HandleFunc("PUT /api/v1/policy", a.replace)
+	mux.HandleFunc("POST /api/v1/policy/rules", a.addRule)
+	mux.HandleFunc("DELETE /api/v1/policy/rules/{id}", a.removeRule)
+	mux.HandleFunc("POST /api/v1/policy/test", a.test)
+	mux.HandleFunc("GET /api/v1/audit", a.listAudit)
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSONError(w, http.StatusNotFound, fmt.Errorf("no such admin API endpoint: %s %s", r.Method, r.URL.Path), "")
+	})
+}
+
+// apiError is an error with its HTTP status and the field it is about.
+type apiError struct {
+	status int
+	field  string
+	err    error
+}
+
+func (e *apiError) Error() string { return e.err.Error() }
+func (e *apiError) Unwrap() error { return e.err }
+
+func badField(field string, err error) error {
+	return &apiError{status: http.StatusBadRequest, field: field, err: err}
+}
+
+// AddRuleRequest is the body of POST /api/v1/policy/rules.
+type AddRuleRequest struct {
+	Rule policy.Rule `json:"rule"`
+	// Position is where the rule goes (0 is first); nil appends it.
+	Position *int `json:"position,omitempty"`
+}
+
+// AddRuleResponse is the answer to POST /api/v1/policy/rules.
+type AddRuleResponse struct {
+	Rule     policy.Rule `json:"rule"`
+	Position int         `json:"position"`
+}
+
+// TestRequest is the body of POST /api/v1/policy/test.
+type TestRequest struct {
+	Module  string `json:"module"`
+	Version string `json:"version"`
+}
+
+// TestResponse is the answer to POST /api/v1/policy/test.
+type TestResponse struct {
+	Module     string          `json:"module"`
+	Version    string          `json:"version"`
+	Decision   policy.Decision `json:"decision"`
+	Facts      policy.Facts    `json:"facts"`
+	FactsError string          `json:"facts_error,omitempty"`
+}
+
+func (a *PolicyAPI) getPolicy(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.cfg.File.Current())
+}
+
+func (a *PolicyAPI) export(w http.ResponseWriter, r *http.Request) {
+	b, err := a.cfg.File.Current().Marshal()
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/yaml; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(b)
+}
+
+func (a *PolicyAPI) addRule(w http.ResponseWriter, r *http.Request) {
+	var req AddRuleRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	rule, pos := req.Rule, 0
+	before, after, err := a.cfg.File.Update(r.Context(), func(p *policy.Policy) error {
+		var err error
+		rule, pos, err = insertRule(p, req.Rule, req.Position)
+		return err
+	})
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	a.audit(r.Context(), AuditEntry{Action: AuditAdd, Subject: rule.ID, Rule: rule.ID, Reason: rule.Reason}, before, after)
+	writeJSON(w, http.StatusCreated, AddRuleResponse{Rule: rule, Position: pos})
+}
+
+// insertRule validates rule (giving it an id if it has none) and puts it
+// in p at pos (nil: last).
+func insertRule(p *policy.Policy, rule policy.Rule, pos *int) (policy.Rule, int, error) {
+	if rule.ID == "" {
+		rule.ID = nextID(p, string(rule.Action))
+	}
+	if err := rule.Validate(); err != nil {
+		return rule, 0, ruleError(err)
+	}
+	if p.Rule(rule.ID) >= 0 || slices.ContainsFunc(p.Egress.Rules, func(h policy.HostRule) bool { return h.ID == rule.ID }) {
+		return rule, 0, &apiError{status: http.StatusConflict, field: "rule.id", err: fmt.Errorf("a rule with id %q exists", rule.ID)}
+	}
+	at := len(p.Rules)
+	if pos != nil {
+		if *pos < 0 || *pos > len(p.Rules) {
+			return rule, 0, badField("position", fmt.Errorf("position %d is not in 0-%d", *pos, len(p.Rules)))
+		}
+		at = *pos
+	}
+	p.Rules = slices.Insert(p.Rules, at, rule)
+	return rule, at, nil
+}
+
+// ruleError makes a rule's *ValidationError a 400 for field "rule.<field>".
+func ruleError(err error) error {
+	var ve *policy.ValidationError
+	if errors.As(err, &ve) {
+		return badField("rule."+ve.Field, fmt.Errorf("rule.%s: %s", ve.Field, ve.Problem))
+	}
+	return badField("rule", err)
+}
+
+// nextID returns "<prefix>-<n>" with n one more than any such id in p, so
+// ids are not reused after a removal.
+func nextID(p *policy.Policy, prefix string) string {
+	if prefix == "" {
+		prefix = "rule"
+	}
+	n := 0
+	for _, r := range p.Rules {
+		if rest, ok := strings.CutPrefix(r.ID, prefix+"-"); ok {
+			if k, err := strconv.Atoi(rest); err == nil && k > n {
+				n = k
+			}
+		}
+	}
+	return fmt.Sprintf("%s-%d", prefix, n+1)
+}
+
+func (a *PolicyAPI) removeRule(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	var removed policy.Rule
+	before, after, err := a.cfg.File.Update(r.Context(), func(p *policy.Policy) error {
+		i := p.Rule(id)
+		if i < 0 {
+			return &apiError{status: http.StatusNotFound, field: "id", err: fmt.Errorf("no rule with id %q", id)}
+		}
+		removed = p.Rules[i]
+		p.Rules = slices.Delete(p.Rules, i, i+1)
+		return nil
+	})
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	a.audit(r.Context(), AuditEntry{Action: AuditRemove, Subject: id, Rule: id, Reason: removed.Reason}, before, after)
+	writeJSON(w, http.StatusOK, map[string]policy.Rule{"removed": removed})
+}
+
+func (a *PolicyAPI) replace(w http.ResponseWriter, r *http.Request) {
+	p, err := readPolicy(w, r)
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	before, after, err := a.cfg.File.Replace(r.Context(), p)
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	a.audit(r.Context(), AuditEntry{Action: AuditReplace, Subject: "policy"}, before, after)
+	writeJSON(w, http.StatusOK, map[string]*policy.Policy{"policy": after})
+}
+
+// readPolicy parses a policy body: JSON for a JSON Content-Type, else YAML.
+func readPolicy(w http.ResponseWriter, r *http.Request) (*policy.Policy, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIBody))
+	if err != nil {
+		return nil, badField("", fmt.Errorf("reading the body: %w", err))
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/json" {
+		return policy.Parse(body)
+	}
+	var p policy.Policy
+	if err := json.Unmarshal(body, &p); err != nil {
+		return nil, badField("", err)
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+func (a *PolicyAPI) test(w http.ResponseWriter, r *http.Request) {
+	var req TestRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	if err := module.CheckPath(req.Module); err != nil {
+		writeAPIError(w, badField("module", err))
+		return
+	}
+	if !semver.IsValid(req.Version) {
+		writeAPIError(w, badField("version", fmt.Errorf("%q is not a semantic version such as v1.2.3", req.Version)))
+		return
+	}
+	p := a.cfg.File.Current()
+	resp := TestResponse{Module: req.Module, Version: req.Version}
+	if needR, needP := p.Needs(req.Module); (needR || needP) && a.cfg.Facts != nil {
+		facts, err := a.cfg.Facts(r.Context(), req.Module, req.Version)
+		if err != nil {
+			resp.FactsError = err.Error()
+		}
+		resp.Facts = facts
+	}
+	if resp.Facts.Now.IsZero() {
+		resp.Facts.Now = a.cfg.Now()
+	}
+	resp.Decision = p.Decide(policy.Input{Module: req.Module, Version: req.Version, Facts: resp.Facts})
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (a *PolicyAPI) listAudit(w http.ResponseWriter, r *http.Request) {
+	limit := 0
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			writeAPIError(w, badField("limit", fmt.Errorf("limit %q: want a positive number", s)))
+			return
+		}
+		limit = n
+	}
+	entries := []AuditEntry{}
+	if a.cfg.Audit != nil {
+		var err error
+		if entries, err = a.cfg.Audit.List(r.Context(), limit); err != nil {
+			writeAPIError(w, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string][]AuditEntry{"entries": entries})
+}
+
+// audit records a change made through the API, with its caller and the
+// policy before and after as YAML.
+func (a *PolicyAPI) audit(ctx context.Context, e AuditEntry, before, after *policy.Policy) {
+	e.Who = AdminWho(ctx)
+	if e.Who == "" {
+		e.Who = "unknown"
+	}
+	e.Before, e.After = yamlOf(before), yamlOf(after)
+	a.log.Info("policy changed", zap.String("who", e.Who), zap.String("action", e.Action), zap.String("subject", e.Subject))
+	a.append(ctx, e)
+}
+
+// auditFileEvent records hand edits of the policy file.
+func (a *PolicyAPI) auditFileEvent(ctx context.Context, ev policy.Event) {
+	e := AuditEntry{Who: "file", Subject: ev.Path, Before: yamlOf(ev.Before)}
+	switch ev.Kind {
+	case policy.Reloaded:
+		e.Action, e.After = AuditReload, yamlOf(ev.After)
+	case policy.Refused:
+		e.Action, e.After = AuditInvalid, string(bytes.ToValidUTF8(ev.Content, []byte("?")))
+		if ev.Err != nil {
+			e.Reason = ev.Err.Error()
+		}
+	default:
+		return // changes through the API are audited with their caller
+	}
+	a.append(ctx, e)
+}
+
+func (a *PolicyAPI) append(ctx context.Context, e AuditEntry) {
+	if a.cfg.Audit == nil {
+		return
+	}
+	e.Time = a.cfg.Now()
+	if err := a.cfg.Audit.Append(context.WithoutCancel(ctx), e); err != nil {
+		a.log.Error("audit log append failed", zap.String("action", e.Action), zap.String("subject", e.Subject), zap.Error(err))
+	}
+}
+
+func yamlOf(p *policy.Policy) string {
+	if p == nil {
+		return ""
+	}
+	b, err := p.Marshal()
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// decodeJSON decodes one JSON object from the body into v, strictly.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAPIBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var ve *policy.ValidationError
+		if errors.As(err, &ve) {
+			return ruleError(ve)
+		}
+		return badField("", fmt.Errorf("invalid JSON body: %w", err))
+	}
+	if dec.More() {
+		return badField("", errors.New("invalid JSON body: more than one value"))
+	}
+	return nil
+}
+
+// writeAPIError writes err as a JSON error with its status.
+func writeAPIError(w http.ResponseWriter, err error) {
+	var ae *apiError
+	var ve *policy.ValidationError
+	switch {
+	case errors.As(err, &ae):
+		writeJSONError(w, ae.status, ae.err, ae.field)
+	case errors.As(err, &ve):
+		writeJSONError(w, http.StatusBadRequest, err, ve.Field)
+	case errors.Is(err, policy.ErrFileInvalid):
+		writeJSONError(w, http.StatusConflict, fmt.Errorf("%w; fix the file, or import a whole policy", err), "")
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		writeJSONError(w, http.StatusServiceUnavailable, err, "")
+	default:
+		writeJSONError(w, http.StatusInternalServerError, err, "")
+	}
+}
+
+// APIError is the JSON body of an admin API error.
+type APIError struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+	// Problems lists every problem of an invalid policy.
+	Problems []*policy.ValidationError `json:"problems,omitempty"`
+}
+
+func writeJSONError(w http.ResponseWriter, status int, err error, field string) {
+	body := APIError{Error: err.Error(), Field: field}
+	for _, e := range unjoin(err) {
+		var ve *policy.ValidationError
+		if errors.As(e, &ve) {
+			body.Problems = append(body.Problems, ve)
+		}
+	}
+	if len(body.Problems) < 2 {
+		body.Problems = nil
+	}
+	writeJSON(w, status, body)
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}

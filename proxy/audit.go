@@ -1,0 +1,128 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/modgate/modgate/cache"
+)
+
+// Audit actions of policy changes.
+const (
+	AuditAdd     = "policy.add"     // a rule was added through the API
+	AuditRemove  = "policy.remove"  // a rule was removed through the API
+	AuditReplace = "policy.replace" // the whole policy was imported
+	AuditReload  = "policy.reload"  // a hand edit of the file took effect
+	AuditInvalid = "policy.invalid" // a hand edit was refused
+)
+
+// auditPrefix is the cache key prefix of audit entries.
+const auditPrefix = "audit/"
+
+// Limits of AuditLog.List.
+const (
+	DefaultAuditLimit = 100
+	MaxAuditLimit     = 10000
+)
+
+// AuditEntry is one record of the audit log.
+type AuditEntry struct {
+	Time time.Time `json:"time"`
+	// Who made the change: "token:<first 8 hex digits of the SHA-256 of
+	// the token>", "cert:<subject CN>", or "file" for a hand edit.
+	Who     string `json:"who"`
+	Action  string `json:"action"`
+	Subject string `json:"subject,omitempty"` // what was acted on: a rule id, "policy", m@v
+	Rule    string `json:"rule,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	Before  string `json:"before,omitempty"` // the policy before, as YAML
+	After   string `json:"after,omitempty"`  // the policy after, as YAML
+}
+
+// AuditStore is where the audit log lives. *cache.Store satisfies it. Scan
+// calls fn in key order.
+type AuditStore interface {
+	Put(ctx context.Context, key string, value []byte) error
+	Scan(ctx context.Context, prefix string, fn func(key string, e cache.Entry) error) error
+}
+
+var _ AuditStore = (*cache.Store)(nil)
+
+// AuditLog is an append-only log of entries in an AuditStore, under keys
+// "audit/<20-digit Unix nanoseconds>-<6-digit counter>", so that they sort
+// by time. It is safe for concurrent use.
+type AuditLog struct {
+	store   AuditStore
+	now     func() time.Time
+	mu      sync.Mutex
+	last    int64
+	counter int
+}
+
+// NewAuditLog returns the audit log kept in s.
+func NewAuditLog(s AuditStore) *AuditLog {
+	return &AuditLog{store: s, now: time.Now}
+}
+
+// Append stores e; a zero Time is set to now.
+func (a *AuditLog) Append(ctx context.Context, e AuditEntry) error {
+	if e.Time.IsZero() {
+		e.Time = a.now()
+	}
+	e.Time = e.Time.UTC()
+	value, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	if err := a.store.Put(ctx, a.key(e.Time), value); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
+}
+
+// key returns a new key for an entry at t.
+func (a *AuditLog) key(t time.Time) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := t.UnixNano()
+	if n <= a.last { // never reuse a key, even if the clock steps back
+		n = a.last
+		a.counter++
+	} else {
+		a.last, a.counter = n, 0
+	}
+	return fmt.Sprintf("%s%020d-%06d", auditPrefix, n, a.counter)
+}
+
+// List returns the newest limit entries, oldest first. A limit of 0 or
+// less means DefaultAuditLimit; at most MaxAuditLimit are returned.
+func (a *AuditLog) List(ctx context.Context, limit int) ([]AuditEntry, error) {
+	if limit <= 0 {
+		limit = DefaultAuditLimit
+	}
+	limit = min(limit, MaxAuditLimit)
+	ring := make([]AuditEntry, 0, min(limit, 256))
+	start := 0
+	err := a.store.Scan(ctx, auditPrefix, func(key string, e cache.Entry) error {
+		var entry AuditEntry
+		if err := json.Unmarshal(e.Value, &entry); err != nil {
+			return fmt.Errorf("audit: entry %s: %w", key, errors.Join(cache.ErrCorrupt, err))
+		}
+		if len(ring) < limit {
+			ring = append(ring, entry)
+			return nil
+		}
+		ring[start] = entry
+		start = (start + 1) % limit
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return slices.Concat(ring[start:], ring[:start]), nil
+}
