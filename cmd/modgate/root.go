@@ -67,6 +67,7 @@ func newRoot(getenv env, stdout, stderr io.Writer) *cobra.Command {
 		newKeyCmd(getenv, stdout),
 		newClientEnvCmd(getenv, stdout),
 		newHealthcheckCmd(getenv, stdout),
+		newDoctorCmd(getenv, stdout),
 		&cobra.Command{
 			Use: "version", Short: "Print the version", Args: cobra.NoArgs,
 			Run: func(cmd *cobra.Command, _ []string) { fmt.Fprintf(stdout, "modgate %s\n", version) },
