@@ -17,31 +17,17 @@ import (
 
 	"github.com/elazarl/goproxy"
 	"go.uber.org/zap"
+
+	"github.com/modgate/modgate/policy"
 )
 
 // NewHTTPClient returns the client for upstream fetches: bounded dials,
 // handshakes and header waits, kept-alive connections, and the system roots
 // plus extra (which may be nil). It ignores HTTPS_PROXY, so that the gate
-// never sends its own fetches back through itself.
+// never sends its own fetches back through itself. NewHTTPClientWith
+// takes more options.
 func NewHTTPClient(extra []*x509.Certificate) *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.Proxy = nil
-	tr.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	tr.TLSHandshakeTimeout = 10 * time.Second
-	tr.ResponseHeaderTimeout = 60 * time.Second
-	tr.MaxIdleConnsPerHost = 32
-	tr.MaxResponseHeaderBytes = 64 << 10
-	if len(extra) > 0 {
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		for _, c := range extra {
-			pool.AddCert(c)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	}
-	return &http.Client{Transport: tr}
+	return NewHTTPClientWith(ClientOptions{Roots: extra})
 }
 
 // Server is the listener side of the gate: an HTTP forward proxy
@@ -56,6 +42,8 @@ type Server struct {
 	mitm  *http.Server
 	conns *connListener
 	ready atomic.Bool
+
+	egress atomic.Pointer[Egress]
 }
 
 // NewServer returns a Server for gate, terminating intercepted TLS with
@@ -65,8 +53,13 @@ func NewServer(gate *Gate, tlsConfig *tls.Config, logger *zap.Logger) *Server {
 		logger = zap.NewNop()
 	}
 	s := &Server{gate: gate, tls: tlsConfig, log: logger, conns: newConnListener()}
+	deny, _ := NewEgress(EgressConfig{Logger: logger.Named("egress")})
+	s.egress.Store(deny)
 	p := goproxy.NewProxyHttpServer()
 	p.Logger = log.New(io.Discard, "", 0)
+	// Every tunnel and forwarded request goes through the Egress; never
+	// through goproxy's own dialer, transport or HTTPS_PROXY.
+	p.ConnectDial, p.Tr = nil, &http.Transport{Proxy: nil}
 	p.NonproxyHandler = gate
 	p.OnRequest().HandleConnectFunc(s.onConnect)
 	p.OnRequest().DoFunc(s.onPlainProxy)
@@ -77,8 +70,15 @@ func NewServer(gate *Gate, tlsConfig *tls.Config, logger *zap.Logger) *Server {
 	return s
 }
 
-// Serve serves on ln until ctx ends or a listener fails.
+// SetEgress sets what CONNECTs and plain http:// proxy requests to hosts
+// the gate does not intercept may reach. By default they are all refused.
+// Call it before Serve, which tells the Egress the listener's address.
+func (s *Server) SetEgress(e *Egress) { s.egress.Store(e) }
+
+// Serve serves on ln until ctx ends or a listener fails. Tunnels to ln's
+// address are refused.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.egress.Load().AddSelf(ln.Addr())
 	errc := make(chan error, 2)
 	go func() { errc <- s.mitm.Serve(s.conns) }()
 	go func() { errc <- s.front.Serve(ln) }()
@@ -102,26 +102,55 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // Ready reports whether the proxy listener is serving.
 func (s *Server) Ready() bool { return s.ready.Load() }
 
-// onConnect intercepts CONNECTs to the gate's hosts on port 443 and
-// refuses every other CONNECT with 403 and a reason.
+// onConnect intercepts CONNECTs to the gate's hosts on port 443, refuses
+// the gate's hosts on other ports, and hands every other CONNECT to the
+// Egress: tunnelled if the host rules and the address checks allow it,
+// else refused with 403 and a reason (400 for a malformed target).
 func (s *Server) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
-	name, port, err := net.SplitHostPort(host)
-	if err == nil && port == "443" && s.gate.Intercepts(name) {
-		s.log.Debug("connect", zap.String("client", ctx.Req.RemoteAddr), zap.String("host", host), zap.String("decision", "intercept"))
-		return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: s.intercept}, host
+	client := ctx.Req.RemoteAddr
+	e := s.egress.Load()
+	t, err := ParseTarget(host, 0)
+	if err == nil && s.gate.Intercepts(t.Host) {
+		if t.Port == 443 {
+			s.log.Info("connect", zap.String("client", client), zap.String("host", t.Host), zap.Int("port", t.Port), zap.String("decision", "intercept"))
+			s.gate.cfg.Metrics.Connect("intercept")
+			return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: s.intercept}, host
+		}
+		err = fmt.Errorf("%w: CONNECT to %s: modgate answers for %s itself, on port 443 only", ErrRefused, t, t.Host)
 	}
-	reason := fmt.Errorf("%w: CONNECT to %s: modgate only intercepts %s on port 443", ErrRefused, host, strings.Join(s.gate.cfg.Intercept, ", "))
-	s.log.Info("connect", zap.String("client", ctx.Req.RemoteAddr), zap.String("host", host),
-		zap.String("decision", "refuse"), zap.Int("status", http.StatusForbidden))
-	ctx.Resp = errorResponse(ctx.Req, reason)
-	return &goproxy.ConnectAction{Action: goproxy.ConnectReject}, host
+	var tn *Tunnel
+	if err != nil {
+		e.logRefused("connect", client, Target{Host: host}, "", policy.Decision{}, time.Now(), err)
+	} else {
+		tn, err = e.Connect(ctx.Req.Context(), client, t)
+	}
+	if err != nil {
+		s.gate.cfg.Metrics.Connect("refuse")
+		ctx.Resp = errorResponse(ctx.Req, err)
+		return &goproxy.ConnectAction{Action: goproxy.ConnectReject}, host
+	}
+	s.gate.cfg.Metrics.Connect("tunnel")
+	return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: func(_ *http.Request, c net.Conn, _ *goproxy.ProxyCtx) { tn.Serve(c) }}, host
 }
 
-// onPlainProxy refuses absolute-form (plain http) proxy requests.
+// onPlainProxy forwards an absolute-form (plain http://) proxy request
+// through the Egress, or refuses it. The gate's own hosts are answered
+// over https only.
 func (s *Server) onPlainProxy(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
-	err := fmt.Errorf("%w: plain http proxying to %s is not allowed", ErrRefused, r.URL.Host)
-	s.log.Info("proxy request refused", zap.String("client", r.RemoteAddr), zap.String("host", r.URL.Host), zap.Int("status", http.StatusForbidden))
-	return r, errorResponse(r, err)
+	e := s.egress.Load()
+	t, err := ParseTarget(r.URL.Host, 80)
+	if err == nil && s.gate.Intercepts(t.Host) {
+		err = fmt.Errorf("%w: plain http to %s: modgate answers for %s itself, over https (CONNECT) only", ErrRefused, t, t.Host)
+	}
+	if err != nil {
+		e.logRefused("forward", r.RemoteAddr, Target{Host: r.URL.Host}, "", policy.Decision{}, time.Now(), err)
+		return r, errorResponse(r, err)
+	}
+	resp, err := e.Forward(r, r.RemoteAddr, t)
+	if err != nil {
+		return r, errorResponse(r, err)
+	}
+	return r, resp
 }
 
 // errorResponse is writeError as an *http.Response, for goproxy.
