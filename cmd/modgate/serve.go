@@ -38,6 +38,9 @@ type serveOptions struct {
 	listTTL                              time.Duration
 	cacheMaxSize                         byteSize
 	debugListen                          string
+	allowRange                           []string
+	parentProxy                          string
+	stallTimeout                         time.Duration
 }
 
 func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
@@ -62,6 +65,9 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 	f.StringVar(&o.logFormat, "log-format", "json", "json, or console for people reading a terminal")
 	f.DurationVar(&o.listTTL, "list-ttl", time.Minute, "how long list and @latest answers stay fresh")
 	f.StringVar(&o.debugListen, "debug-listen", "", "address of an unauthenticated debug listener (pprof, counters); off by default, use a loopback address")
+	f.StringSliceVar(&o.allowRange, "allow-range", nil, "CIDR range that tunnels may reach although it is refused by default (loopback, private, link-local, ...); repeatable or a comma list")
+	f.StringVar(&o.parentProxy, "parent-proxy", "", "http://[user:password@]host:port of a corporate proxy for the upstream fetches and the tunnels")
+	f.DurationVar(&o.stallTimeout, "upstream-stall-timeout", proxy.DefaultStallTimeout, "how long the upstream may send nothing before a fetch fails with 504")
 	f.Var(&o.cacheMaxSize, "cache-max-size", "bound on the cache, such as 20GiB: past it the least recently used zips, .mod, .info and checksum data are evicted (default unbounded)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if !f.Changed("config") {
@@ -144,6 +150,7 @@ type gateParts struct {
 	leaves   *pki.Leaves
 	ca       *pki.CA
 	server   *proxy.Server
+	egress   *proxy.Egress
 	verifier string // the enterprise verifier key, served at /verifier.txt
 }
 
@@ -182,7 +189,11 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	if _, err := signer.ReadSecret(filepath.Join(o.dataDir, adminTokenFile)); err != nil {
 		return nil, fmt.Errorf("admin token: %w", err)
 	}
-	client, err := upstreamClient(o.upstreamCA)
+	parent, err := parseParentProxy(o.parentProxy)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	client, err := upstreamClient(o.upstreamCA, parent, o.stallTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -223,6 +234,11 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 		return nil, err
 	}
 	g.server = proxy.NewServer(gate, g.leaves.TLSConfig(), log.Named("proxy"))
+	if g.egress, err = newEgress(o, parent, nil, log.Named("egress")); err != nil {
+		g.close()
+		return nil, err
+	}
+	g.server.SetEgress(g.egress)
 	g.registry.MustRegister(proxy.NewCollector(g.cache, w))
 	return g, nil
 }
@@ -240,10 +256,12 @@ func cleanSpool(dir string) (string, error) {
 	return dir, nil
 }
 
-// upstreamClient builds the upstream HTTP client with extra roots from a PEM file.
-func upstreamClient(caFile string) (*http.Client, error) {
+// upstreamClient builds the upstream HTTP client with extra roots from a
+// PEM file, through the parent proxy if any.
+func upstreamClient(caFile string, parent *url.URL, stall time.Duration) (*http.Client, error) {
+	opts := proxy.ClientOptions{ParentProxy: parent, StallTimeout: stall}
 	if caFile == "" {
-		return proxy.NewHTTPClient(nil), nil
+		return proxy.NewHTTPClientWith(opts), nil
 	}
 	b, err := os.ReadFile(caFile)
 	if err != nil {
@@ -267,7 +285,8 @@ func upstreamClient(caFile string) (*http.Client, error) {
 	if len(certs) == 0 {
 		return nil, fmt.Errorf("--upstream-ca %s: no PEM certificates found", caFile)
 	}
-	return proxy.NewHTTPClient(certs), nil
+	opts.Roots = certs
+	return proxy.NewHTTPClientWith(opts), nil
 }
 
 // run listens on the proxy and admin addresses and serves until ctx ends.
@@ -281,6 +300,7 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 		ln.Close()
 		return fmt.Errorf("--admin-listen: %w", err)
 	}
+	g.egress.AddSelf(aln.Addr())
 	admin := &http.Server{Handler: proxy.AdminHandler(proxy.AdminConfig{
 		Ready: g.server.Ready, CAPEM: g.ca.CertPEM, Verifier: g.verifier,
 		Metrics: promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{}),
