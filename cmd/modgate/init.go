@@ -10,12 +10,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/modgate/modgate/pki"
+	"github.com/modgate/modgate/policy"
 	"github.com/modgate/modgate/proxy"
 	"github.com/modgate/modgate/signer"
 )
@@ -51,7 +53,14 @@ func newInitCmd(getenv env, stderr io.Writer) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if !created {
+		wrote, err := ensurePolicyFile(filepath.Join(*dataDir, policyFile), policy.DefaultFile())
+		if err != nil {
+			return fmt.Errorf("policy: %w", err)
+		}
+		if wrote {
+			fmt.Fprintf(stderr, "modgate: wrote the default policy to %s\n", filepath.Join(*dataDir, policyFile))
+		}
+		if !created && !wrote {
 			fmt.Fprintf(stderr, "modgate: %s is already initialized; nothing was changed\n", *dataDir)
 		}
 		printClientLines(stderr, *dataDir, proxyURL(*listen), vkey)
@@ -61,8 +70,9 @@ func newInitCmd(getenv env, stderr io.Writer) *cobra.Command {
 }
 
 // initDataDir creates what is missing in the data directory: the
-// directory (0700), the CA, the enterprise note key named dbName and the
-// admin token. It never overwrites and reports whether it created anything.
+// directory (0700), the CA (a new one permits the intercepted hosts and
+// pki.AdminName), the enterprise note key named dbName and the admin
+// token. It never overwrites and reports whether it created anything.
 func initDataDir(dir string, intercept []string, dbName string) (created bool, vkey string, err error) {
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -70,7 +80,12 @@ func initDataDir(dir string, intercept []string, dbName string) (created bool, v
 		}
 		created = true
 	}
-	_, caCreated, err := pki.LoadOrCreate(dir, intercept)
+	names := intercept
+	if _, err := os.Lstat(filepath.Join(dir, pki.CertFile)); errors.Is(err, fs.ErrNotExist) {
+		// A new CA also permits the admin listener's name (serve --admin-tls).
+		names = append(slices.Clone(intercept), pki.AdminName)
+	}
+	_, caCreated, err := pki.LoadOrCreate(dir, names)
 	if err != nil {
 		return false, "", fmt.Errorf("CA: %w", err)
 	}

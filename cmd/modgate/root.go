@@ -63,7 +63,8 @@ func newRoot(getenv env, stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(
 		newServeCmd(getenv, stderr),
 		newInitCmd(getenv, stderr),
-		newCACmd(getenv, stdout),
+		withIssueClient(newCACmd(getenv, stdout), getenv, stdout),
+		newPolicyCmd(getenv, stdout),
 		newKeyCmd(getenv, stdout),
 		newClientEnvCmd(getenv, stdout),
 		newHealthcheckCmd(getenv, stdout),

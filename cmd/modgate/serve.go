@@ -24,6 +24,7 @@ import (
 
 	"github.com/modgate/modgate/cache"
 	"github.com/modgate/modgate/pki"
+	"github.com/modgate/modgate/policy"
 	"github.com/modgate/modgate/proxy"
 	"github.com/modgate/modgate/signer"
 )
@@ -38,6 +39,8 @@ type serveOptions struct {
 	listTTL                              time.Duration
 	cacheMaxSize                         byteSize
 	debugListen                          string
+	policy                               string
+	adminTLS                             bool
 	allowRange                           []string
 	parentProxy                          string
 	stallTimeout                         time.Duration
@@ -68,6 +71,8 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 	f.StringSliceVar(&o.allowRange, "allow-range", nil, "CIDR range that tunnels may reach although it is refused by default (loopback, private, link-local, ...); repeatable or a comma list")
 	f.StringVar(&o.parentProxy, "parent-proxy", "", "http://[user:password@]host:port of a corporate proxy for the upstream fetches and the tunnels")
 	f.DurationVar(&o.stallTimeout, "upstream-stall-timeout", proxy.DefaultStallTimeout, "how long the upstream may send nothing before a fetch fails with 504")
+	f.StringVar(&o.policy, "policy", "", "policy file (default <data-dir>/policy.yaml, written with a commented default if missing); hand edits take effect within 2s")
+	f.BoolVar(&o.adminTLS, "admin-tls", false, "serve the admin listener over TLS (certificate for modgate.admin from the CA; client certificates from the CA authenticate)")
 	f.Var(&o.cacheMaxSize, "cache-max-size", "bound on the cache, such as 20GiB: past it the least recently used zips, .mod, .info and checksum data are evicted (default unbounded)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if !f.Changed("config") {
@@ -151,7 +156,8 @@ type gateParts struct {
 	ca       *pki.CA
 	server   *proxy.Server
 	egress   *proxy.Egress
-	verifier string // the enterprise verifier key, served at /verifier.txt
+	verifier string       // the enterprise verifier key, served at /verifier.txt
+	policy   *policy.File // the policy in force
 }
 
 func (g *gateParts) close() {
@@ -188,6 +194,9 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	}
 	if _, err := signer.ReadSecret(filepath.Join(o.dataDir, adminTokenFile)); err != nil {
 		return nil, fmt.Errorf("admin token: %w", err)
+	}
+	if g.policy, err = openPolicy(ctx, o, log); err != nil {
+		return nil, err
 	}
 	parent, err := parseParentProxy(o.parentProxy)
 	if err != nil {
@@ -295,25 +304,27 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
-	aln, err := net.Listen("tcp", o.adminListen)
+	aln, err := g.listenAdmin(o)
 	if err != nil {
 		ln.Close()
-		return fmt.Errorf("--admin-listen: %w", err)
+		return err
 	}
 	g.egress.AddSelf(aln.Addr())
 	admin := &http.Server{Handler: proxy.AdminHandler(proxy.AdminConfig{
 		Ready: g.server.Ready, CAPEM: g.ca.CertPEM, Verifier: g.verifier,
 		Metrics: promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{}),
+		API:     adminAPI(o.dataDir, g.ca.Cert, g.policy, proxy.NewAuditLog(g.cache), nil, log),
 	}), ReadHeaderTimeout: 10 * time.Second}
 	go admin.Serve(aln)
 	defer admin.Close()
+	go g.policy.Watch(ctx, policy.DefaultWatchInterval)
 	stopDebug, err := g.serveDebug(o.debugListen, log)
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	defer stopDebug()
-	log.Info("modgate serving", zap.String("listen", ln.Addr().String()), zap.String("admin", aln.Addr().String()),
+	log.Info("modgate serving", zap.String("listen", ln.Addr().String()), zap.String("admin", aln.Addr().String()), zap.Bool("admin_tls", o.adminTLS), zap.String("policy", g.policy.Path()),
 		zap.String("upstream", o.upstream), zap.String("data_dir", o.dataDir), zap.Bool("offline", o.offline), zap.String("version", version))
 	err = g.server.Serve(ctx, ln)
 	if errors.Is(err, context.Canceled) {
