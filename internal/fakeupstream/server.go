@@ -96,6 +96,7 @@ type Server struct {
 	infoVer  map[module.Version]string
 	status   map[string]int              // path prefix → status code
 	handlers map[string]http.HandlerFunc // path prefix → handler
+	tamper   tampering                   // checksum-database faults; see tamper.go
 }
 
 var _ http.Handler = (*Server)(nil)
