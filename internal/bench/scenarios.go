@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// runner runs the scenarios and collects the table.
+type runner struct {
+	o    options
+	fx   *fixture
+	up   *upstream
+	env  *goEnv
+	bin  string
+	work string
+	logf func(string, ...any)
+	rows []row
+	n    int
+}
+
+// row is one line of the table.
+type row struct {
+	id, what, value, target, met string
+}
+
+func (b *runner) add(id, what, value, target string, met *bool) {
+	m := "report"
+	if met != nil {
+		m = map[bool]string{true: "yes", false: "NO"}[*met]
+	}
+	b.rows = append(b.rows, row{id, what, value, target, m})
+	b.logf("%s %s: %s (target %s)", id, what, value, target)
+}
+
+// dir makes a fresh directory for one scenario or gate.
+func (b *runner) dir(name string) string {
+	b.n++
+	d := filepath.Join(b.work, fmt.Sprintf("%02d-%s", b.n, name))
+	os.MkdirAll(d, 0o755)
+	return d
+}
+
+// profileFile is where a CPU profile of name goes, or "" without -profile.
+func (b *runner) profileFile(name string) string {
+	if b.o.profile == "" {
+		return ""
+	}
+	return filepath.Join(b.o.profile, name+".pprof")
+}
+
+// all runs the chosen scenarios.
+func (b *runner) all(ctx context.Context) error {
+	if b.o.want(1) || b.o.want(2) || b.o.want(6) || b.o.want(7) {
+		if err := b.warm(ctx); err != nil {
+			return fmt.Errorf("warm scenarios: %w", err)
+		}
+	}
+	steps := []struct {
+		n  int
+		fn func(context.Context) error
+	}{{3, b.cold}, {4, b.big}, {5, b.stampede}}
+	for _, s := range steps {
+		if b.o.want(s.n) {
+			if err := s.fn(ctx); err != nil {
+				return fmt.Errorf("scenario %d: %w", s.n, err)
+			}
+		}
+	}
+	return nil
+}
+
+// fileEnv is the go command environment of the file:// baseline. The
+// workload's go.sum is complete, so no checksum database is consulted;
+// GOSUMDB points at the local one all the same.
+func (b *runner) fileEnv() []string {
+	return []string{"GOPROXY=file://" + b.fx.tree, "GOSUMDB=" + b.up.sumdbArg()}
+}
+
+// directEnv is the go command environment straight to the local upstream.
+func (b *runner) directEnv() []string {
+	return []string{"GOPROXY=" + b.up.url, "GOSUMDB=" + b.up.sumdbArg()}
+}
+
+// warm runs scenarios 1, 2, the idle memory of 4, 6 and 7 on one gate
+// whose cache is filled first.
+func (b *runner) warm(ctx context.Context) error {
+	g, err := startGate(ctx, b.bin, b.dir("warm"), b.up)
+	if err != nil {
+		return err
+	}
+	defer g.stop()
+	b.logf("filling the cache through the GOPROXY endpoint, then once through interception")
+	if _, err := b.env.download(ctx, b.fx, g.clientEnv(false)); err != nil {
+		return err
+	}
+	if _, err := b.env.download(ctx, b.fx, g.clientEnv(true)); err != nil {
+		return err
+	}
+	if b.o.want(1) || b.o.want(2) {
+		if err := b.warmDownloads(ctx, g); err != nil {
+			return err
+		}
+		time.Sleep(3 * time.Second)
+		m, err := g.mem()
+		if err != nil {
+			return err
+		}
+		met := m.RSS <= 100<<10
+		b.add("4b", "RSS idle after the warm runs", fmt.Sprintf("%s (anon %s, file %s)", mib(m.RSS), mib(m.Anon), mib(m.File)), "≤ 100 MiB", &met)
+	}
+	if b.o.want(6) || b.o.want(7) {
+		return b.smallObjects(ctx, g)
+	}
+	return nil
+}
+
+// warmDownloads measures scenarios 1 and 2: go mod download through
+// interception and through the GOPROXY endpoint, each divided by file://.
+func (b *runner) warmDownloads(ctx context.Context, g *gateProc) error {
+	modes := []struct {
+		name string
+		env  []string
+	}{{"file", b.fileEnv()}, {"intercept", g.clientEnv(true)}, {"goproxy", g.clientEnv(false)}}
+	times := make(map[string][]float64)
+	for i := range b.o.runs {
+		for j := range modes {
+			m := modes[(i+j)%len(modes)]
+			d, err := b.env.download(ctx, b.fx, m.env)
+			if err != nil {
+				return err
+			}
+			times[m.name] = append(times[m.name], d.Seconds())
+		}
+		b.logf("warm run %d: file %.2fs, intercept %.2fs, goproxy %.2fs", i+1,
+			last(times["file"]), last(times["intercept"]), last(times["goproxy"]))
+	}
+	if f := b.profileFile("warm-intercept"); f != "" {
+		done := g.profile(time.Duration(median(times["intercept"])+1)*time.Second, f)
+		if _, err := b.env.download(ctx, b.fx, g.clientEnv(true)); err != nil {
+			return err
+		}
+		if err := <-done; err != nil {
+			return err
+		}
+	}
+	r1 := median(ratios(times["intercept"], times["file"]))
+	r2 := median(ratios(times["goproxy"], times["file"]))
+	met1, met2 := r1 <= 1.10, r2 <= 1.05
+	b.add("1", "warm go mod download, interception ÷ file://", fmt.Sprintf("%.2f (%.2fs ÷ %.2fs)", r1, median(times["intercept"]), median(times["file"])), "≤ 1.10", &met1)
+	b.add("2", "warm go mod download, GOPROXY endpoint ÷ file://", fmt.Sprintf("%.2f (%.2fs ÷ %.2fs)", r2, median(times["goproxy"]), median(times["file"])), "≤ 1.05", &met2)
+	return nil
+}
+
+// cold measures scenario 3: a cold gate (fresh data directory per run)
+// through its GOPROXY endpoint, divided by the same client straight to
+// the local upstream.
+func (b *runner) cold(ctx context.Context) error {
+	var gate, direct []float64
+	for i := range b.o.runs {
+		g, err := startGate(ctx, b.bin, b.dir("cold"), b.up)
+		if err != nil {
+			return err
+		}
+		var done <-chan error
+		if f := b.profileFile("cold-goproxy"); f != "" && i == 0 {
+			done = g.profile(15*time.Second, f)
+		}
+		runGate := func() error {
+			d, err := b.env.download(ctx, b.fx, g.clientEnv(false))
+			gate = append(gate, d.Seconds())
+			return err
+		}
+		runDirect := func() error {
+			d, err := b.env.download(ctx, b.fx, b.directEnv())
+			direct = append(direct, d.Seconds())
+			return err
+		}
+		first, second := runGate, runDirect
+		if i%2 == 1 {
+			first, second = runDirect, runGate
+		}
+		err = first()
+		if err == nil {
+			err = second()
+		}
+		if done != nil {
+			<-done
+		}
+		g.stop()
+		if err != nil {
+			return err
+		}
+		b.logf("cold run %d: gate %.2fs, direct %.2fs", i+1, last(gate), last(direct))
+	}
+	r := median(ratios(gate, direct))
+	met := r <= 1.25
+	b.add("3", "cold go mod download, GOPROXY endpoint ÷ direct to upstream", fmt.Sprintf("%.2f (%.2fs ÷ %.2fs)", r, median(gate), median(direct)), "≤ 1.25", &met)
+	return nil
+}
+
+// ratios returns a[i]/b[i].
+func ratios(a, b []float64) []float64 {
+	out := make([]float64, min(len(a), len(b)))
+	for i := range out {
+		out[i] = a[i] / b[i]
+	}
+	return out
+}
+
+func last(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	return xs[len(xs)-1]
+}
+
+// mib formats KiB as MiB.
+func mib(kib int64) string { return fmt.Sprintf("%.0f MiB", float64(kib)/1024) }
