@@ -21,6 +21,8 @@ type reqInfo struct {
 	mu            sync.Mutex
 	upstream      time.Duration
 	upstreamCalls int
+	decision      string // policy decision: allow, deny or would_deny
+	rule          string
 }
 
 type infoKey struct{}
@@ -105,6 +107,9 @@ func (g *Gate) endLog(w *logWriter, r *http.Request, info *reqInfo) {
 		zap.String("version", info.req.Version), zap.Int("status", w.status),
 		zap.Int64("bytes", w.bytes), zap.String("cache", info.cache),
 		zap.Int64("upstream_ms", upstreamMS), zap.Duration("duration", time.Since(info.start)),
+	}
+	if info.decision != "" {
+		fields = append(fields, zap.String("decision", info.decision), zap.String("rule", info.rule))
 	}
 	if info.err != nil {
 		fields = append(fields, zap.String("error", info.err.Error()))

@@ -64,7 +64,10 @@ func redact(u *url.URL) string {
 // statusOf maps an error to the HTTP status a client gets.
 func statusOf(err error) int {
 	var ue *UpstreamError
+	var hs interface{ HTTPStatus() int }
 	switch {
+	case errors.As(err, &hs):
+		return hs.HTTPStatus()
 	case errors.Is(err, ErrBadRequest):
 		return http.StatusBadRequest
 	case errors.Is(err, ErrRefused):

@@ -50,25 +50,43 @@ func specFor(req Request) fileSpec {
 	return fileSpec{".info", "application/json", module.CanonicalVersion(req.Version) != req.Version, checkInfo}
 }
 
-// serveFile serves list, @latest, .info and .mod.
+// serveFile serves list, @latest, .info and .mod, under the policy.
 func (g *Gate) serveFile(ctx context.Context, w http.ResponseWriter, r *http.Request, req Request) error {
+	if req.Kind == KindMod || (req.Kind == KindInfo && module.CanonicalVersion(req.Version) == req.Version) {
+		if err := g.allow(ctx, req.Module, req.Version); err != nil {
+			return err
+		}
+	}
+	body, result, err := g.load(ctx, req)
+	if err != nil {
+		return err
+	}
+	if body, err = g.applyPolicy(ctx, req, body); err != nil {
+		return err
+	}
+	return g.writeSmall(ctx, w, r, specFor(req).ctype, body, result)
+}
+
+// load returns a verified small module file from the cache, or fetches,
+// checks and stores it; a stale copy stands in when the upstream fails.
+func (g *Gate) load(ctx context.Context, req Request) ([]byte, string, error) {
 	spec := specFor(req)
 	key := string(req.Kind) + "/" + req.escaped
 	e, err := g.cfg.Cache.Get(ctx, key)
 	switch {
 	case err == nil && (!spec.mutable || g.cfg.Offline || g.cfg.Now().Sub(e.Stored) < g.cfg.ListTTL):
-		return g.writeSmall(ctx, w, r, spec.ctype, e.Value, cacheHit)
+		return e.Value, cacheHit, nil
 	case err != nil && !errors.Is(err, cache.ErrNotFound):
-		return fmt.Errorf("reading cache: %w", err)
+		return nil, "", fmt.Errorf("reading cache: %w", err)
 	case g.cfg.Offline:
-		return fmt.Errorf("%s: %w", req.Target(), ErrOffline)
+		return nil, "", fmt.Errorf("%s: %w", req.Target(), ErrOffline)
 	}
 	body, ferr := g.shared(ctx, key, func(ctx context.Context) ([]byte, error) {
 		// Another request may have stored it since this one missed.
 		if e, err := g.cfg.Cache.Get(ctx, key); err == nil && (!spec.mutable || g.cfg.Now().Sub(e.Stored) < g.cfg.ListTTL) {
 			return e.Value, nil
 		}
-		body, err := g.fetchTimed(ctx, "/"+req.escaped+spec.ext)
+		body, err := g.fetchTimed(ctx, req.Kind, "/"+req.escaped+spec.ext)
 		if err != nil {
 			return nil, err
 		}
@@ -82,20 +100,20 @@ func (g *Gate) serveFile(ctx context.Context, w http.ResponseWriter, r *http.Req
 	})
 	if ferr != nil && err == nil && statusOf(ferr) == http.StatusBadGateway {
 		g.log.Warn("upstream failed; serving a stale copy", zap.String("key", key), zap.Error(ferr))
-		return g.writeSmall(ctx, w, r, spec.ctype, e.Value, cacheStale)
+		return e.Value, cacheStale, nil
 	}
 	if ferr != nil {
-		return ferr
+		return nil, "", ferr
 	}
-	return g.writeSmall(ctx, w, r, spec.ctype, body, cacheMiss)
+	return body, cacheMiss, nil
 }
 
 // fetchTimed fetches a small body and records the upstream time.
-func (g *Gate) fetchTimed(ctx context.Context, path string) ([]byte, error) {
+func (g *Gate) fetchTimed(ctx context.Context, kind Kind, path string) ([]byte, error) {
 	start := time.Now()
 	b, err := g.up.fetch(ctx, path)
 	infoFrom(ctx).addUpstream(time.Since(start))
-	g.cfg.Metrics.fetched(infoFrom(ctx).req.Kind, time.Since(start), int64(len(b)))
+	g.cfg.Metrics.fetched(kind, time.Since(start), int64(len(b)))
 	return b, err
 }
 
@@ -191,6 +209,9 @@ func (g *Gate) checkSum(ctx context.Context, req Request, suffix, hash string) e
 // serveZip serves a module zip from the cache, fetching, verifying and
 // storing it first on a miss.
 func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Request, req Request) error {
+	if err := g.allow(ctx, req.Module, req.Version); err != nil {
+		return err
+	}
 	key := "zip/" + req.escaped
 	result := cacheHit
 	blob, err := g.cfg.Cache.OpenBlob(ctx, key)

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/modgate/modgate/cache"
+	"github.com/modgate/modgate/policy"
 )
 
 // Cache is the store of verified objects. *cache.Store satisfies it.
@@ -65,7 +66,11 @@ type Config struct {
 	SpoolDir string      // for zips while they download; "" means os.TempDir()
 	Logger   *zap.Logger // nil means zap.NewNop()
 	Metrics  *Metrics    // nil records nothing
-	Now      func() time.Time
+	// Policy returns the module policy in force; nil allows everything.
+	Policy func() *policy.Policy
+	// Audit, if set, records would-be denials of report mode.
+	Audit *AuditLog
+	Now   func() time.Time
 }
 
 // DefaultIntercept is the default list of intercepted hosts.
@@ -181,7 +186,12 @@ func (g *Gate) shared(ctx context.Context, key string, fn func(ctx context.Conte
 	return b, err
 }
 
-// private reports whether path skips the public checksum database.
+// private reports whether path skips the public checksum database, by
+// the configured patterns or the policy's.
 func (g *Gate) private(path string) bool {
-	return len(g.cfg.Private) > 0 && module.MatchPrefixPatterns(strings.Join(g.cfg.Private, ","), path)
+	patterns := g.cfg.Private
+	if p := g.policy(); p != nil {
+		patterns = append(slices.Clip(patterns), p.Private...)
+	}
+	return len(patterns) > 0 && module.MatchPrefixPatterns(strings.Join(patterns, ","), path)
 }

@@ -38,6 +38,9 @@ func (g *Gate) serveSumDB(ctx context.Context, w http.ResponseWriter, r *http.Re
 			info.cache = cacheStale
 		}
 	case KindLookup:
+		if err := g.allow(ctx, req.Module, req.Version); err != nil {
+			return err
+		}
 		key := "lookup/" + req.escaped
 		body, err = g.shared(ctx, key, func(ctx context.Context) ([]byte, error) {
 			return g.cfg.Witness.Lookup(ctx, module.Version{Path: req.Module, Version: req.Version})
