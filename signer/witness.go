@@ -129,8 +129,8 @@ func (w *Witness) Name() string { return w.name }
 // Forked reports whether fork evidence is on record.
 func (w *Witness) Forked() bool { return w.forked.Load() }
 
-func (w *Witness) stateKey() string       { return "witness/" + w.name + "/latest" }
-func (w *Witness) evidencePrefix() string { return "witness/" + w.name + "/evidence/" }
+func (w *Witness) stateKey() string       { return witnessStateKey(w.name) }
+func (w *Witness) evidencePrefix() string { return evidenceKeyPrefix(w.name) }
 
 // reload reads the persisted state into memory.
 func (w *Witness) reload(ctx context.Context) error {
@@ -256,21 +256,10 @@ func (w *Witness) recordFork(ctx context.Context, ev Evidence) {
 		zap.String("older_note", ev.OlderNote), zap.String("newer_note", ev.NewerNote))
 }
 
-// Evidence returns the fork evidence on record, oldest first.
+// Evidence returns the fork evidence on record that no operator has
+// cleared (see ClearFork), oldest first.
 func (w *Witness) Evidence(ctx context.Context) ([]Evidence, error) {
-	var out []Evidence
-	err := w.store.Scan(ctx, w.evidencePrefix(), func(key string, value []byte) error {
-		var ev Evidence
-		if err := json.Unmarshal(value, &ev); err != nil {
-			return fmt.Errorf("evidence %s: %w", key, err)
-		}
-		out = append(out, ev)
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reading fork evidence: %w", err)
-	}
-	return out, nil
+	return openEvidence(ctx, w.store, w.name)
 }
 
 // CoSign observes msg and returns it with the enterprise signature added.
