@@ -1,0 +1,98 @@
+package proxy
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/modgate/modgate/signer"
+)
+
+// TestWitnessAPI checks the witness admin API behind RequireAdmin: the
+// status before and after a fork, clearing the evidence (audited, kept),
+// and refusing callers without the token.
+func TestWitnessAPI(t *testing.T) {
+	tg := newTestGate(t, nil, gateOptions{})
+	tokenFile := filepath.Join(t.TempDir(), "admin.token")
+	if err := os.WriteFile(tokenFile, []byte("t0ken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	audit := NewAuditLog(tg.cache)
+	mux := http.NewServeMux()
+	NewWitnessAPI(WitnessAPIConfig{Witness: tg.witness, Audit: audit}).Register(mux)
+	srv := httptest.NewServer(RequireAdmin(tokenFile, nil, mux))
+	defer srv.Close()
+	call := func(method, path, token, body string) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		r := doReq(t, req)
+		return r.status, r.body
+	}
+	status := func() signer.Status {
+		t.Helper()
+		code, body := call("GET", "/api/v1/witness", "t0ken", "")
+		var st signer.Status
+		if code != 200 || json.Unmarshal(body, &st) != nil {
+			t.Fatalf("GET /api/v1/witness: %d %s", code, body)
+		}
+		return st
+	}
+
+	if r := get(t, tg.url, modPath(t, depV100, ".mod")); r.status != 200 {
+		t.Fatalf("mod: %d %s", r.status, r.body)
+	}
+	if st := status(); st.Tree == nil || st.Tree.Size == 0 || st.Forked {
+		t.Fatalf("status before the fork: %+v", st)
+	}
+	tg.fake.Fork()
+	if r := get(t, tg.url, "/sumdb/sum.golang.org/lookup/example.com/lib@v1.0.0"); r.status != http.StatusBadGateway {
+		t.Fatalf("lookup after the fork: %d %s", r.status, r.body)
+	}
+	if st := status(); !st.Forked || len(st.Evidence) != 1 {
+		t.Fatalf("status after the fork: %+v", st)
+	}
+	for _, token := range []string{"", "wrong"} {
+		if code, _ := call("POST", "/api/v1/witness/clear-fork", token, ""); code != http.StatusUnauthorized {
+			t.Errorf("clear-fork with token %q: %d, want 401", token, code)
+		}
+	}
+	if !tg.witness.Forked() {
+		t.Fatal("an unauthenticated call cleared the fork")
+	}
+	code, body := call("POST", "/api/v1/witness/clear-fork", "t0ken", `{"reason": "checked with the sumdb operators"}`)
+	var resp ClearForkResponse
+	if code != 200 || json.Unmarshal(body, &resp) != nil || len(resp.Cleared) != 1 || resp.Status.Forked || len(resp.Status.Cleared) != 1 {
+		t.Fatalf("clear-fork: %d %s", code, body)
+	}
+	entries, err := audit.List(t.Context(), 0)
+	if err != nil || len(entries) != 1 || entries[0].Action != "witness.clear-fork" || !strings.HasPrefix(entries[0].Who, "token:") ||
+		entries[0].Reason != "checked with the sumdb operators" || entries[0].Subject != "sum.golang.org" {
+		t.Errorf("audit after clear-fork: %+v, %v", entries, err)
+	}
+	if code, body := call("POST", "/api/v1/witness/clear-fork", "t0ken", `{"unknown": 1}`); code != http.StatusBadRequest {
+		t.Errorf("clear-fork with an unknown field: %d %s, want 400", code, body)
+	}
+}
+
+// doReq sends req with the default client and reads the answer.
+func doReq(t *testing.T, req *http.Request) response {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{resp.StatusCode, resp.Header, body}
+}
