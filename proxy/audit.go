@@ -19,6 +19,8 @@ const (
 	AuditReplace = "policy.replace" // the whole policy was imported
 	AuditReload  = "policy.reload"  // a hand edit of the file took effect
 	AuditInvalid = "policy.invalid" // a hand edit was refused
+	// AuditWouldDeny records a denial that report mode let through.
+	AuditWouldDeny = "policy.would_deny"
 )
 
 // auditPrefix is the cache key prefix of audit entries.
@@ -64,7 +66,8 @@ type AuditLog struct {
 	counter int
 }
 
-// NewAuditLog returns the audit log kept in s.
+// NewAuditLog returns the audit log kept in s. Use one AuditLog per
+// store: keys are unique only within one AuditLog.
 func NewAuditLog(s AuditStore) *AuditLog {
 	return &AuditLog{store: s, now: time.Now}
 }
