@@ -69,6 +69,7 @@ func newRoot(getenv env, stdout, stderr io.Writer) *cobra.Command {
 		newClientEnvCmd(getenv, stdout),
 		newHealthcheckCmd(getenv, stdout),
 		newDoctorCmd(getenv, stdout),
+		newWitnessCmd(getenv, stdout),
 		&cobra.Command{
 			Use: "version", Short: "Print the version", Args: cobra.NoArgs,
 			Run: func(cmd *cobra.Command, _ []string) { fmt.Fprintf(stdout, "modgate %s\n", version) },
