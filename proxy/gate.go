@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -83,6 +84,9 @@ type Gate struct {
 	up    *upstream
 	log   *zap.Logger
 	group singleflight.Group
+
+	wouldMu   sync.Mutex
+	wouldDeny map[string]time.Time // last audit of a would-be denial, by target and rule
 }
 
 // fetchTimeout bounds one shared upstream fetch (a stall ends it sooner).

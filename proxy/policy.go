@@ -80,7 +80,7 @@ func (g *Gate) record(ctx context.Context, d policy.Decision, target string, log
 			info.decision = "would_deny"
 		}
 	}
-	if d.WouldDeny && logIt {
+	if d.WouldDeny && logIt && g.firstWouldDeny(target, d.Rule) {
 		g.log.Warn("policy would deny (report mode)", zap.String("target", target), zap.String("rule", d.Rule), zap.String("reason", d.Reason))
 		if g.cfg.Audit != nil {
 			entry := AuditEntry{Time: g.cfg.Now(), Who: "gate", Action: "would_deny", Subject: target, Rule: d.Rule, Reason: d.Reason}
@@ -90,6 +90,28 @@ func (g *Gate) record(ctx context.Context, d policy.Decision, target string, log
 		}
 	}
 	return d
+}
+
+// wouldDenyEvery is how often one would-be denial of a target by a rule is
+// logged and audited: one go command asks for .info, .mod, .zip and the
+// lookup of a version, and should leave one entry, not four.
+const wouldDenyEvery = time.Minute
+
+// firstWouldDeny reports whether a would-be denial of target by rule is the
+// first in wouldDenyEvery.
+func (g *Gate) firstWouldDeny(target, rule string) bool {
+	now := g.cfg.Now()
+	key := target + " " + rule
+	g.wouldMu.Lock()
+	defer g.wouldMu.Unlock()
+	if last, ok := g.wouldDeny[key]; ok && now.Sub(last) < wouldDenyEvery {
+		return false
+	}
+	if g.wouldDeny == nil || len(g.wouldDeny) > 10000 {
+		g.wouldDeny = make(map[string]time.Time)
+	}
+	g.wouldDeny[key] = now
+	return true
 }
 
 // applyPolicy filters what list, @latest and .info of a query answer.

@@ -158,6 +158,8 @@ type gateParts struct {
 	egress   *proxy.Egress
 	verifier string       // the enterprise verifier key, served at /verifier.txt
 	policy   *policy.File // the policy in force
+	audit    *proxy.AuditLog
+	gate     *proxy.Gate
 }
 
 func (g *gateParts) close() {
@@ -229,10 +231,11 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 		g.close()
 		return nil, err
 	}
+	g.audit = proxy.NewAuditLog(g.cache)
 	gate, err := proxy.New(proxy.Config{
 		Upstream: upstreamURL, HTTPClient: client, Cache: g.cache, Witness: w, Intercept: intercept,
 		Private: splitList(o.private), Offline: o.offline, ListTTL: o.listTTL, SpoolDir: spool, Logger: log.Named("access"),
-		Metrics: g.metrics,
+		Metrics: g.metrics, Policy: g.policy.Current, Audit: g.audit,
 	})
 	if err != nil {
 		g.close()
@@ -242,6 +245,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 		g.close()
 		return nil, err
 	}
+	g.gate = gate
 	g.server = proxy.NewServer(gate, g.leaves.TLSConfig(), log.Named("proxy"))
 	if g.egress, err = newEgress(o, parent, nil, log.Named("egress")); err != nil {
 		g.close()
@@ -313,7 +317,7 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 	admin := &http.Server{Handler: proxy.AdminHandler(proxy.AdminConfig{
 		Ready: g.server.Ready, CAPEM: g.ca.CertPEM, Verifier: g.verifier,
 		Metrics: promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{}),
-		API:     adminAPI(o.dataDir, g.ca.Cert, g.policy, proxy.NewAuditLog(g.cache), nil, log),
+		API:     adminAPI(o.dataDir, g.ca.Cert, g.policy, g.audit, g.gate.Facts, log),
 	}), ReadHeaderTimeout: 10 * time.Second}
 	go admin.Serve(aln)
 	defer admin.Close()
