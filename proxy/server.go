@@ -42,6 +42,9 @@ type Server struct {
 	mitm  *http.Server
 	conns *connListener
 	ready atomic.Bool
+	// tickets keeps session resumption working across the per-connection
+	// clones of tls (see ticketKeys).
+	tickets ticketKeys
 
 	egress atomic.Pointer[Egress]
 }
@@ -52,7 +55,8 @@ func NewServer(gate *Gate, tlsConfig *tls.Config, logger *zap.Logger) *Server {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	s := &Server{gate: gate, tls: tlsConfig, log: logger, conns: newConnListener()}
+	s := &Server{gate: gate, log: logger, conns: newConnListener()}
+	s.tls = s.tickets.shareTickets(tlsConfig)
 	deny, _ := NewEgress(EgressConfig{Logger: logger.Named("egress")})
 	s.egress.Store(deny)
 	p := goproxy.NewProxyHttpServer()
@@ -183,6 +187,7 @@ func (s *Server) intercept(req *http.Request, client net.Conn, ctx *goproxy.Prox
 		return
 	}
 	host, _, _ := net.SplitHostPort(req.URL.Host)
+	s.tickets.maybeRotate(s.tls)
 	cfg := s.tls.Clone()
 	get := s.tls.GetCertificate
 	cfg.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
