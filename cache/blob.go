@@ -113,10 +113,25 @@ func expectEOF(r io.Reader, size int64) error {
 	}
 }
 
-// setChunk stores one chunk in its own transaction.
+// setChunk stores one chunk in its own transaction, then drops the pages
+// it dirtied in the mapped value log from the resident set (dropPages).
 func (s *Store) setChunk(gen uint64, index uint32, data []byte) error {
-	return s.db.Update(func(txn *badger.Txn) error {
-		return txn.Set(chunkKey(gen, index), data)
+	key := chunkKey(gen, index)
+	err := s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(key, data)
+	})
+	if err != nil || !s.trims(len(data)) {
+		return err
+	}
+	return s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if err != nil {
+			return nil // only the trimming is lost
+		}
+		return item.Value(func(v []byte) error {
+			dropPages(v)
+			return nil
+		})
 	})
 }
 

@@ -157,11 +157,17 @@ func (b *Blob) load(idx int64) error {
 	if !b.it.Valid() || !bytes.Equal(b.it.Item().Key(), key) {
 		return fmt.Errorf("%w: blob %q: chunk %d of %d is missing", ErrCorrupt, b.key, idx, b.m.chunks)
 	}
-	buf, err := b.it.Item().ValueCopy(b.buf[:0])
+	err := b.it.Item().Value(func(v []byte) error {
+		b.buf = append(b.buf[:0], v...)
+		if b.s.trims(len(v)) {
+			dropPages(v)
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("cache: blob %q: chunk %d: %w", b.key, idx, err)
 	}
-	b.buf = buf
+	buf := b.buf
 	if want := b.m.chunkLen(idx); int64(len(buf)) != want {
 		return fmt.Errorf("%w: blob %q: chunk %d has %d bytes, want %d", ErrCorrupt, b.key, idx, len(buf), want)
 	}

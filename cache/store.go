@@ -151,6 +151,10 @@ const (
 //     kernel reclaims under pressure, not heap.
 //   - one ChunkSize buffer (1 MiB) per PutBlob in progress and per open
 //     Blob that has been read, recycled through a pool.
+//   - the pages of blob chunks in the mapped value log are dropped from the
+//     resident set as soon as a chunk is written or copied out (see
+//     dropPages), so serving or storing a zip of any size adds about one
+//     chunk, not the zip, to RssFile.
 type Config struct {
 	// Dir is the Badger directory. Required unless InMemory.
 	Dir string
@@ -206,6 +210,11 @@ type Config struct {
 	// ManualEviction turns the background eviction off: only Evict
 	// evicts. For tests and tools that choose when a pass runs.
 	ManualEviction bool
+	// KeepPagesResident turns off the dropping of blob chunks' pages from
+	// the resident set after each chunk is written or read (Linux only; see
+	// dropPages). With it, RSS grows by every blob byte served, as page
+	// cache that the kernel reclaims only under memory pressure.
+	KeepPagesResident bool
 }
 
 // Store is a Badger store of small values and chunked blobs. It is safe for
@@ -221,6 +230,9 @@ type Store struct {
 	mu       sync.Mutex
 	nextGen  uint64              // next blob generation id
 	inflight map[uint64]struct{} // generations of PutBlob calls in progress
+
+	valueThreshold int64
+	trimPages      bool // see dropPages
 
 	maxSize   int64
 	evictable func(string) bool
@@ -250,17 +262,19 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("cache: open %q: %w", cfg.Dir, err)
 	}
 	s := &Store{
-		db:        db,
-		log:       log,
-		chunkSize: cfg.ChunkSize,
-		inMemory:  cfg.InMemory,
-		now:       cfg.Now,
-		inflight:  make(map[uint64]struct{}),
-		maxSize:   cfg.MaxSize,
-		evictable: cfg.Evictable,
-		evictNow:  make(chan struct{}, 1),
-		flushNow:  make(chan struct{}, 1),
-		access:    make(map[string]int64),
+		db:             db,
+		log:            log,
+		chunkSize:      cfg.ChunkSize,
+		inMemory:       cfg.InMemory,
+		now:            cfg.Now,
+		inflight:       make(map[uint64]struct{}),
+		valueThreshold: cfg.ValueThreshold,
+		trimPages:      !cfg.KeepPagesResident,
+		maxSize:        cfg.MaxSize,
+		evictable:      cfg.Evictable,
+		evictNow:       make(chan struct{}, 1),
+		flushNow:       make(chan struct{}, 1),
+		access:         make(map[string]int64),
 	}
 	maxGen, err := s.sweep(ctx)
 	if err != nil {
