@@ -38,15 +38,22 @@ func openPolicy(ctx context.Context, o serveOptions, log *zap.Logger) (*policy.F
 }
 
 // adminAPI returns the authenticated admin API (/api/): the policy API
-// over the policy file, auditing into the cache. facts may be nil.
+// over the policy file, auditing into the cache, and the other APIs in
+// more (such as the witness API). facts may be nil.
 func adminAPI(dataDir string, ca *x509.Certificate, file *policy.File, audit *proxy.AuditLog,
-	facts func(ctx context.Context, module, version string) (policy.Facts, error), log *zap.Logger) http.Handler {
+	facts func(ctx context.Context, module, version string) (policy.Facts, error), log *zap.Logger, more ...apiRoutes) http.Handler {
 	mux := http.NewServeMux()
 	proxy.NewPolicyAPI(proxy.PolicyAPIConfig{File: file, Audit: audit, Facts: facts, Logger: log.Named("admin")}).Register(mux)
+	for _, api := range more {
+		api.Register(mux)
+	}
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
 	return proxy.RequireAdmin(filepath.Join(dataDir, adminTokenFile), pool, mux)
 }
+
+// apiRoutes is an admin API that adds its routes to the /api/ mux.
+type apiRoutes interface{ Register(mux *http.ServeMux) }
 
 // listenAdmin listens on --admin-listen, over TLS with a certificate for
 // modgate.admin from the CA when --admin-tls is set (client certificates

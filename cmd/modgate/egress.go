@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/modgate/modgate/policy"
 	"github.com/modgate/modgate/proxy"
 )
 
@@ -19,6 +20,16 @@ func newEgress(o serveOptions, parent *url.URL, hostPolicy func() proxy.HostPoli
 		return nil, usageError{fmt.Errorf("--allow-range: %w", err)}
 	}
 	return proxy.NewEgress(proxy.EgressConfig{Policy: hostPolicy, AllowRanges: ranges, ParentProxy: parent, Logger: log})
+}
+
+// hostPolicy returns the egress rules of the policy file in force.
+func hostPolicy(f *policy.File) func() proxy.HostPolicy {
+	return func() proxy.HostPolicy {
+		if p := f.Current(); p != nil {
+			return p
+		}
+		return nil // a nil *policy.Policy must not become a non-nil HostPolicy
+	}
 }
 
 // parseParentProxy parses --parent-proxy; "" means none.

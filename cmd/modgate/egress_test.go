@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -43,7 +44,7 @@ func TestEgressRefusals(t *testing.T) {
 		want         int
 		wantBody     string
 	}{
-		{"no egress rules", upHost, 403, "no egress rules are configured"},
+		{"no egress rule allows it", upHost, 403, "no egress rule allows 127.0.0.1"},
 		{"metadata address", "169.254.169.254:80", 403, "refused"},
 		{"the gate itself", g.listen, 403, "refused"},
 		{"intercepted host, other port", "proxy.golang.org:8443", 403, "on port 443 only"},
@@ -169,5 +170,58 @@ func TestParentProxy(t *testing.T) {
 	r.Body.Close()
 	if r.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "407") || strings.Contains(string(body), "wrong") {
 		t.Errorf("through a parent that refuses the credentials: %d %q, want 502 naming 407 without the password", r.StatusCode, body)
+	}
+}
+
+// TestEgressTunnel runs the real binary with egress rules in its policy
+// file: an allowed host is tunnelled to the address modgate checked, the
+// same host on another port is refused, and the tunnel is logged with its
+// byte counts.
+func TestEgressTunnel(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	dir := t.TempDir()
+	policyFile := filepath.Join(dir, "policy.yaml")
+	doc := fmt.Sprintf("rules: []\negress:\n  rules:\n    - id: echo\n      action: allow\n      host: localhost\n      ports: [%d]\n      reason: the test's echo server\n", port)
+	if err := os.WriteFile(policyFile, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, g := fakeGate(t, filepath.Join(dir, "data"), "--policy", policyFile, "--allow-range", "127.0.0.0/8,::1/128")
+
+	c, err := net.Dial("tcp", g.listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	fmt.Fprintf(c, "CONNECT localhost:%d HTTP/1.1\r\nHost: localhost:%d\r\n\r\n", port, port)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT localhost:%d: %v %v", port, resp, err)
+	}
+	io.WriteString(c, "hello\n")
+	c.(*net.TCPConn).CloseWrite()
+	if got, err := io.ReadAll(br); err != nil || string(got) != "hello\n" {
+		t.Fatalf("through the tunnel: %q, %v", got, err)
+	}
+	c.Close()
+	waitFor(t, g, `"msg":"connect"`, `"decision":"tunnel"`, `"rule":"echo"`, `"host":"localhost"`, `"bytes_out":6`, `"bytes_in":6`, `"resolved":"`)
+
+	if status, body, _ := rawConnect(t, g, fmt.Sprintf("localhost:%d", port+1)); status != 403 || !strings.Contains(body, "no egress rule allows localhost") {
+		t.Errorf("CONNECT to another port: %d %q, want 403", status, body)
 	}
 }

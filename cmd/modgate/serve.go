@@ -158,6 +158,7 @@ type gateParts struct {
 	egress   *proxy.Egress
 	verifier string       // the enterprise verifier key, served at /verifier.txt
 	policy   *policy.File // the policy in force
+	witness  *signer.Witness
 	audit    *proxy.AuditLog
 	gate     *proxy.Gate
 }
@@ -226,6 +227,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 		g.close()
 		return nil, err
 	}
+	g.witness = w
 	spool, err := cleanSpool(filepath.Join(o.dataDir, "spool"))
 	if err != nil {
 		g.close()
@@ -247,7 +249,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	}
 	g.gate = gate
 	g.server = proxy.NewServer(gate, g.leaves.TLSConfig(), log.Named("proxy"))
-	if g.egress, err = newEgress(o, parent, nil, log.Named("egress")); err != nil {
+	if g.egress, err = newEgress(o, parent, hostPolicy(g.policy), log.Named("egress")); err != nil {
 		g.close()
 		return nil, err
 	}
@@ -317,7 +319,8 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 	admin := &http.Server{Handler: proxy.AdminHandler(proxy.AdminConfig{
 		Ready: g.server.Ready, CAPEM: g.ca.CertPEM, Verifier: g.verifier,
 		Metrics: promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{}),
-		API:     adminAPI(o.dataDir, g.ca.Cert, g.policy, g.audit, g.gate.Facts, log),
+		API: adminAPI(o.dataDir, g.ca.Cert, g.policy, g.audit, g.gate.Facts, log,
+			proxy.NewWitnessAPI(proxy.WitnessAPIConfig{Witness: g.witness, Audit: g.audit, Logger: log.Named("admin")})),
 	}), ReadHeaderTimeout: 10 * time.Second}
 	go admin.Serve(aln)
 	defer admin.Close()
