@@ -20,7 +20,7 @@ const (
 	AuditReload  = "policy.reload"  // a hand edit of the file took effect
 	AuditInvalid = "policy.invalid" // a hand edit was refused
 	// AuditWouldDeny records a denial that report mode let through.
-	AuditWouldDeny = "policy.would_deny"
+	AuditWouldDeny = "would_deny"
 )
 
 // auditPrefix is the cache key prefix of audit entries.

@@ -83,7 +83,7 @@ func (g *Gate) record(ctx context.Context, d policy.Decision, target string, log
 	if d.WouldDeny && logIt && g.firstWouldDeny(target, d.Rule) {
 		g.log.Warn("policy would deny (report mode)", zap.String("target", target), zap.String("rule", d.Rule), zap.String("reason", d.Reason))
 		if g.cfg.Audit != nil {
-			entry := AuditEntry{Time: g.cfg.Now(), Who: "gate", Action: "would_deny", Subject: target, Rule: d.Rule, Reason: d.Reason}
+			entry := AuditEntry{Time: g.cfg.Now(), Who: "gate", Action: AuditWouldDeny, Subject: target, Rule: d.Rule, Reason: d.Reason}
 			if err := g.cfg.Audit.Append(context.WithoutCancel(ctx), entry); err != nil {
 				g.log.Error("cannot audit a would-be denial", zap.Error(err))
 			}
