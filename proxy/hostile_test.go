@@ -53,7 +53,6 @@ func TestServerRefusesOverlongRequests(t *testing.T) {
 	}
 }
 
-
 // TestServerRefusesHostileConnects sends CONNECT targets byte for byte
 // to a gate whose host rules let everything through (report mode): the
 // target parser and the address checks refuse each before dialling.
