@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -70,5 +71,34 @@ func TestMetricsMoveAfterDownload(t *testing.T) {
 	newClient(t, g, viaIntercept, g.verifier, "module example.com/app\n\ngo 1.21\n").run("mod", "download", m.Path+"@"+m.Version)
 	if after := scrape(t, g, `modgate_verification_failures_total{kind="zip"}`); after != max(fails, 0)+1 {
 		t.Errorf("verification failures of kind zip: %v -> %v, want one more", fails, after)
+	}
+}
+
+// TestCacheStats checks modgate cache stats against a running gate.
+func TestCacheStats(t *testing.T) {
+	_, g := fakeGate(t, filepath.Join(t.TempDir(), "data"))
+	c := newClient(t, g, viaIntercept, g.verifier, appMod)
+	c.must(appDownload...)
+	newClient(t, g, viaIntercept, g.verifier, appMod).must(appDownload...)
+	out, code := adminCLI(t, g, "cache", "stats")
+	if code != 0 {
+		t.Fatalf("modgate cache stats: exit %d\n%s", code, out)
+	}
+	for _, want := range []string{"KIND", "zip ", "mod ", "sumdb ", "witness ", "total", "hit ratio since start: "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("cache stats lacks %q:\n%s", want, out)
+		}
+	}
+	out, code = adminCLI(t, g, "cache", "stats", "--json")
+	var s struct {
+		Kinds    map[string]struct{ Objects int64 }
+		HitRatio float64 `json:"hit_ratio"`
+		Requests int64
+	}
+	if err := json.Unmarshal([]byte(out), &s); err != nil || code != 0 {
+		t.Fatalf("cache stats --json: exit %d, %v\n%s", code, err, out)
+	}
+	if s.Kinds["zip"].Objects != 4 || s.HitRatio <= 0.3 || s.HitRatio >= 1 || s.Requests == 0 {
+		t.Errorf("cache stats: %+v, want 4 zips and a hit ratio between 0.3 and 1 after a cold and a warm client", s)
 	}
 }

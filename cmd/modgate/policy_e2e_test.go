@@ -20,7 +20,13 @@ const emptyMod = "module example.com/app\n\ngo 1.21\n"
 // policyCLI runs the real binary's policy subcommands against g.
 func policyCLI(t *testing.T, g *gateProc, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"policy"}, args...)...)
+	return adminCLI(t, g, append([]string{"policy"}, args...)...)
+}
+
+// adminCLI runs a subcommand of the real binary that talks to g's admin API.
+func adminCLI(t *testing.T, g *gateProc, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), "MODGATE_ADMIN=http://"+g.admin, "MODGATE_DATA_DIR="+g.dataDir)
 	out, err := cmd.CombinedOutput()
 	code := 0

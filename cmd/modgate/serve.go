@@ -320,7 +320,8 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 		Ready: g.server.Ready, CAPEM: g.ca.CertPEM, Verifier: g.verifier,
 		Metrics: promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{}),
 		API: adminAPI(o.dataDir, g.ca.Cert, g.policy, g.audit, g.gate.Facts, log,
-			proxy.NewWitnessAPI(proxy.WitnessAPIConfig{Witness: g.witness, Audit: g.audit, Logger: log.Named("admin")})),
+			proxy.NewWitnessAPI(proxy.WitnessAPIConfig{Witness: g.witness, Audit: g.audit, Logger: log.Named("admin")}),
+			proxy.CacheAPI{Stats: g.cache, Metrics: g.metrics}),
 	}), ReadHeaderTimeout: 10 * time.Second}
 	go admin.Serve(aln)
 	defer admin.Close()
