@@ -95,6 +95,9 @@ func (g *Gate) startLog(w http.ResponseWriter, r *http.Request) (*logWriter, *re
 func (g *Gate) endLog(w *logWriter, r *http.Request, info *reqInfo) {
 	via := "goproxy"
 	if r.TLS != nil {
+		via = "goproxy-tls"
+	}
+	if Intercepted(r.Context()) {
 		via = "intercept"
 	}
 	info.mu.Lock()

@@ -158,7 +158,7 @@ func (g *Gate) route(r *http.Request) (Request, error) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return Request{}, badRequest("method %s not allowed: only GET and HEAD", r.Method)
 	}
-	if r.TLS != nil { // decrypted from an intercepted CONNECT
+	if Intercepted(r.Context()) { // decrypted from an intercepted CONNECT
 		host := hostOnly(r.Host)
 		if !g.Intercepts(host) {
 			return Request{}, badRequest("host %q is not intercepted", host)
@@ -168,6 +168,18 @@ func (g *Gate) route(r *http.Request) (Request, error) {
 		}
 	}
 	return Route(r.URL.Path)
+}
+
+// interceptedKey marks the context of requests decrypted from an
+// intercepted CONNECT.
+type interceptedKey struct{}
+
+// Intercepted reports whether a request's context is that of a request
+// decrypted from an intercepted CONNECT (rather than a direct GOPROXY
+// request, over plain HTTP or TLS).
+func Intercepted(ctx context.Context) bool {
+	v, _ := ctx.Value(interceptedKey{}).(bool)
+	return v
 }
 
 // hostOnly strips a port from host.
