@@ -71,7 +71,9 @@ func NewServer(gate *Gate, tlsConfig *tls.Config, logger *zap.Logger) *Server {
 	errLog := zap.NewStdLog(logger.Named("http"))
 	s.front = &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: errLog}
 	s.mitm = &http.Server{Handler: gate, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: errLog,
-		ConnContext: func(ctx context.Context, _ net.Conn) context.Context { return context.WithValue(ctx, interceptedKey{}, true) }}
+		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+			return context.WithValue(ctx, interceptedKey{}, true)
+		}}
 	return s
 }
 
