@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -14,15 +15,24 @@ import (
 // Metrics are the gate's Prometheus metrics. Its methods are safe on a nil
 // *Metrics, which records nothing.
 type Metrics struct {
-	requests      *prometheus.CounterVec
-	servedBytes   *prometheus.CounterVec
-	fetchedBytes  *prometheus.CounterVec
-	upstream      *prometheus.HistogramVec
-	verifyFails   *prometheus.CounterVec
-	decisions     *prometheus.CounterVec
-	connects      *prometheus.CounterVec
-	mu            sync.Mutex
-	hits, lookups int64 // for the hit ratio since start
+	requests     *prometheus.CounterVec
+	servedBytes  *prometheus.CounterVec
+	fetchedBytes *prometheus.CounterVec
+	upstream     *prometheus.HistogramVec
+	verifyFails  *prometheus.CounterVec
+	decisions    *prometheus.CounterVec
+	connects     *prometheus.CounterVec
+	mu           sync.Mutex
+	summary      Summary // totals since start
+}
+
+// Summary is the gate's traffic since it started.
+type Summary struct {
+	Requests  int64 // every routed request
+	Cacheable int64 // requests answered from the cache or the upstream
+	Hits      int64 // of which from the cache
+	Served    int64 // response body bytes
+	Refused   int64 // answered 403
 }
 
 // NewMetrics registers the gate's metrics with reg.
@@ -66,13 +76,18 @@ func (m *Metrics) request(kind Kind, status int, cacheResult, via string, bytes 
 	}
 	m.requests.WithLabelValues(k, strconv.Itoa(status), cacheResult, via).Inc()
 	m.servedBytes.WithLabelValues(k).Add(float64(bytes))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.summary.Requests++
+	m.summary.Served += bytes
+	if status == http.StatusForbidden {
+		m.summary.Refused++
+	}
 	if cacheResult == cacheHit || cacheResult == cacheMiss || cacheResult == cacheStale {
-		m.mu.Lock()
-		m.lookups++
+		m.summary.Cacheable++
 		if cacheResult == cacheHit {
-			m.hits++
+			m.summary.Hits++
 		}
-		m.mu.Unlock()
 	}
 }
 
@@ -112,12 +127,21 @@ func (m *Metrics) HitRatio() (ratio float64, requests int64) {
 	if m == nil {
 		return 0, 0
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.lookups == 0 {
+	s := m.Summary()
+	if s.Cacheable == 0 {
 		return 0, 0
 	}
-	return float64(m.hits) / float64(m.lookups), m.lookups
+	return float64(s.Hits) / float64(s.Cacheable), s.Cacheable
+}
+
+// Summary returns the traffic since start.
+func (m *Metrics) Summary() Summary {
+	if m == nil {
+		return Summary{}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.summary
 }
 
 // StatsSource reports cache contents. *cache.Store satisfies it.

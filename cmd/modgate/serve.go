@@ -35,6 +35,7 @@ type serveOptions struct {
 	upstream, upstreamSumDB, upstreamCA  string
 	intercept, private, logLevel         string
 	logFormat                            string
+	terminal                             bool // stderr is a terminal: show progress
 	offline                              bool
 	listTTL                              time.Duration
 	cacheMaxSize                         byteSize
@@ -82,6 +83,16 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 			return err
 		}
 		o.dataDir = *dataDir
+		if o.terminal = isTerminal(stderr); o.terminal {
+			// A person is watching: readable logs of what needs attention,
+			// and progress lines (see progress.go) instead of access logs.
+			if !f.Changed("log-format") {
+				o.logFormat = "console"
+			}
+			if !f.Changed("log-level") {
+				o.logLevel = "warn"
+			}
+		}
 		return serve(cmd.Context(), o, stderr)
 	}
 	return cmd
@@ -131,11 +142,14 @@ func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "modgate: initialized %s: a new CA, enterprise note key and admin token\n", o.dataDir)
 		printClientLines(stderr, o.dataDir, proxyURL(o.listen), vkey)
 	}
+	prog := progress{w: stderr, on: o.terminal}
+	prog.step("opening the data directory %s and the cache", o.dataDir)
 	g, err := openGate(ctx, o, log, dbName, dbURL, upstreamURL, intercept)
 	if err != nil {
 		return err
 	}
 	defer g.close()
+	g.progress = prog
 	return g.run(ctx, o, log)
 }
 
@@ -156,7 +170,8 @@ type gateParts struct {
 	ca       *pki.CA
 	server   *proxy.Server
 	egress   *proxy.Egress
-	verifier string       // the enterprise verifier key, served at /verifier.txt
+	verifier string // the enterprise verifier key, served at /verifier.txt
+	progress progress
 	policy   *policy.File // the policy in force
 	witness  *signer.Witness
 	audit    *proxy.AuditLog
@@ -334,6 +349,12 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 	defer stopDebug()
 	log.Info("modgate serving", zap.String("listen", ln.Addr().String()), zap.String("admin", aln.Addr().String()), zap.Bool("admin_tls", o.adminTLS), zap.String("policy", g.policy.Path()),
 		zap.String("upstream", o.upstream), zap.String("data_dir", o.dataDir), zap.Bool("offline", o.offline), zap.String("version", version))
+	mode := "upstream " + o.upstream
+	if o.offline {
+		mode = "offline, from the cache only"
+	}
+	g.progress.step("serving on %s (admin %s), %s; Ctrl-C stops", ln.Addr(), aln.Addr(), mode)
+	go g.progress.watch(ctx, g.metrics, 5*time.Second)
 	err = g.server.Serve(ctx, ln)
 	if errors.Is(err, context.Canceled) {
 		err = nil
