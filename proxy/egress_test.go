@@ -234,6 +234,9 @@ func TestEgressConnect(t *testing.T) {
 				if rec["client"] == "" || rec["decision"] == "tunnel" || rec["status"] != int64(tt.want) {
 					t.Errorf("log line %v: want a refusal with the client and status %d", rec, tt.want)
 				}
+				if strings.Contains(string(r.body), " is a ") && rec["resolved"] == "" {
+					t.Errorf("log line %v: want the refused address in resolved", rec)
+				}
 				return
 			}
 			if r.status != 200 {

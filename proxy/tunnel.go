@@ -56,6 +56,10 @@ func (e *Egress) logRefused(what, client string, t Target, resolved string, d po
 	if statusOf(err) != 403 {
 		decision = "error"
 	}
+	var ae *AddressError
+	if resolved == "" && errors.As(err, &ae) {
+		resolved = ae.Addr.String() // the refused address
+	}
 	fields := append(logFields(client, t, resolved, d, decision),
 		zap.Int("status", statusOf(err)), zap.Duration("duration", time.Since(start)), zap.Error(err))
 	e.log.Info(what, fields...)
