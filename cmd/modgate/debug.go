@@ -22,6 +22,9 @@ func (g *gateParts) serveDebug(addr string, log *zap.Logger) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("--debug-listen: %w", err)
 	}
+	if g.egress != nil {
+		g.egress.AddSelf(ln.Addr()) // never reachable through a tunnel
+	}
 	if ip := ln.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
 		log.Warn("the debug listener is unauthenticated and not on a loopback address", zap.String("debug", ln.Addr().String()))
 	}
