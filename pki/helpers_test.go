@@ -122,6 +122,12 @@ func startTLSServer(tb testing.TB, cfg *tls.Config) *tlsServer {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return serveTLS(tb, ln, cfg)
+}
+
+// serveTLS serves cfg on ln until the test ends.
+func serveTLS(tb testing.TB, ln net.Listener, cfg *tls.Config) *tlsServer {
+	tb.Helper()
 	s := &tlsServer{addr: ln.Addr().String(), errs: make(chan error, 1024)}
 	var wg sync.WaitGroup
 	tb.Cleanup(func() {

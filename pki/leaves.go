@@ -40,6 +40,10 @@ import (
 //   - FileStorage writes files 0600 and creates directories 0700, but does
 //     not tighten an existing directory; NewLeaves does. Lock files live in
 //     <dir>/certs/locks; a lock left by a crash goes stale after 10 s.
+//   - ManageSync on an OnDemand config only adds the names to its
+//     allowlist, and maintenance skips certificates whose config (from
+//     GetConfigForCert) is OnDemand. Names given to Manage therefore get a
+//     second Config on the same Cache without OnDemand (see managed.go).
 
 // ErrNotAllowed reports a server name that the caller's Allow func refused.
 var ErrNotAllowed = errors.New("pki: server name not allowed")
@@ -82,15 +86,19 @@ type LeavesConfig struct {
 // certmagic's on-demand TLS with an Issuer over the CA. A leaf is minted
 // on the first handshake for a name (concurrent first handshakes share one
 // issuance), then served from memory, stored for restarts, and renewed by
-// certmagic during handshakes before it expires. OCSP stapling and ACME
-// renewal information are off, so Leaves never touches the network.
+// certmagic during handshakes before it expires. Names given to Manage
+// (the gate's own HTTPS endpoint) are instead obtained up front and renewed
+// by certmagic's background maintenance. OCSP stapling and ACME renewal
+// information are off, so Leaves never touches the network.
 type Leaves struct {
 	ca          *CA
 	issuer      *Issuer
 	allow       func(string) bool
 	defaultName string
 	cache       *certmagic.Cache
-	magic       *certmagic.Config
+	magic       *certmagic.Config // on-demand: the intercepted hosts
+	managed     *certmagic.Config // obtained up front, renewed by maintenance
+	names       managedNames      // the names given to Manage
 	stopOnce    sync.Once
 }
 
@@ -123,21 +131,23 @@ func NewLeaves(ctx context.Context, cfg LeavesConfig) (*Leaves, error) {
 		}
 	}
 	l.cache = certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return l.magic, nil },
+		GetConfigForCert: func(c certmagic.Certificate) (*certmagic.Config, error) { return l.configFor(c), nil },
 		Logger:           logger,
 	})
-	l.magic = certmagic.New(l.cache, certmagic.Config{
+	base := certmagic.Config{
 		RenewalWindowRatio: certmagic.DefaultRenewalWindowRatio,
-		OnDemand: &certmagic.OnDemandConfig{
-			DecisionFunc: func(_ context.Context, name string) error { return l.decide(name) },
-		},
-		Issuers:    []certmagic.Issuer{l.issuer},
-		KeySource:  certmagic.StandardKeyGenerator{KeyType: certmagic.P256},
-		OCSP:       certmagic.OCSPConfig{DisableStapling: true},
-		DisableARI: true,
-		Storage:    storage,
-		Logger:     logger,
-	})
+		Issuers:            []certmagic.Issuer{l.issuer},
+		KeySource:          certmagic.StandardKeyGenerator{KeyType: certmagic.P256},
+		OCSP:               certmagic.OCSPConfig{DisableStapling: true},
+		DisableARI:         true,
+		Storage:            storage,
+		Logger:             logger,
+	}
+	l.managed = certmagic.New(l.cache, base)
+	base.OnDemand = &certmagic.OnDemandConfig{
+		DecisionFunc: func(_ context.Context, name string) error { return l.decide(name) },
+	}
+	l.magic = certmagic.New(l.cache, base)
 	return l, nil
 }
 
@@ -151,17 +161,22 @@ func leafStorage(cfg LeavesConfig) (certmagic.Storage, error) {
 		// certmagic would fall back to a directory under $HOME.
 		return nil, errors.New("pki: LeavesConfig needs Dir or Storage")
 	}
-	dir := filepath.Join(cfg.Dir, "certs")
+	return privateStorage(filepath.Join(cfg.Dir, "certs"))
+}
+
+// privateStorage returns a FileStorage in dir, creating dir (0700) or
+// tightening it to 0700. FileStorage writes its files 0600.
+func privateStorage(dir string) (certmagic.Storage, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("pki: creating leaf storage: %w", err)
+		return nil, fmt.Errorf("pki: creating certificate storage: %w", err)
 	}
 	fi, err := os.Stat(dir)
 	if err != nil {
-		return nil, fmt.Errorf("pki: leaf storage: %w", err)
+		return nil, fmt.Errorf("pki: certificate storage: %w", err)
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
 		if err := os.Chmod(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("pki: making leaf storage private: %w", err)
+			return nil, fmt.Errorf("pki: making certificate storage private: %w", err)
 		}
 	}
 	return &certmagic.FileStorage{Path: dir}, nil
@@ -199,7 +214,11 @@ func (l *Leaves) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, e
 	if err := l.decide(name); err != nil {
 		return nil, err
 	}
-	cert, err := l.magic.GetCertificate(hello)
+	magic := l.magic
+	if l.names.has(name) {
+		magic = l.managed // never obtained or renewed during a handshake
+	}
+	cert, err := magic.GetCertificate(hello)
 	if err != nil {
 		return nil, fmt.Errorf("pki: leaf for %q: %w", name, err)
 	}
