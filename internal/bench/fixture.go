@@ -161,7 +161,8 @@ func downloadErrors(out []byte, runErr error) error {
 func countZips(tree string) int {
 	n := 0
 	filepath.WalkDir(tree, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".zip") && strings.Contains(p, "/@v/") {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".zip") && strings.Contains(p, "/@v/") &&
+			!strings.Contains(filepath.ToSlash(p), "/"+bigPath+"/") {
 			n++
 		}
 		return nil
