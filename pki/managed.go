@@ -16,6 +16,13 @@ import (
 // ManagedTLSConfig) for a server name that was not given to Manage.
 var ErrNotServed = errors.New("pki: server name not served on this listener")
 
+// CheckName reports whether name can be given to Manage (and to a CA's
+// name constraints): a lower-case DNS host name, not an IP address, no
+// wildcard, no trailing dot. Its errors wrap ErrInvalidName.
+func CheckName(name string) error {
+	return checkName(name)
+}
+
 // Manage obtains certificates for names now, from the CA, and hands them to
 // certmagic's background maintenance, which renews each one when a third
 // of its lifetime remains; handshakes never obtain or renew them. A name

@@ -51,15 +51,16 @@ func TestMain(m *testing.M) {
 
 // gateProc is a running modgate serve.
 type gateProc struct {
-	t        *testing.T
-	dataDir  string
-	listen   string // host:port of the proxy listener
-	admin    string // host:port of the admin listener
-	cmd      *exec.Cmd
-	mu       sync.Mutex
-	log      strings.Builder
-	done     chan struct{}
-	verifier string // the enterprise verifier key
+	t         *testing.T
+	dataDir   string
+	listen    string // host:port of the proxy listener
+	admin     string // host:port of the admin listener
+	tlsListen string // host:port of the HTTPS GOPROXY listener, if any
+	cmd       *exec.Cmd
+	mu        sync.Mutex
+	log       strings.Builder
+	done      chan struct{}
+	verifier  string // the enterprise verifier key
 }
 
 // startGate runs modgate serve on free loopback ports with dataDir and
@@ -77,12 +78,12 @@ func startGate(t *testing.T, dataDir string, args ...string) *gateProc {
 	if err := g.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	addrs := make(chan [2]string, 1)
+	addrs := make(chan [3]string, 1)
 	go g.readLog(stderr, addrs)
 	t.Cleanup(g.stop)
 	select {
 	case a := <-addrs:
-		g.listen, g.admin = a[0], a[1]
+		g.listen, g.admin, g.tlsListen = a[0], a[1], a[2]
 	case <-g.done:
 		t.Fatalf("modgate exited before serving:\n%s", g.Log())
 	case <-time.After(30 * time.Second):
@@ -99,7 +100,7 @@ func startGate(t *testing.T, dataDir string, args ...string) *gateProc {
 
 // readLog collects stderr and reports the listen addresses from the
 // "modgate serving" line.
-func (g *gateProc) readLog(r io.Reader, addrs chan<- [2]string) {
+func (g *gateProc) readLog(r io.Reader, addrs chan<- [3]string) {
 	defer close(g.done)
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -108,9 +109,12 @@ func (g *gateProc) readLog(r io.Reader, addrs chan<- [2]string) {
 		g.mu.Lock()
 		g.log.WriteString(line + "\n")
 		g.mu.Unlock()
-		var rec struct{ Msg, Listen, Admin string }
+		var rec struct {
+			Msg, Listen, Admin string
+			TLSListen          string `json:"tls_listen"`
+		}
 		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "modgate serving" {
-			addrs <- [2]string{rec.Listen, rec.Admin}
+			addrs <- [3]string{rec.Listen, rec.Admin, rec.TLSListen}
 		}
 	}
 	g.cmd.Wait()

@@ -41,6 +41,7 @@ func newInitCmd(getenv env, stderr io.Writer) *cobra.Command {
 	intercept := cmd.Flags().String("intercept", strings.Join(proxy.DefaultIntercept, ","), "hosts the CA is constrained to")
 	sumdb := cmd.Flags().String("upstream-sumdb", defaultUpstreamSumDB, "upstream checksum database verifier key (names the enterprise key)")
 	listen := cmd.Flags().String("listen", defaultListen, "the proxy address clients will use")
+	tlsNames := cmd.Flags().String("tls-names", "", "comma list of DNS names of the gate's own HTTPS endpoint (serve --tls-names) that a new CA also permits")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := applyEnvAndConfig(cmd.Flags(), getenv, ""); err != nil {
 			return err
@@ -49,7 +50,11 @@ func newInitCmd(getenv env, stderr io.Writer) *cobra.Command {
 		if err != nil {
 			return usageError{err}
 		}
-		created, vkey, err := initDataDir(*dataDir, splitList(*intercept), name)
+		extra := splitList(*tlsNames)
+		if err := checkTLSNames(extra, splitList(*intercept)); err != nil {
+			return usageError{err}
+		}
+		created, vkey, err := initDataDir(*dataDir, splitList(*intercept), extra, name)
 		if err != nil {
 			return err
 		}
@@ -70,10 +75,12 @@ func newInitCmd(getenv env, stderr io.Writer) *cobra.Command {
 }
 
 // initDataDir creates what is missing in the data directory: the
-// directory (0700), the CA (a new one permits the intercepted hosts and
-// pki.AdminName), the enterprise note key named dbName and the admin
-// token. It never overwrites and reports whether it created anything.
-func initDataDir(dir string, intercept []string, dbName string) (created bool, vkey string, err error) {
+// directory (0700), the CA (a new one permits the intercepted hosts,
+// pki.AdminName and tlsNames, the names of the gate's own HTTPS endpoint),
+// the enterprise note key named dbName and the admin token. It never
+// overwrites and reports whether it created anything. An existing CA must
+// permit the intercepted hosts and tlsNames.
+func initDataDir(dir string, intercept, tlsNames []string, dbName string) (created bool, vkey string, err error) {
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return false, "", fmt.Errorf("creating data directory: %w", err)
@@ -82,12 +89,18 @@ func initDataDir(dir string, intercept []string, dbName string) (created bool, v
 	}
 	names := intercept
 	if _, err := os.Lstat(filepath.Join(dir, pki.CertFile)); errors.Is(err, fs.ErrNotExist) {
-		// A new CA also permits the admin listener's name (serve --admin-tls).
-		names = append(slices.Clone(intercept), pki.AdminName)
+		// A new CA also permits the admin listener's name (serve --admin-tls)
+		// and the HTTPS endpoint's names (serve --tls-names).
+		names = append(slices.Concat(intercept, tlsNames), pki.AdminName)
 	}
-	_, caCreated, err := pki.LoadOrCreate(dir, names)
+	ca, caCreated, err := pki.LoadOrCreate(dir, names)
 	if err != nil {
 		return false, "", fmt.Errorf("CA: %w", err)
+	}
+	for _, n := range tlsNames {
+		if !ca.Permits(n) {
+			return false, "", errTLSNamesOutsideCA(ca, dir, n)
+		}
 	}
 	vkey, keyCreated, err := signer.CreateKey(dir, dbName)
 	if err != nil {

@@ -45,6 +45,7 @@ type serveOptions struct {
 	allowRange                           []string
 	parentProxy                          string
 	stallTimeout                         time.Duration
+	tls                                  tlsOptions // the HTTPS GOPROXY endpoint (tls.go)
 }
 
 func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
@@ -74,6 +75,7 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 	f.DurationVar(&o.stallTimeout, "upstream-stall-timeout", proxy.DefaultStallTimeout, "how long the upstream may send nothing before a fetch fails with 504")
 	f.StringVar(&o.policy, "policy", "", "policy file (default <data-dir>/policy.yaml, written with a commented default if missing); hand edits take effect within 2s")
 	f.BoolVar(&o.adminTLS, "admin-tls", false, "serve the admin listener over TLS (certificate for modgate.admin from the CA; client certificates from the CA authenticate)")
+	addTLSFlags(f, &o.tls)
 	f.Var(&o.cacheMaxSize, "cache-max-size", "bound on the cache, such as 20GiB: past it the least recently used zips, .mod, .info and checksum data are evicted (default unbounded)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if !f.Changed("config") {
@@ -134,7 +136,10 @@ func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
 		return usageError{err}
 	}
 	intercept := splitList(o.intercept)
-	created, vkey, err := initDataDir(o.dataDir, intercept, dbName)
+	if o.tls.nameList, err = o.tls.tlsNames(intercept); err != nil {
+		return usageError{err}
+	}
+	created, vkey, err := initDataDir(o.dataDir, intercept, o.tls.caNames(), dbName)
 	if err != nil {
 		return err
 	}
@@ -258,7 +263,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 		g.close()
 		return nil, err
 	}
-	if g.leaves, err = pki.NewLeaves(ctx, pki.LeavesConfig{CA: g.ca, Dir: o.dataDir, Allow: gate.Intercepts, Logger: log.Named("certs")}); err != nil {
+	if g.leaves, err = pki.NewLeaves(ctx, pki.LeavesConfig{CA: g.ca, Dir: o.dataDir, Allow: o.tls.allow(gate.Intercepts), Logger: log.Named("certs")}); err != nil {
 		g.close()
 		return nil, err
 	}
@@ -347,7 +352,13 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 		return err
 	}
 	defer stopDebug()
-	log.Info("modgate serving", zap.String("listen", ln.Addr().String()), zap.String("admin", aln.Addr().String()), zap.Bool("admin_tls", o.adminTLS), zap.String("policy", g.policy.Path()),
+	tlsAddr, stopTLS, err := g.serveTLS(ctx, o, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopTLS()
+	log.Info("modgate serving", zap.String("listen", ln.Addr().String()), zap.String("tls_listen", tlsAddr), zap.String("admin", aln.Addr().String()), zap.Bool("admin_tls", o.adminTLS), zap.String("policy", g.policy.Path()),
 		zap.String("upstream", o.upstream), zap.String("data_dir", o.dataDir), zap.Bool("offline", o.offline), zap.String("version", version))
 	mode := "upstream " + o.upstream
 	if o.offline {
