@@ -16,4 +16,10 @@
 // leaf certificates are minted once per name, kept in memory and in storage,
 // reused across connections and restarts, and renewed before they expire,
 // all without any network access.
+//
+// The gate's own HTTPS endpoint gets its certificates up front instead:
+// Leaves.Manage obtains them from the CA and certmagic's maintenance renews
+// them in the background; or ACME obtains and renews them from an
+// enterprise ACME CA (TLS-ALPN-01, answered on the endpoint's listener).
+// Both serve them with ManagedTLSConfig.
 package pki
