@@ -219,6 +219,26 @@ func (g *gateProc) profile(d time.Duration, file string) <-chan error {
 	return ch
 }
 
+// cpu returns the CPU time (user + system) modgate has used so far.
+func (g *gateProc) cpu() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", g.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces) in parentheses.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / clockTicks
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times on Linux.
+const clockTicks = 100
+
 // memory is what /proc/<pid>/status says of a process's memory, in KiB.
 type memory struct{ HWM, RSS, Anon, File int64 }
 

@@ -55,20 +55,27 @@ func (e *goEnv) command(ctx context.Context, dir string, extra []string, args ..
 // extra (GOPROXY, GOSUMDB, HTTPS_PROXY, SSL_CERT_FILE), and returns its
 // wall time. The client's directories are removed afterwards, untimed.
 func (e *goEnv) download(ctx context.Context, fx *fixture, extra []string) (time.Duration, error) {
+	d, _, err := e.downloadCPU(ctx, fx, extra)
+	return d, err
+}
+
+// downloadCPU is download that also returns the CPU time (user + system)
+// the go command used.
+func (e *goEnv) downloadCPU(ctx context.Context, fx *fixture, extra []string) (time.Duration, time.Duration, error) {
 	e.n++
 	root := filepath.Join(e.work, fmt.Sprintf("client%03d", e.n))
 	defer removeAll(root)
 	app := filepath.Join(root, "app")
 	if err := os.MkdirAll(app, 0o755); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	for _, name := range []string{"go.mod", "go.sum"} {
 		b, err := os.ReadFile(filepath.Join(fx.workload, name))
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		if err := os.WriteFile(filepath.Join(app, name), b, 0o644); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
 	env := append([]string{
@@ -88,9 +95,9 @@ func (e *goEnv) download(ctx context.Context, fx *fixture, extra []string) (time
 	out, err := cmd.CombinedOutput()
 	d := time.Since(start)
 	if err != nil {
-		return 0, fmt.Errorf("go mod download %v: %v\n%s", extra, err, tail(out, 2000))
+		return 0, 0, fmt.Errorf("go mod download %v: %v\n%s", extra, err, tail(out, 2000))
 	}
-	return d, nil
+	return d, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
 }
 
 // tail returns at most the last n bytes of b.

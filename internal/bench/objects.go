@@ -209,9 +209,11 @@ func median(xs []float64) float64 {
 
 // printTable writes the table of figures.
 func (b *runner) printTable(w io.Writer) {
-	slices.SortStableFunc(b.rows, func(x, y row) int {
-		return strings.Compare(fmt.Sprintf("%3s", strings.TrimRight(x.id, "ab")), fmt.Sprintf("%3s", strings.TrimRight(y.id, "ab")))
-	})
+	key := func(id string) string { // "4b" → " 4b", "10" → "10 "
+		n := strings.TrimRight(id, "abc")
+		return fmt.Sprintf("%2s%s", n, strings.TrimPrefix(id, n))
+	}
+	slices.SortStableFunc(b.rows, func(x, y row) int { return strings.Compare(key(x.id), key(y.id)) })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "#\tmeasure\tresult\ttarget\tmet")
 	for _, r := range b.rows {

@@ -125,14 +125,18 @@ func (b *runner) warmDownloads(ctx context.Context, g *gateProc) error {
 		env  []string
 	}{{"file", b.fileEnv()}, {"intercept", g.clientEnv(true)}, {"goproxy", g.clientEnv(false)}}
 	times := make(map[string][]float64)
+	cpu := make(map[string][]float64) // go command and gate CPU seconds
 	for i := range b.o.runs {
 		for j := range modes {
 			m := modes[(i+j)%len(modes)]
-			d, err := b.env.download(ctx, b.fx, m.env)
+			g0 := g.cpu()
+			d, c, err := b.env.downloadCPU(ctx, b.fx, m.env)
 			if err != nil {
 				return err
 			}
 			times[m.name] = append(times[m.name], d.Seconds())
+			cpu[m.name+"/go"] = append(cpu[m.name+"/go"], c.Seconds())
+			cpu[m.name+"/gate"] = append(cpu[m.name+"/gate"], (g.cpu() - g0).Seconds())
 		}
 		b.logf("warm run %d: file %.2fs, intercept %.2fs, goproxy %.2fs", i+1,
 			last(times["file"]), last(times["intercept"]), last(times["goproxy"]))
@@ -146,11 +150,17 @@ func (b *runner) warmDownloads(ctx context.Context, g *gateProc) error {
 			return err
 		}
 	}
+	for _, m := range modes {
+		b.logf("warm %s: median CPU of the go command %.2fs, of modgate %.2fs", m.name, median(cpu[m.name+"/go"]), median(cpu[m.name+"/gate"]))
+	}
 	r1 := median(ratios(times["intercept"], times["file"]))
 	r2 := median(ratios(times["goproxy"], times["file"]))
 	met1, met2 := r1 <= 1.10, r2 <= 1.05
 	b.add("1", "warm go mod download, interception ÷ file://", fmt.Sprintf("%.2f (%.2fs ÷ %.2fs)", r1, median(times["intercept"]), median(times["file"])), "≤ 1.10", &met1)
 	b.add("2", "warm go mod download, GOPROXY endpoint ÷ file://", fmt.Sprintf("%.2f (%.2fs ÷ %.2fs)", r2, median(times["goproxy"]), median(times["file"])), "≤ 1.05", &met2)
+	b.add("1c", "warm: median CPU seconds of the go command / of modgate per download",
+		fmt.Sprintf("file:// %.1f / -; interception %.1f / %.2f; GOPROXY %.1f / %.2f", median(cpu["file/go"]),
+			median(cpu["intercept/go"]), median(cpu["intercept/gate"]), median(cpu["goproxy/go"]), median(cpu["goproxy/gate"])), "report", nil)
 	return nil
 }
 
