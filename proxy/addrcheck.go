@@ -17,6 +17,7 @@ var ErrAddress = fmt.Errorf("%w: address not allowed", ErrRefused)
 type AddressError struct {
 	Addr netip.Addr // the address as resolved
 	Why  string     // for example "a private address (RFC 1918)"
+	Self bool       // one of the gate's own listening sockets: never allowed
 }
 
 func (e *AddressError) Error() string { return fmt.Sprintf("%s is %s", e.Addr, e.Why) }
@@ -111,7 +112,7 @@ func (c *addrChecker) addSelf(a net.Addr) {
 func (c *addrChecker) check(ap netip.AddrPort) error {
 	a := ap.Addr().WithZone("").Unmap()
 	if c.isSelf(a, ap.Port()) {
-		return &AddressError{Addr: a, Why: fmt.Sprintf("modgate's own listening address (port %d)", ap.Port())}
+		return &AddressError{Addr: a, Why: fmt.Sprintf("modgate's own listening address (port %d)", ap.Port()), Self: true}
 	}
 	return c.checkIP(a)
 }

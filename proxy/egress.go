@@ -154,7 +154,7 @@ func (e *Egress) resolve(ctx context.Context, t Target) ([]netip.Addr, error) {
 	for _, ip := range ips {
 		ip = ip.WithZone("").Unmap()
 		if err := e.addrs.check(netip.AddrPortFrom(ip, uint16(t.Port))); err != nil {
-			return nil, fmt.Errorf("%s resolves to %w", t.Host, err)
+			return nil, fmt.Errorf("%s resolves to an address modgate may not reach: %w", t.Host, err)
 		}
 		if !slices.Contains(out, ip) {
 			out = append(out, ip)
@@ -204,6 +204,10 @@ func (e *Egress) dialTarget(ctx context.Context, t Target) (net.Conn, string, er
 
 // refusal wraps err as the client sees it.
 func refusal(verb string, t Target, err error) error {
+	var ae *AddressError
+	if errors.As(err, &ae) && ae.Self {
+		return fmt.Errorf("%w: %s to %s: %w; that would loop back into the gate", ErrRefused, verb, t, err)
+	}
 	if errors.Is(err, ErrAddress) {
 		return fmt.Errorf("%w: %s to %s: %w; modgate connects there only if --allow-range covers it", ErrRefused, verb, t, err)
 	}

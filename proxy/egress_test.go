@@ -188,13 +188,13 @@ func TestEgressConnect(t *testing.T) {
 		{"no egress rules", nil, loopback, "allowed.test:" + ep, 403, []string{"refused", "no egress rules are configured"}},
 		{"denied by the host rules", hostRules{rules: map[string]policy.Action{}}, loopback, "allowed.test:" + ep, 403, []string{"refused", "no egress rule allows allowed.test:" + ep, "egress rule default"}},
 		{"other port than allowed", hostRules{rules: allowAll}, loopback, "allowed.test:8443", 403, []string{"no egress rule allows allowed.test:8443"}},
-		{"loopback without --allow-range", hostRules{rules: allowAll}, nil, "allowed.test:" + ep, 403, []string{"allowed.test resolves to 127.0.0.1", "loopback", "--allow-range"}},
+		{"loopback without --allow-range", hostRules{rules: allowAll}, nil, "allowed.test:" + ep, 403, []string{"allowed.test resolves to an address modgate may not reach: 127.0.0.1", "loopback", "--allow-range"}},
 		{"loopback literal without --allow-range", hostRules{rules: allowAll}, nil, "127.0.0.1:" + ep, 403, []string{"127.0.0.1 is a loopback address"}},
 		{"IPv6 loopback literal", hostRules{rules: allowAll}, loopback, "[::1]:443", 403, []string{"::1 is a loopback address"}},
-		{"IPv6 loopback answer", hostRules{rules: allowAll}, loopback, "v6.test:443", 403, []string{"v6.test resolves to ::1"}},
+		{"IPv6 loopback answer", hostRules{rules: allowAll}, loopback, "v6.test:443", 403, []string{"v6.test resolves to an address modgate may not reach: ::1"}},
 		{"private answer", hostRules{rules: allowAll}, loopback, "private.test:443", 403, []string{"10.0.0.7 is a private address"}},
 		{"private literal", hostRules{rules: allowAll}, loopback, "10.0.0.7:443", 403, []string{"private address"}},
-		{"one private answer among others", hostRules{rules: allowAll}, loopback, "mixed.test:" + ep, 403, []string{"mixed.test resolves to 10.0.0.7"}},
+		{"one private answer among others", hostRules{rules: allowAll}, loopback, "mixed.test:" + ep, 403, []string{"mixed.test resolves to an address modgate may not reach: 10.0.0.7"}},
 		{"metadata answer", hostRules{rules: allowAll}, loopback, "metadata.test:443", 403, []string{"169.254.169.254 is a link-local address"}},
 		{"metadata literal", hostRules{rules: allowAll}, loopback, "169.254.169.254:443", 403, []string{"link-local"}},
 		{"NAT64 embedding loopback", hostRules{rules: allowAll}, nil, "nat64.test:443", 403, []string{"NAT64 address embedding 127.0.0.1"}},
@@ -294,7 +294,7 @@ func TestEgressRefusesItself(t *testing.T) {
 	allowAny := hostRules{report: true}
 	s := startEgressServer(t, EgressConfig{Policy: func() HostPolicy { return allowAny }, AllowRanges: loopback})
 	r, _, _ := s.connect(t, s.addr)
-	checkErrorBody(t, "CONNECT to itself", r, 403, "modgate's own listening address")
+	checkErrorBody(t, "CONNECT to itself", r, 403, "modgate's own listening address", "loop back into the gate")
 }
 
 // TestEgressIdleTunnel checks that a tunnel with no traffic is closed.

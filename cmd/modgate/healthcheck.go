@@ -2,14 +2,21 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/modgate/modgate/pki"
 )
 
 // errNotReady is the error of a healthcheck whose gate is not ready.
@@ -23,7 +30,12 @@ func newHealthcheckCmd(getenv env, stdout io.Writer) *cobra.Command {
 	}
 	admin := cmd.Flags().String("admin", "", "the admin listener's URL or host:port (default from MODGATE_ADMIN_LISTEN, else 127.0.0.1:3129)")
 	timeout := cmd.Flags().Duration("timeout", 3*time.Second, "how long to wait for the answer")
+	dataDir := addDataDir(cmd, getenv)
+	cmd.Flags().Lookup("data-dir").Usage = "data directory whose ca.pem verifies an https admin listener (--admin-tls)"
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := applyEnvAndConfig(cmd.Flags(), getenv, ""); err != nil {
+			return err
+		}
 		base := *admin
 		if base == "" {
 			listen := getenv("MODGATE_ADMIN_LISTEN")
@@ -31,12 +43,15 @@ func newHealthcheckCmd(getenv env, stdout io.Writer) *cobra.Command {
 				listen = defaultAdminListen
 			}
 			base = listenAddrURL(listen)
+			if tlsOn, _ := strconv.ParseBool(getenv("MODGATE_ADMIN_TLS")); tlsOn {
+				base = "https://" + strings.TrimPrefix(base, "http://")
+			}
 		}
 		u, err := adminURL(base, nil)
 		if err != nil {
 			return usageError{err}
 		}
-		msg, err := healthcheck(cmd.Context(), u, *timeout)
+		msg, err := healthcheck(cmd.Context(), u, *timeout, filepath.Join(*dataDir, pki.CertFile))
 		if err != nil {
 			return err
 		}
@@ -48,7 +63,9 @@ func newHealthcheckCmd(getenv env, stdout io.Writer) *cobra.Command {
 
 // healthcheck asks base/readyz and returns a one-line verdict, or an
 // error (wrapping errNotReady when the gate answered but is not ready).
-func healthcheck(ctx context.Context, base string, timeout time.Duration) (string, error) {
+// An https admin listener (--admin-tls) is verified with the CA in caFile
+// for the name modgate.admin.
+func healthcheck(ctx context.Context, base string, timeout time.Duration, caFile string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)
@@ -57,7 +74,19 @@ func healthcheck(ctx context.Context, base string, timeout time.Duration) (strin
 	}
 	// The admin listener is reached directly: a proxy from the environment
 	// must not decide the gate's health.
-	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	tr := &http.Transport{Proxy: nil, DisableKeepAlives: true}
+	if strings.HasPrefix(base, "https://") {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return "", fmt.Errorf("healthcheck over https needs the gate's CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return "", fmt.Errorf("healthcheck: no certificate in %s", caFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, ServerName: pki.AdminName, MinVersion: tls.VersionTLS12}
+	}
+	client := &http.Client{Transport: tr}
 	resp, err := client.Do(req)
 	if err != nil {
 		return "", fmt.Errorf("healthcheck %s/readyz: %w", base, err)

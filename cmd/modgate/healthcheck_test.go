@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/modgate/modgate/pki"
 )
 
 func TestHealthcheck(t *testing.T) {
@@ -76,4 +78,42 @@ func freeAddr(t *testing.T) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr
+}
+
+// TestHealthcheckAdminTLS checks the healthcheck of an admin listener
+// served over TLS (--admin-tls), verified with the data directory's CA.
+func TestHealthcheckAdminTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca, _, err := pki.LoadOrCreate(dir, []string{"proxy.golang.org", pki.AdminName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ca.AdminTLSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ready")) }))
+	srv.TLS = cfg
+	srv.StartTLS()
+	defer srv.Close()
+	hostPort := strings.TrimPrefix(srv.URL, "https://")
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		want string
+	}{
+		{"https --admin URL", nil, []string{"--admin", srv.URL, "--data-dir", dir}, exitOK, "/readyz: ready"},
+		{"MODGATE_ADMIN_TLS", map[string]string{"MODGATE_ADMIN_LISTEN": hostPort, "MODGATE_ADMIN_TLS": "true", "MODGATE_DATA_DIR": dir}, nil, exitOK, "https://"},
+		{"another CA", nil, []string{"--admin", srv.URL, "--data-dir", t.TempDir()}, exitFail, "needs the gate's CA"},
+		{"plain http to a TLS listener", nil, []string{"--admin", hostPort, "--data-dir", dir}, exitFail, "400"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runCmd(t, tc.env, append([]string{"healthcheck", "--timeout", "2s"}, tc.args...)...)
+			if code != tc.code || !strings.Contains(stdout+stderr, tc.want) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want exit %d mentioning %q", code, stdout, stderr, tc.code, tc.want)
+			}
+		})
+	}
 }

@@ -130,7 +130,7 @@ func policyRuleCmd(getenv env, stdout io.Writer, action policy.Action) *cobra.Co
 	var reason, id string
 	var position int
 	cmd := adminCommand(getenv, string(action)+" PATTERN[@CONSTRAINT]",
-		fmt.Sprintf("Add a rule that %ss matching modules (and versions, such as example.com/m@<v1.2.0)", action), cobra.ExactArgs(1),
+		fmt.Sprintf("Add a rule that %s matching modules (and versions, such as example.com/m@<v1.2.0)", map[policy.Action]string{policy.Allow: "allows", policy.Deny: "denies"}[action]), cobra.ExactArgs(1),
 		func(cmd *cobra.Command, c *adminClient, o *adminOptions, args []string) error {
 			if action == policy.Deny && strings.TrimSpace(reason) == "" {
 				return usageError{errors.New("deny needs --reason (a CVE, a ticket, a sentence)")}
@@ -297,7 +297,7 @@ func policyImportCmd(getenv env, stdout io.Writer) *cobra.Command {
 
 func policyLogCmd(getenv env, stdout io.Writer) *cobra.Command {
 	var limit int
-	cmd := adminCommand(getenv, "log", "Print the audit log of policy changes, newest last", cobra.NoArgs,
+	cmd := adminCommand(getenv, "log", "Print the audit log (policy changes, hand edits, would-be denials, fork clearings), newest last", cobra.NoArgs,
 		func(cmd *cobra.Command, c *adminClient, o *adminOptions, _ []string) error {
 			var resp map[string][]proxy.AuditEntry
 			data, err := c.do(cmd.Context(), http.MethodGet, fmt.Sprintf("/api/v1/audit?limit=%d", limit), "", nil, &resp)

@@ -59,7 +59,7 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 	f.StringVar(&o.config, "config", "", "YAML file of settings named like the flags")
 	dataDir := addDataDir(cmd, getenv)
 	f.StringVar(&o.listen, "listen", defaultListen, "proxy and GOPROXY listen address")
-	f.StringVar(&o.adminListen, "admin-listen", defaultAdminListen, "admin listen address (/healthz, /readyz, /ca.pem)")
+	f.StringVar(&o.adminListen, "admin-listen", defaultAdminListen, "admin listen address (/healthz, /readyz, /ca.pem, /verifier.txt, /metrics and the authenticated /api/)")
 	f.StringVar(&o.upstream, "upstream", defaultUpstream, "upstream module proxy")
 	f.StringVar(&o.upstreamSumDB, "upstream-sumdb", defaultUpstreamSumDB, "upstream checksum database verifier key, optionally followed by a space and its URL")
 	f.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of extra roots for the upstream's TLS")
