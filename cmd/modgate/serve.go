@@ -229,7 +229,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	if err != nil {
 		return nil, err
 	}
-	if g.cache, err = cache.Open(ctx, cache.Config{Dir: filepath.Join(o.dataDir, "cache"), Logger: log.Named("cache"), MaxSize: int64(o.cacheMaxSize)}); err != nil {
+	if g.cache, err = cache.Open(ctx, cache.Config{Dir: filepath.Join(o.dataDir, "cache"), Logger: log, MaxSize: int64(o.cacheMaxSize)}); err != nil {
 		return nil, err
 	}
 	var base *url.URL
