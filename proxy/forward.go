@@ -138,7 +138,7 @@ func (fw *forwarded) roundTrip(r *http.Request) (*http.Response, error) {
 	}
 	fw.status = resp.StatusCode
 	removeHopHeaders(resp.Header)
-	body := newStallReader(resp.Body, cancel, fw.e.cfg.IdleTimeout)
+	body := newStallBody(resp.Body, cancel, fw.e.cfg.IdleTimeout)
 	resp.Body = &loggedBody{ReadCloser: &countingReader{ReadCloser: body, n: &fw.in}, done: fw.log}
 	return resp, nil
 }

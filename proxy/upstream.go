@@ -9,15 +9,12 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
-	"time"
 )
 
 // Limits on upstream answers.
 const (
 	maxSmallBody = 16 << 20  // list, info, mod, latest and sumdb answers
 	maxZipSize   = 500 << 20 // the go command's limit on a module zip
-	stallTimeout = 60 * time.Second
 )
 
 // upstream fetches from one HTTP base URL (a module proxy or a checksum
@@ -29,7 +26,7 @@ type upstream struct {
 }
 
 // get issues GET base+path and returns a 200 response; anything else is an
-// *UpstreamError. The response body is cancelled if it stalls.
+// *UpstreamError. The client bounds stalls (see stallTransport).
 func (u *upstream) get(ctx context.Context, path string) (*http.Response, error) {
 	if u.offline {
 		return nil, ErrOffline
@@ -37,24 +34,19 @@ func (u *upstream) get(ctx context.Context, path string) (*http.Response, error)
 	target := *u.base
 	target.Path = strings.TrimSuffix(target.Path, "/") + path
 	target.RawPath = ""
-	ctx, cancel := context.WithCancel(ctx)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.String(), nil)
 	if err != nil {
-		cancel()
 		return nil, &UpstreamError{URL: redact(&target), Err: err}
 	}
 	req.Header.Set("User-Agent", "modgate")
 	resp, err := u.client.Do(req)
 	if err != nil {
-		cancel()
 		return nil, &UpstreamError{URL: redact(&target), Err: errors.Unwrap(err)}
 	}
 	if resp.StatusCode != http.StatusOK {
-		defer cancel()
 		defer resp.Body.Close()
 		return nil, &UpstreamError{URL: redact(&target), Status: resp.StatusCode, Body: firstLine(resp)}
 	}
-	resp.Body = newStallReader(resp.Body, cancel, stallTimeout)
 	return resp, nil
 }
 
@@ -114,32 +106,4 @@ func (u *upstream) spool(ctx context.Context, path, dir string, limit int64) (*o
 		return nil, 0, err
 	}
 	return f, n, nil
-}
-
-// stallReader cancels a body that makes no progress for a while, so a
-// stalled upstream cannot hold a request (and its waiters) forever.
-type stallReader struct {
-	rc     io.ReadCloser
-	cancel context.CancelFunc
-	timer  *time.Timer
-	d      time.Duration
-	once   sync.Once
-}
-
-func newStallReader(rc io.ReadCloser, cancel context.CancelFunc, d time.Duration) *stallReader {
-	return &stallReader{rc: rc, cancel: cancel, d: d, timer: time.AfterFunc(d, cancel)}
-}
-
-func (s *stallReader) Read(p []byte) (int, error) {
-	n, err := s.rc.Read(p)
-	if n > 0 {
-		s.timer.Reset(s.d)
-	}
-	return n, err
-}
-
-func (s *stallReader) Close() error {
-	err := s.rc.Close()
-	s.once.Do(func() { s.timer.Stop(); s.cancel() })
-	return err
 }
