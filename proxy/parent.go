@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -19,10 +20,14 @@ import (
 type ParentProxyError struct {
 	Proxy  string // the redacted parent proxy URL
 	Status int    // the parent's HTTP status; 0 for a transport failure
+	Reason string // the refusal's X-Modgate-Error, or the first line of its text body
 	Err    error
 }
 
 func (e *ParentProxyError) Error() string {
+	if e.Status != 0 && e.Reason != "" {
+		return fmt.Sprintf("parent proxy %s answered CONNECT with %d %s: %s", e.Proxy, e.Status, http.StatusText(e.Status), e.Reason)
+	}
 	if e.Status != 0 {
 		return fmt.Sprintf("parent proxy %s answered CONNECT with %d %s", e.Proxy, e.Status, http.StatusText(e.Status))
 	}
@@ -53,17 +58,19 @@ func (e *Egress) dialParent(ctx context.Context, t Target) (net.Conn, string, er
 	case !errors.As(err, &re):
 		return nil, "", err
 	}
-	conn, err := connectVia(ctx, e.dial, e.cfg.ParentProxy, t.String())
+	conn, err := ConnectVia(ctx, e.dial, e.cfg.ParentProxy, t.String(), nil)
 	return conn, "parent " + e.cfg.ParentProxy.Host + " (" + resolved + ")", err
 }
 
-// connectVia dials the parent proxy and asks it for a tunnel to target
-// (host:port), with Basic Proxy-Authorization from the URL's userinfo.
-func connectVia(ctx context.Context, dial DialFunc, parent *url.URL, target string) (net.Conn, error) {
+// ConnectVia dials an HTTP proxy (an https:// one verified with roots;
+// nil means the system's) and asks it for a tunnel to target (host:port),
+// with Basic Proxy-Authorization from the URL's userinfo. A refusal or
+// failure is a *ParentProxyError.
+func ConnectVia(ctx context.Context, dial DialFunc, parent *url.URL, target string, roots *x509.CertPool) (net.Conn, error) {
 	perr := func(status int, err error) error {
 		return &ParentProxyError{Proxy: redact(parent), Status: status, Err: err}
 	}
-	c, err := dial(ctx, "tcp", parentAddr(parent))
+	c, err := dial(ctx, "tcp", ProxyAddr(parent))
 	if err != nil {
 		return nil, perr(0, err)
 	}
@@ -71,7 +78,7 @@ func connectVia(ctx context.Context, dial DialFunc, parent *url.URL, target stri
 		c.SetDeadline(dl)
 	}
 	if parent.Scheme == "https" {
-		tc := tls.Client(c, &tls.Config{ServerName: parent.Hostname(), MinVersion: tls.VersionTLS12})
+		tc := tls.Client(c, &tls.Config{ServerName: parent.Hostname(), RootCAs: roots, MinVersion: tls.VersionTLS12})
 		if err := tc.HandshakeContext(ctx); err != nil {
 			c.Close()
 			return nil, perr(0, err)
@@ -95,8 +102,12 @@ func connectVia(ctx context.Context, dial DialFunc, parent *url.URL, target stri
 		return nil, perr(0, err)
 	}
 	if resp.StatusCode != http.StatusOK {
+		reason := resp.Header.Get("X-Modgate-Error")
+		if reason == "" {
+			reason = firstLine(resp)
+		}
 		c.Close()
-		return nil, perr(resp.StatusCode, nil)
+		return nil, &ParentProxyError{Proxy: redact(parent), Status: resp.StatusCode, Reason: reason}
 	}
 	c.SetDeadline(time.Time{})
 	if br.Buffered() > 0 {
@@ -105,8 +116,8 @@ func connectVia(ctx context.Context, dial DialFunc, parent *url.URL, target stri
 	return c, nil
 }
 
-// parentAddr is the host:port of a proxy URL (port 80 or 443 by default).
-func parentAddr(u *url.URL) string {
+// ProxyAddr is the host:port of a proxy URL (port 80 or 443 by default).
+func ProxyAddr(u *url.URL) string {
 	if u.Port() != "" {
 		return u.Host
 	}

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/modgate/modgate/proxy"
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -71,56 +70,28 @@ func issuerOf(certs []*x509.Certificate) string {
 // tlsThroughProxy opens a tunnel to host:443 through proxy with CONNECT,
 // as the go command does, and shakes hands with host, verifying its
 // certificate with roots. It returns the issuer's common name.
-func tlsThroughProxy(ctx context.Context, proxy *url.URL, host string, roots *x509.CertPool, o doctorOptions) (string, error) {
+func tlsThroughProxy(ctx context.Context, proxyURL *url.URL, host string, roots *x509.CertPool, o doctorOptions) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", hostPort(proxy))
+	conn, err := proxy.ConnectVia(ctx, (&net.Dialer{}).DialContext, proxyURL, net.JoinHostPort(host, "443"), roots)
+	var pe *proxy.ParentProxyError
+	switch {
+	case errors.As(err, &pe) && pe.Status != 0:
+		return "", &connectError{status: fmt.Sprintf("%d %s", pe.Status, http.StatusText(pe.Status)), reason: pe.Reason}
+	case errors.As(err, &pe):
+		return "", fmt.Errorf("reaching the proxy %s: %w", pe.Proxy, pe.Err)
+	}
 	if err != nil {
 		return "", err
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	if proxy.Scheme == "https" {
-		tc := tls.Client(conn, &tls.Config{ServerName: proxy.Hostname(), RootCAs: roots})
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return "", fmt.Errorf("TLS to the proxy: %w", err)
-		}
-		conn = tc
-	}
-	target := net.JoinHostPort(host, "443")
-	req := &http.Request{Method: http.MethodConnect, URL: &url.URL{Opaque: target}, Host: target, Header: http.Header{}}
-	if u := proxy.User; u != nil {
-		pw, _ := u.Password()
-		req.Header.Set("Proxy-Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(u.Username()+":"+pw)))
-	}
-	if err := req.Write(conn); err != nil {
-		return "", err
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
-	if err != nil {
-		return "", fmt.Errorf("reading the CONNECT answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		defer resp.Body.Close()
-		return "", &connectError{status: resp.Status, reason: firstLine(resp)}
-	}
 	tc := tls.Client(conn, &tls.Config{ServerName: host, RootCAs: roots})
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return "", err
 	}
 	return issuerOf(tc.ConnectionState().PeerCertificates), nil
-}
-
-// hostPort is the proxy's address with the scheme's default port.
-func hostPort(u *url.URL) string {
-	if u.Port() != "" {
-		return u.Host
-	}
-	if u.Scheme == "https" {
-		return net.JoinHostPort(u.Hostname(), "443")
-	}
-	return net.JoinHostPort(u.Hostname(), "80")
 }
 
 // firstLine is the gate's X-Modgate-Error, else the first line of a
