@@ -47,6 +47,9 @@ type Server struct {
 	tickets ticketKeys
 
 	egress atomic.Pointer[Egress]
+
+	limits   Limits       // see SetLimits
+	connects atomic.Int64 // CONNECTs open now
 }
 
 // NewServer returns a Server for gate, terminating intercepted TLS with
@@ -57,6 +60,7 @@ func NewServer(gate *Gate, tlsConfig *tls.Config, logger *zap.Logger) *Server {
 	}
 	s := &Server{gate: gate, log: logger, conns: newConnListener()}
 	s.tls = s.tickets.shareTickets(tlsConfig)
+	s.SetLimits(Limits{})
 	deny, _ := NewEgress(EgressConfig{Logger: logger.Named("egress")})
 	s.egress.Store(deny)
 	p := goproxy.NewProxyHttpServer()
@@ -69,7 +73,7 @@ func NewServer(gate *Gate, tlsConfig *tls.Config, logger *zap.Logger) *Server {
 	p.OnRequest().DoFunc(s.onPlainProxy)
 	s.proxy = p
 	errLog := zap.NewStdLog(logger.Named("http"))
-	s.front = &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: errLog}
+	s.front = &http.Server{Handler: http.HandlerFunc(s.serveFront), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: errLog}
 	s.mitm = &http.Server{Handler: gate, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: errLog,
 		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
 			return context.WithValue(ctx, interceptedKey{}, true)
@@ -88,7 +92,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.egress.Load().AddSelf(ln.Addr())
 	errc := make(chan error, 2)
 	go func() { errc <- s.mitm.Serve(s.conns) }()
-	go func() { errc <- s.front.Serve(ln) }()
+	go func() { errc <- s.front.Serve(idleListener{Listener: ln, idle: s.limits.WriteIdle}) }()
 	s.ready.Store(true)
 	var err error
 	select {

@@ -45,6 +45,8 @@ type serveOptions struct {
 	allowRange                           []string
 	parentProxy                          string
 	stallTimeout                         time.Duration
+	writeIdle                            time.Duration // --write-idle-timeout
+	maxConnects                          int           // --max-connects
 	tls                                  tlsOptions // the HTTPS GOPROXY endpoint (tls.go)
 }
 
@@ -73,6 +75,8 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 	f.StringSliceVar(&o.allowRange, "allow-range", nil, "CIDR range that tunnels may reach although it is refused by default (loopback, private, link-local, ...); repeatable or a comma list")
 	f.StringVar(&o.parentProxy, "parent-proxy", "", "http://[user:password@]host:port of a corporate proxy for the upstream fetches and the tunnels")
 	f.DurationVar(&o.stallTimeout, "upstream-stall-timeout", proxy.DefaultStallTimeout, "how long the upstream may send nothing before a fetch fails with 504")
+	f.DurationVar(&o.writeIdle, "write-idle-timeout", proxy.DefaultWriteIdle, "how long a client may read nothing of a response before modgate closes its connection (a slow reader that keeps reading is served)")
+	f.IntVar(&o.maxConnects, "max-connects", proxy.DefaultMaxConnects, "CONNECTs (intercepted or tunnelled) open at once; past it a CONNECT gets 503; -1 means no cap")
 	f.StringVar(&o.policy, "policy", "", "policy file (default <data-dir>/policy.yaml, written with a commented default if missing); hand edits take effect within 2s")
 	f.BoolVar(&o.adminTLS, "admin-tls", false, "serve the admin listener over TLS (certificate for modgate.admin from the CA; client certificates from the CA authenticate)")
 	addTLSFlags(f, &o.tls)
@@ -274,6 +278,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 		return nil, err
 	}
 	g.server.SetEgress(g.egress)
+	g.server.SetLimits(proxy.Limits{WriteIdle: o.writeIdle, MaxConnects: o.maxConnects})
 	g.registry.MustRegister(proxy.NewCollector(g.cache, w))
 	return g, nil
 }

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/modgate/modgate/pki"
+	"github.com/modgate/modgate/proxy"
 )
 
 // manageTimeout bounds how long serve waits at start for the certificates
@@ -131,7 +132,7 @@ func (g *gateParts) serveTLS(ctx context.Context, o serveOptions, log *zap.Logge
 	srv := &http.Server{Handler: g.gate, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: 64 << 10, ErrorLog: zap.NewStdLog(log.Named("https"))}
 	// Serve first: an ACME CA validates the names on this very listener.
-	go srv.Serve(tls.NewListener(ln, certs.ManagedTLSConfig()))
+	go srv.Serve(tls.NewListener(proxy.IdleWriteListener(ln, o.writeIdle), certs.ManagedTLSConfig()))
 	stop := func() {
 		shut, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
