@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"slices"
 	"strconv"
@@ -241,15 +240,21 @@ func (a *PolicyAPI) replace(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]*policy.Policy{"policy": after})
 }
 
-// readPolicy parses a policy body: JSON for a JSON Content-Type, else YAML.
+// readPolicy parses a policy body: the policy as a JSON object, or
+// {"yaml": "<the policy file's text>"} (parsed as the file is, so that
+// problems name its lines).
 func readPolicy(w http.ResponseWriter, r *http.Request) (*policy.Policy, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAPIBody))
 	if err != nil {
 		return nil, badField("", fmt.Errorf("reading the body: %w", err))
 	}
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mt != "application/json" {
-		return policy.Parse(body)
+	var wrapped map[string]json.RawMessage
+	if json.Unmarshal(body, &wrapped) == nil && len(wrapped) == 1 && wrapped["yaml"] != nil {
+		var text string
+		if err := json.Unmarshal(wrapped["yaml"], &text); err != nil {
+			return nil, badField("yaml", fmt.Errorf("want a string: %w", err))
+		}
+		return policy.Parse([]byte(text))
 	}
 	var p policy.Policy
 	if err := json.Unmarshal(body, &p); err != nil {

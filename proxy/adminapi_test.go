@@ -92,6 +92,12 @@ func (f *adminFixture) call(t *testing.T, token, method, path, contentType, body
 	return resp.StatusCode
 }
 
+// yamlBody wraps a policy file's text as the API takes it.
+func yamlBody(text string) string {
+	b, _ := json.Marshal(map[string]string{"yaml": text})
+	return string(b)
+}
+
 func tokenWho(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return "token:" + hex.EncodeToString(sum[:4])
@@ -234,13 +240,13 @@ func TestPolicyAPIRules(t *testing.T) {
 	f := newAdminFixture(t, nil)
 	tok := adminTestToken
 	var added AddRuleResponse
-	if code := f.call(t, tok, "POST", "/api/v1/policy/rules", "", `{"rule":{"action":"deny","module":"example.com/bad","versions":"<v1.2.0","reason":"CVE-2099-0001"}}`, &added); code != http.StatusCreated || added.Rule.ID != "deny-1" || added.Position != 0 {
+	if code := f.call(t, tok, "POST", "/api/v1/policy/rules", "application/json", `{"rule":{"action":"deny","module":"example.com/bad","versions":"<v1.2.0","reason":"CVE-2099-0001"}}`, &added); code != http.StatusCreated || added.Rule.ID != "deny-1" || added.Position != 0 {
 		t.Fatalf("add: %d %+v", code, added)
 	}
-	if code := f.call(t, tok, "POST", "/api/v1/policy/rules", "", `{"rule":{"id":"first","action":"allow","module":"corp.example.com/*","versions":["v1.0.0","v1.1.0"]},"position":0}`, &added); code != http.StatusCreated || added.Position != 0 || added.Rule.Versions != "v1.0.0, v1.1.0" {
+	if code := f.call(t, tok, "POST", "/api/v1/policy/rules", "application/json", `{"rule":{"id":"first","action":"allow","module":"corp.example.com/*","versions":["v1.0.0","v1.1.0"]},"position":0}`, &added); code != http.StatusCreated || added.Position != 0 || added.Rule.Versions != "v1.0.0, v1.1.0" {
 		t.Fatalf("add at 0: %d %+v", code, added)
 	}
-	f.call(t, tok, "POST", "/api/v1/policy/rules", "", `{"rule":{"action":"deny","module":"example.com/x","reason":"r"}}`, &added)
+	f.call(t, tok, "POST", "/api/v1/policy/rules", "application/json", `{"rule":{"action":"deny","module":"example.com/x","reason":"r"}}`, &added)
 	if added.Rule.ID != "deny-2" {
 		t.Errorf("derived id %q, want deny-2", added.Rule.ID)
 	}
@@ -314,7 +320,7 @@ func TestPolicyAPIImportExport(t *testing.T) {
 	tok := adminTestToken
 	yamlPolicy := "mode: report\ncooldown: 72h\nrules:\n  - id: a\n    action: deny\n    module: example.com/a\n    reason: r\n"
 	var out map[string]*policy.Policy
-	if code := f.call(t, tok, "PUT", "/api/v1/policy", "application/yaml", yamlPolicy, &out); code != http.StatusOK || out["policy"].Mode != policy.Report {
+	if code := f.call(t, tok, "PUT", "/api/v1/policy", "application/json", yamlBody(yamlPolicy), &out); code != http.StatusOK || out["policy"].Mode != policy.Report {
 		t.Fatalf("import YAML: %d %+v", code, out["policy"])
 	}
 	if f.file.Current().Cooldown != 72*time.Hour {
@@ -331,7 +337,7 @@ func TestPolicyAPIImportExport(t *testing.T) {
 	}
 	var e APIError
 	bad := "rules:\n  - id: a\n    action: deny\n    module: m\n  - id: a\n    action: nope\n    module: m\n"
-	if code := f.call(t, tok, "PUT", "/api/v1/policy", "text/yaml", bad, &e); code != http.StatusBadRequest || e.Field != "rules[0].reason" || len(e.Problems) != 3 || e.Problems[0].Line != 2 {
+	if code := f.call(t, tok, "PUT", "/api/v1/policy", "application/json", yamlBody(bad), &e); code != http.StatusBadRequest || e.Field != "rules[0].reason" || len(e.Problems) != 3 || e.Problems[0].Line != 2 {
 		t.Errorf("invalid import: %d %+v", code, e)
 	}
 	if code := f.call(t, tok, "PUT", "/api/v1/policy", "application/json", `{"modes":"x"}`, &e); code != http.StatusBadRequest {
@@ -358,7 +364,7 @@ func TestPolicyAPIImportExport(t *testing.T) {
 func TestPolicyAPITest(t *testing.T) {
 	f := newAdminFixture(t, nil)
 	tok := adminTestToken
-	f.call(t, tok, "PUT", "/api/v1/policy", "application/yaml", "cooldown: 72h\nrules:\n  - {id: bad, action: deny, module: example.com/bad, versions: <v1.2.0, reason: CVE-2099-0001}\n", nil)
+	f.call(t, tok, "PUT", "/api/v1/policy", "application/json", yamlBody("cooldown: 72h\nrules:\n  - {id: bad, action: deny, module: example.com/bad, versions: <v1.2.0, reason: CVE-2099-0001}\n"), nil)
 	tests := []struct {
 		module, version string
 		allowed         bool
@@ -370,16 +376,16 @@ func TestPolicyAPITest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var resp TestResponse
-		code := f.call(t, tok, "POST", "/api/v1/policy/test", "", `{"module":"`+tt.module+`","version":"`+tt.version+`"}`, &resp)
+		code := f.call(t, tok, "POST", "/api/v1/policy/test", "application/json", `{"module":"`+tt.module+`","version":"`+tt.version+`"}`, &resp)
 		if code != http.StatusOK || resp.Decision.Allowed != tt.allowed || resp.Decision.Rule != tt.rule || resp.Facts.Now.IsZero() {
 			t.Errorf("test %s@%s: %d %+v", tt.module, tt.version, code, resp)
 		}
 	}
 	var e APIError
-	if code := f.call(t, tok, "POST", "/api/v1/policy/test", "", `{"module":"Bad Path","version":"v1.0.0"}`, &e); code != http.StatusBadRequest || e.Field != "module" {
+	if code := f.call(t, tok, "POST", "/api/v1/policy/test", "application/json", `{"module":"Bad Path","version":"v1.0.0"}`, &e); code != http.StatusBadRequest || e.Field != "module" {
 		t.Errorf("bad module: %d %+v", code, e)
 	}
-	if code := f.call(t, tok, "POST", "/api/v1/policy/test", "", `{"module":"example.com/a","version":"1.0"}`, &e); code != http.StatusBadRequest || e.Field != "version" {
+	if code := f.call(t, tok, "POST", "/api/v1/policy/test", "application/json", `{"module":"example.com/a","version":"1.0"}`, &e); code != http.StatusBadRequest || e.Field != "version" {
 		t.Errorf("bad version: %d %+v", code, e)
 	}
 	if entries, _ := f.audit.List(context.Background(), 0); len(entries) != 1 {
@@ -397,7 +403,7 @@ func TestPolicyAPIAuditsHandEdits(t *testing.T) {
 	os.WriteFile(f.policyPath, []byte("mode: loud\n"), 0o644)
 	f.file.Reload(ctx)
 	var e APIError
-	if code := f.call(t, adminTestToken, "POST", "/api/v1/policy/rules", "", `{"rule":{"action":"allow","module":"m"}}`, &e); code != http.StatusConflict {
+	if code := f.call(t, adminTestToken, "POST", "/api/v1/policy/rules", "application/json", `{"rule":{"action":"allow","module":"m"}}`, &e); code != http.StatusConflict {
 		t.Errorf("change over a refused hand edit: %d %+v", code, e)
 	}
 	entries, _ := f.audit.List(ctx, 0)

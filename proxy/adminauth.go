@@ -45,9 +45,11 @@ func WithAdminWho(ctx context.Context, who string) context.Context {
 //     and is read again when it changes; compared in constant time), or
 //   - on a TLS connection, a client certificate that verifies against
 //     clientCAs for client authentication (nil clientCAs: never).
+//
+// Before that, requests a web page could forge are refused (guardBrowser).
 func RequireAdmin(tokenFile string, clientCAs *x509.CertPool, next http.Handler) http.Handler {
 	tok := &tokenSource{path: tokenFile}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return guardBrowser(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		who, err := authenticate(r, tok, clientCAs)
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="modgate admin"`)
@@ -55,7 +57,7 @@ func RequireAdmin(tokenFile string, clientCAs *x509.CertPool, next http.Handler)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(WithAdminWho(r.Context(), who)))
-	})
+	}))
 }
 
 // authenticate returns who made r, or why r is refused.

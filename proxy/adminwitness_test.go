@@ -33,6 +33,9 @@ func TestWitnessAPI(t *testing.T) {
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		r := doReq(t, req)
 		return r.status, r.body
 	}
@@ -85,7 +88,13 @@ func TestWitnessAPI(t *testing.T) {
 // doReq sends req with the default client and reads the answer.
 func doReq(t *testing.T, req *http.Request) response {
 	t.Helper()
-	resp, err := http.DefaultClient.Do(req)
+	return doReqWith(t, http.DefaultClient, req)
+}
+
+// doReqWith sends req with client and reads the answer.
+func doReqWith(t *testing.T, client *http.Client, req *http.Request) response {
+	t.Helper()
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

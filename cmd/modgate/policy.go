@@ -274,12 +274,15 @@ func policyImportCmd(getenv env, stdout io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ct := "application/yaml"
-			if strings.EqualFold(filepath.Ext(args[0]), ".json") {
-				ct = "application/json"
+			if !strings.EqualFold(filepath.Ext(args[0]), ".json") {
+				// The API takes JSON bodies only: the YAML text travels
+				// inside one, and the gate parses it as the policy file.
+				if body, err = json.Marshal(map[string]string{"yaml": string(body)}); err != nil {
+					return err
+				}
 			}
 			var resp map[string]*policy.Policy
-			data, err := c.do(cmd.Context(), http.MethodPut, "/api/v1/policy", ct, body, &resp)
+			data, err := c.do(cmd.Context(), http.MethodPut, "/api/v1/policy", "application/json", body, &resp)
 			if err != nil {
 				return err
 			}
