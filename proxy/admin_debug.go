@@ -2,8 +2,12 @@ package proxy
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
+	"os"
+	"strings"
 )
 
 // DebugHandler serves the debug listener (modgate serve --debug-listen):
@@ -18,7 +22,7 @@ import (
 func DebugHandler(counters func() map[string]int64) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/cmdline", cmdline(os.Args))
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
@@ -27,4 +31,46 @@ func DebugHandler(counters func() map[string]int64) http.Handler {
 		json.NewEncoder(w).Encode(counters())
 	})
 	return mux
+}
+
+// cmdline serves args as pprof.Cmdline does (NUL-separated), with the
+// credentials of every URL in them (such as --parent-proxy's) redacted.
+func cmdline(args []string) http.HandlerFunc {
+	shown := make([]string, len(args))
+	for i, a := range args {
+		shown[i] = redactArg(a)
+	}
+	body := strings.Join(shown, "\x00")
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprint(w, body)
+	}
+}
+
+// redactArg hides the userinfo of a URL argument, alone or as the value
+// of a --flag=value, keeping the user name when a password follows it.
+func redactArg(a string) string {
+	prefix, value := "", a
+	if strings.HasPrefix(a, "-") {
+		if name, v, ok := strings.Cut(a, "="); ok {
+			prefix, value = name+"=", v
+		}
+	}
+	if !strings.Contains(value, "@") {
+		return a
+	}
+	u, err := url.Parse(value)
+	if err != nil || u.User == nil {
+		if i := strings.Index(value, "://"); i >= 0 && strings.Contains(value[i:], "@") {
+			return prefix + value[:i+3] + "xxxxx@" + value[strings.LastIndex(value, "@")+1:]
+		}
+		return a
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	} else {
+		u.User = url.User("xxxxx")
+	}
+	return prefix + u.String()
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -36,5 +38,25 @@ func TestDebugHandler(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDebugCmdlineRedacts checks that /debug/pprof/cmdline shows the
+// command line without the credentials of any URL in it.
+func TestDebugCmdlineRedacts(t *testing.T) {
+	args := []string{"modgate", "serve", "--parent-proxy", "http://corp:s3cret@proxy.corp:8080",
+		"--parent-proxy=https://corp:s3cret@proxy.corp", "--upstream", "https://tok3n@goproxy.corp/",
+		"http://corp:s3cret@bad%zz", "--listen", "127.0.0.1:0", "user@example.com"}
+	rec := httptest.NewRecorder()
+	cmdline(args)(rec, httptest.NewRequest("GET", "/debug/pprof/cmdline", nil))
+	got := strings.Split(rec.Body.String(), "\x00")
+	want := []string{"modgate", "serve", "--parent-proxy", "http://corp:xxxxx@proxy.corp:8080",
+		"--parent-proxy=https://corp:xxxxx@proxy.corp", "--upstream", "https://xxxxx@goproxy.corp/",
+		"http://xxxxx@bad%zz", "--listen", "127.0.0.1:0", "user@example.com"}
+	if !slices.Equal(got, want) {
+		t.Errorf("cmdline\n got %q\nwant %q", got, want)
+	}
+	if strings.Contains(rec.Body.String(), "s3cret") || strings.Contains(rec.Body.String(), "tok3n") {
+		t.Errorf("cmdline shows a credential: %q", rec.Body.String())
 	}
 }

@@ -44,6 +44,8 @@ type serveOptions struct {
 	adminTLS                             bool
 	allowRange                           []string
 	parentProxy                          string
+	parentAuthFile                       string // --parent-proxy-auth-file
+	parentAuthEnv                        string // MODGATE_PARENT_PROXY_AUTH
 	stallTimeout                         time.Duration
 	writeIdle                            time.Duration // --write-idle-timeout
 	maxConnects                          int           // --max-connects
@@ -74,6 +76,7 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 	f.StringVar(&o.debugListen, "debug-listen", "", "address of an unauthenticated debug listener (pprof, counters); off by default, use a loopback address")
 	f.StringSliceVar(&o.allowRange, "allow-range", nil, "CIDR range that tunnels may reach although it is refused by default (loopback, private, link-local, ...); repeatable or a comma list")
 	f.StringVar(&o.parentProxy, "parent-proxy", "", "http://[user:password@]host:port of a corporate proxy for the upstream fetches and the tunnels")
+	f.StringVar(&o.parentAuthFile, "parent-proxy-auth-file", "", "file (mode 0600) holding user:password for --parent-proxy; or set "+parentProxyAuthEnv)
 	f.DurationVar(&o.stallTimeout, "upstream-stall-timeout", proxy.DefaultStallTimeout, "how long the upstream may send nothing before a fetch fails with 504")
 	f.DurationVar(&o.writeIdle, "write-idle-timeout", proxy.DefaultWriteIdle, "how long a client may read nothing of a response before modgate closes its connection (a slow reader that keeps reading is served)")
 	f.IntVar(&o.maxConnects, "max-connects", proxy.DefaultMaxConnects, "CONNECTs (intercepted or tunnelled) open at once; past it a CONNECT gets 503; -1 means no cap")
@@ -89,6 +92,7 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 			return err
 		}
 		o.dataDir = *dataDir
+		o.parentAuthEnv = getenv(parentProxyAuthEnv)
 		if o.terminal = isTerminal(stderr); o.terminal {
 			// A person is watching: readable logs of what needs attention,
 			// and progress lines (see progress.go) instead of access logs.
@@ -225,7 +229,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	if g.policy, err = openPolicy(ctx, o, log); err != nil {
 		return nil, err
 	}
-	parent, err := parseParentProxy(o.parentProxy)
+	parent, err := resolveParentProxy(o)
 	if err != nil {
 		return nil, usageError{err}
 	}
