@@ -31,12 +31,19 @@ type BlobInfo struct {
 // the process dies before the manifest is committed, the chunks are orphans
 // that the next Sweep (and so the next Open) deletes.
 func (s *Store) PutBlob(ctx context.Context, key string, r io.Reader, size int64) error {
+	return s.PutBlobMarked(ctx, key, r, size, 0)
+}
+
+// PutBlobMarked is PutBlob that stores mark with the blob's manifest, in
+// the commit that makes it visible (see Blob.Mark).
+func (s *Store) PutBlobMarked(ctx context.Context, key string, r io.Reader, size int64, mark byte) error {
 	if err := checkCall(ctx, key); err != nil {
 		return err
 	}
 	gen := s.beginGen()
 	defer s.endGen(gen)
 	m, err := s.writeChunks(ctx, gen, r, size)
+	m.mark = mark
 	var old *manifest
 	if err == nil {
 		old, err = s.commitManifest(ctx, key, m)
@@ -148,7 +155,7 @@ func (s *Store) commitManifest(ctx context.Context, key string, m manifest) (*ma
 		if err := s.setAccess(txn, key, m.stored); err != nil {
 			return err
 		}
-		return txn.Set(k, rec)
+		return txn.SetEntry(badger.NewEntry(k, rec).WithMeta(m.mark))
 	})
 	return old, err
 }
@@ -184,6 +191,7 @@ func getManifest(txn *badger.Txn, key string) (manifest, error) {
 		m, err = decodeManifest(b)
 		return err
 	})
+	m.mark = item.UserMeta()
 	return m, err
 }
 

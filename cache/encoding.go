@@ -97,6 +97,7 @@ type manifest struct {
 	gen       uint64
 	stored    time.Time
 	sum       [sha256.Size]byte
+	mark      byte // the caller's mark: Badger's user metadata, not encoded
 }
 
 // encode returns the stored form of m: a format byte, size, chunk size and

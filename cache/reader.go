@@ -74,6 +74,9 @@ func (s *Store) OpenBlob(ctx context.Context, key string) (*Blob, error) {
 // Size returns the size of the blob in bytes.
 func (b *Blob) Size() int64 { return b.m.size }
 
+// Mark returns the byte stored with the blob by PutBlobMarked; 0 if none.
+func (b *Blob) Mark() byte { return b.m.mark }
+
 // Stored returns the time the blob was stored.
 func (b *Blob) Stored() time.Time { return b.m.stored }
 

@@ -14,6 +14,9 @@ import (
 type Entry struct {
 	Value  []byte
 	Stored time.Time
+	// Mark is the byte stored with the value by PutMarked (Badger's user
+	// metadata); 0 if none. The cache gives it no meaning.
+	Mark byte
 }
 
 // Get returns the small value stored under key, or ErrNotFound.
@@ -38,6 +41,12 @@ func (s *Store) Get(ctx context.Context, key string) (Entry, error) {
 // value stored there. Put is meant for values of up to a few MiB; use PutBlob
 // for larger ones.
 func (s *Store) Put(ctx context.Context, key string, value []byte) error {
+	return s.PutMarked(ctx, key, value, 0)
+}
+
+// PutMarked is Put that stores mark with the value (see Entry.Mark), in the
+// same write.
+func (s *Store) PutMarked(ctx context.Context, key string, value []byte, mark byte) error {
 	if err := checkCall(ctx, key); err != nil {
 		return err
 	}
@@ -47,7 +56,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte) error {
 		if err := s.setAccess(txn, key, now); err != nil {
 			return err
 		}
-		return txn.Set(valueKey(key), rec)
+		return txn.SetEntry(badger.NewEntry(valueKey(key), rec).WithMeta(mark))
 	})
 	if err != nil {
 		return fmt.Errorf("cache: put %q: %w", key, err)
@@ -171,7 +180,7 @@ func itemEntry(item *badger.Item) (Entry, error) {
 	var e Entry
 	err := item.Value(func(rec []byte) error {
 		v, stored, err := decodeValue(rec)
-		e = Entry{Value: bytes.Clone(v), Stored: stored}
+		e = Entry{Value: bytes.Clone(v), Stored: stored, Mark: item.UserMeta()}
 		return err
 	})
 	return e, err

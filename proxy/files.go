@@ -35,7 +35,10 @@ type fileSpec struct {
 	ext     string // upstream path suffix
 	ctype   string
 	mutable bool // list, @latest and .info of a query: cached with a TTL
-	check   func(g *Gate, ctx context.Context, req Request, body []byte) error
+	// check verifies a fetched body and returns the trust mark to store
+	// with it (trustUnknown for kinds that are not checked against the
+	// checksum database).
+	check func(g *Gate, ctx context.Context, req Request, body []byte) (byte, error)
 }
 
 func specFor(req Request) fileSpec {
@@ -73,32 +76,37 @@ func (g *Gate) load(ctx context.Context, req Request) ([]byte, string, error) {
 	spec := specFor(req)
 	key := string(req.Kind) + "/" + req.escaped
 	e, err := g.cfg.Cache.Get(ctx, key)
+	trusted := err == nil && g.trustHolds(req, e.Mark)
 	switch {
-	case err == nil && (!spec.mutable || g.cfg.Offline || g.cfg.Now().Sub(e.Stored) < g.cfg.ListTTL):
+	case trusted && (!spec.mutable || g.cfg.Offline || g.cfg.Now().Sub(e.Stored) < g.cfg.ListTTL):
 		return e.Value, cacheHit, nil
 	case err != nil && !errors.Is(err, cache.ErrNotFound):
 		return nil, "", fmt.Errorf("reading cache: %w", err)
+	case g.cfg.Offline && err == nil:
+		return nil, "", untrustedOffline(req)
 	case g.cfg.Offline:
 		return nil, "", fmt.Errorf("%s: %w", req.Target(), ErrOffline)
 	}
 	body, ferr := g.shared(ctx, key, func(ctx context.Context) ([]byte, error) {
 		// Another request may have stored it since this one missed.
-		if e, err := g.cfg.Cache.Get(ctx, key); err == nil && (!spec.mutable || g.cfg.Now().Sub(e.Stored) < g.cfg.ListTTL) {
+		if e, err := g.cfg.Cache.Get(ctx, key); err == nil && g.trustHolds(req, e.Mark) &&
+			(!spec.mutable || g.cfg.Now().Sub(e.Stored) < g.cfg.ListTTL) {
 			return e.Value, nil
 		}
 		body, err := g.fetchTimed(ctx, req.Kind, "/"+req.escaped+spec.ext)
 		if err != nil {
 			return nil, err
 		}
-		if err := spec.check(g, ctx, req, body); err != nil {
+		trust, err := spec.check(g, ctx, req, body)
+		if err != nil {
 			return nil, err
 		}
-		if err := g.cfg.Cache.Put(ctx, key, body); err != nil {
+		if err := g.cfg.Cache.PutMarked(ctx, key, body, trust); err != nil {
 			return nil, fmt.Errorf("storing %s: %w", key, err)
 		}
 		return body, nil
 	})
-	if ferr != nil && err == nil && statusOf(ferr) == http.StatusBadGateway {
+	if ferr != nil && trusted && statusOf(ferr) == http.StatusBadGateway {
 		g.log.Warn("upstream failed; serving a stale copy", zap.String("key", key), zap.Error(ferr))
 		return e.Value, cacheStale, nil
 	}
@@ -129,48 +137,55 @@ func (g *Gate) writeSmall(ctx context.Context, w http.ResponseWriter, r *http.Re
 }
 
 // checkList accepts a version list whose every line is a valid version.
-func checkList(_ *Gate, _ context.Context, req Request, body []byte) error {
+func checkList(_ *Gate, _ context.Context, req Request, body []byte) (byte, error) {
 	for _, line := range strings.Split(string(body), "\n") {
 		if v := strings.TrimSpace(line); v != "" && (!semver.IsValid(v) || module.Check(req.Module, v) != nil) {
-			return fmt.Errorf("%w: upstream list of %s has an invalid version %q", ErrMismatch, req.Module, v)
+			return 0, fmt.Errorf("%w: upstream list of %s has an invalid version %q", ErrMismatch, req.Module, v)
 		}
 	}
-	return nil
+	return trustUnknown, nil
 }
 
 // checkInfo accepts an .info (or @latest) naming a valid version, which for
 // a request by exact version must be that version.
-func checkInfo(_ *Gate, _ context.Context, req Request, body []byte) error {
+func checkInfo(_ *Gate, _ context.Context, req Request, body []byte) (byte, error) {
 	var info struct{ Version string }
 	if err := json.Unmarshal(body, &info); err != nil {
-		return fmt.Errorf("%w: upstream .info of %s is not valid JSON: %v", ErrMismatch, req.Target(), err)
+		return 0, fmt.Errorf("%w: upstream .info of %s is not valid JSON: %v", ErrMismatch, req.Target(), err)
 	}
 	if module.CanonicalVersion(info.Version) != info.Version || module.Check(req.Module, info.Version) != nil {
-		return fmt.Errorf("%w: upstream .info of %s names an invalid version %q", ErrMismatch, req.Target(), info.Version)
+		return 0, fmt.Errorf("%w: upstream .info of %s names an invalid version %q", ErrMismatch, req.Target(), info.Version)
 	}
 	if req.Version != "" && module.CanonicalVersion(req.Version) == req.Version && info.Version != req.Version {
-		return fmt.Errorf("%w: upstream .info of %s is for version %s", ErrMismatch, req.Target(), info.Version)
+		return 0, fmt.Errorf("%w: upstream .info of %s is for version %s", ErrMismatch, req.Target(), info.Version)
 	}
-	return nil
+	return trustUnknown, nil
 }
 
 // checkMod compares a go.mod with the checksum database.
-func checkMod(g *Gate, ctx context.Context, req Request, body []byte) error {
+func checkMod(g *Gate, ctx context.Context, req Request, body []byte) (byte, error) {
 	h, err := dirhash.Hash1([]string{"go.mod"}, func(string) (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(body)), nil
 	})
 	if err != nil {
-		return fmt.Errorf("hashing go.mod: %w", err)
+		return 0, fmt.Errorf("hashing go.mod: %w", err)
 	}
 	return g.checkSum(ctx, req, "/go.mod", h)
 }
 
 // checkSum compares hash with the go.sum line of the verified
-// checksum-database record for req (suffix "" for the zip, "/go.mod").
-func (g *Gate) checkSum(ctx context.Context, req Request, suffix, hash string) error {
+// checksum-database record for req (suffix "" for the zip, "/go.mod"), and
+// returns how the object is trusted: trustSumDB, or trustPrivate for a
+// private module, which is not checked.
+func (g *Gate) checkSum(ctx context.Context, req Request, suffix, hash string) (byte, error) {
 	if g.private(req.Module) {
-		return nil
+		return trustPrivate, nil
 	}
+	return trustSumDB, g.matchSum(ctx, req, suffix, hash)
+}
+
+// matchSum compares hash with the go.sum line of the verified record.
+func (g *Gate) matchSum(ctx context.Context, req Request, suffix, hash string) error {
 	m := module.Version{Path: req.Module, Version: req.Version}
 	body, err := g.cfg.Witness.Lookup(ctx, m)
 	if err != nil {
@@ -215,13 +230,21 @@ func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	key := "zip/" + req.escaped
 	result := cacheHit
 	blob, err := g.cfg.Cache.OpenBlob(ctx, key)
+	untrusted := err == nil && !g.trustHolds(req, blob.Mark())
+	if untrusted {
+		blob.Close()
+		err = cache.ErrNotFound
+	}
 	if errors.Is(err, cache.ErrNotFound) {
-		if g.cfg.Offline {
+		switch {
+		case g.cfg.Offline && untrusted:
+			return untrustedOffline(req)
+		case g.cfg.Offline:
 			return fmt.Errorf("%s: %w", req.Target(), ErrOffline)
 		}
 		result = cacheMiss
 		if _, err = g.shared(ctx, key, func(ctx context.Context) ([]byte, error) {
-			if ok, err := g.cfg.Cache.HasBlob(ctx, key); err == nil && ok {
+			if g.storedTrusted(ctx, req, key) {
 				return nil, nil // stored since this request missed
 			}
 			return nil, g.fetchZip(ctx, req, key)
@@ -255,14 +278,25 @@ func (g *Gate) fetchZip(ctx context.Context, req Request, key string) error {
 	if err != nil {
 		return fmt.Errorf("%w: upstream zip of %s is not a valid zip: %v", ErrMismatch, req.Target(), err)
 	}
-	if err := g.checkSum(ctx, req, "", h); err != nil {
+	trust, err := g.checkSum(ctx, req, "", h)
+	if err != nil {
 		return err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("rewinding spool file: %w", err)
 	}
-	if err := g.cfg.Cache.PutBlob(ctx, key, f, size); err != nil {
+	if err := g.cfg.Cache.PutBlobMarked(ctx, key, f, size, trust); err != nil {
 		return fmt.Errorf("storing %s: %w", key, err)
 	}
 	return nil
+}
+
+// storedTrusted reports whether a zip whose trust holds is stored under key.
+func (g *Gate) storedTrusted(ctx context.Context, req Request, key string) bool {
+	b, err := g.cfg.Cache.OpenBlob(ctx, key)
+	if err != nil {
+		return false
+	}
+	defer b.Close()
+	return g.trustHolds(req, b.Mark())
 }

@@ -24,13 +24,14 @@ import (
 
 // Cache is the store of verified objects. *cache.Store satisfies it.
 // Get and OpenBlob return an error wrapping cache.ErrNotFound on a miss;
-// PutBlob makes a blob visible only once it is stored whole.
+// PutBlobMarked makes a blob visible only once it is stored whole. The
+// mark stored with an object (Entry.Mark, Blob.Mark) says how it was
+// trusted (see trustHolds).
 type Cache interface {
 	Get(ctx context.Context, key string) (cache.Entry, error)
-	Put(ctx context.Context, key string, value []byte) error
+	PutMarked(ctx context.Context, key string, value []byte, mark byte) error
 	OpenBlob(ctx context.Context, key string) (*cache.Blob, error)
-	HasBlob(ctx context.Context, key string) (bool, error)
-	PutBlob(ctx context.Context, key string, r io.Reader, size int64) error
+	PutBlobMarked(ctx context.Context, key string, r io.Reader, size int64, mark byte) error
 }
 
 // Witness answers checksum-database requests from verified data.
