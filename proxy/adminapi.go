@@ -306,15 +306,27 @@ func (a *PolicyAPI) listAudit(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	entries := []AuditEntry{}
+	page := AuditPage{Entries: []AuditEntry{}}
 	if a.cfg.Audit != nil {
 		var err error
-		if entries, err = a.cfg.Audit.List(r.Context(), limit); err != nil {
+		page.Entries, page.Next, err = a.cfg.Audit.ListPage(r.Context(), limit, r.URL.Query().Get("before"))
+		if errors.Is(err, ErrBadCursor) {
+			err = badField("before", err)
+		}
+		if err != nil {
 			writeAPIError(w, err)
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string][]AuditEntry{"entries": entries})
+	writeJSON(w, http.StatusOK, page)
+}
+
+// AuditPage is the answer of GET /api/v1/audit?limit=N&before=CURSOR: the
+// newest N entries older than CURSOR (all, without it), oldest first, and
+// Next, the CURSOR of the page of older entries ("" if none).
+type AuditPage struct {
+	Entries []AuditEntry `json:"entries"`
+	Next    string       `json:"next,omitempty"`
 }
 
 // audit records a change made through the API, with its caller and the

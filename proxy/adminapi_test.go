@@ -49,7 +49,7 @@ func newAdminFixture(t *testing.T, clientCAs *x509.CertPool) *adminFixture {
 	if f.file, err = policy.OpenFile(ctx, f.policyPath, nil); err != nil {
 		t.Fatal(err)
 	}
-	f.audit = NewAuditLog(openAuditCache(t))
+	f.audit = NewAuditLogWith(AuditConfig{Store: openAuditCache(t), Now: func() time.Time { return f.now }})
 	api := NewPolicyAPI(PolicyAPIConfig{
 		File: f.file, Audit: f.audit, Now: func() time.Time { return f.now },
 		Facts: func(ctx context.Context, mod, version string) (policy.Facts, error) {
@@ -292,9 +292,9 @@ func TestPolicyAPIRules(t *testing.T) {
 	if err != nil || ruleIDs(onDisk.Current()) != "first,deny-2" {
 		t.Errorf("file after changes: %v %s", err, ruleIDs(onDisk.Current()))
 	}
-	var entries map[string][]AuditEntry
-	f.call(t, tok, "GET", "/api/v1/audit?limit=2", "", "", &entries)
-	got := entries["entries"]
+	var page AuditPage
+	f.call(t, tok, "GET", "/api/v1/audit?limit=2", "", "", &page)
+	got := page.Entries
 	if len(got) != 2 || got[0].Action != AuditAdd || got[1].Action != AuditRemove || got[1].Subject != "deny-1" ||
 		got[1].Who != tokenWho(tok) || !strings.Contains(got[1].Before, "deny-1") || strings.Contains(got[1].After, "deny-1") {
 		t.Errorf("audit entries %+v", got)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,12 +45,19 @@ type AuditEntry struct {
 	Reason  string `json:"reason,omitempty"`
 	Before  string `json:"before,omitempty"` // the policy before, as YAML
 	After   string `json:"after,omitempty"`  // the policy after, as YAML
+	// Count, Until and Examples describe an aggregated would_deny entry:
+	// the requests the rule would have refused from Time to Until, and up
+	// to maxExamples of their distinct targets (Subject is the first).
+	Count    int64     `json:"count,omitempty"`
+	Until    time.Time `json:"until,omitzero"`
+	Examples []string  `json:"examples,omitempty"`
 }
 
 // AuditStore is where the audit log lives. *cache.Store satisfies it. Scan
 // calls fn in key order.
 type AuditStore interface {
 	Put(ctx context.Context, key string, value []byte) error
+	Delete(ctx context.Context, key string) error
 	Scan(ctx context.Context, prefix string, fn func(key string, e cache.Entry) error) error
 }
 
@@ -57,19 +65,25 @@ var _ AuditStore = (*cache.Store)(nil)
 
 // AuditLog is an append-only log of entries in an AuditStore, under keys
 // "audit/<20-digit Unix nanoseconds>-<6-digit counter>", so that they sort
-// by time. It is safe for concurrent use.
+// by time. It is bounded: entries past the retention's age or size are
+// deleted oldest first, and would-be denials are aggregated (WouldDeny).
+// It is safe for concurrent use.
 type AuditLog struct {
 	store   AuditStore
+	cfg     AuditConfig
 	now     func() time.Time
 	mu      sync.Mutex
 	last    int64
 	counter int
+
+	keep retention  // the age and size bounds
+	agg  aggregator // open would_deny entries, by rule
 }
 
-// NewAuditLog returns the audit log kept in s. Use one AuditLog per
-// store: keys are unique only within one AuditLog.
+// NewAuditLog returns the audit log kept in s, with the default bounds.
+// Use one AuditLog per store: keys are unique only within one AuditLog.
 func NewAuditLog(s AuditStore) *AuditLog {
-	return &AuditLog{store: s, now: time.Now}
+	return NewAuditLogWith(AuditConfig{Store: s})
 }
 
 // Append stores e; a zero Time is set to now.
@@ -78,14 +92,8 @@ func (a *AuditLog) Append(ctx context.Context, e AuditEntry) error {
 		e.Time = a.now()
 	}
 	e.Time = e.Time.UTC()
-	value, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("audit: %w", err)
-	}
-	if err := a.store.Put(ctx, a.key(e.Time), value); err != nil {
-		return fmt.Errorf("audit: %w", err)
-	}
-	return nil
+	_, err := a.put(ctx, a.key(e.Time), e, 0)
+	return err
 }
 
 // key returns a new key for an entry at t.
@@ -105,27 +113,63 @@ func (a *AuditLog) key(t time.Time) string {
 // List returns the newest limit entries, oldest first. A limit of 0 or
 // less means DefaultAuditLimit; at most MaxAuditLimit are returned.
 func (a *AuditLog) List(ctx context.Context, limit int) ([]AuditEntry, error) {
+	entries, _, err := a.ListPage(ctx, limit, "")
+	return entries, err
+}
+
+// ListPage returns the newest limit entries older than the cursor before
+// ("" for the newest of all), oldest first, and the cursor of the page of
+// older entries, "" if there are none. Limits are as List's; a malformed
+// cursor wraps ErrBadCursor. Would-be denials not yet written are written
+// first.
+func (a *AuditLog) ListPage(ctx context.Context, limit int, before string) ([]AuditEntry, string, error) {
 	if limit <= 0 {
 		limit = DefaultAuditLimit
 	}
 	limit = min(limit, MaxAuditLimit)
-	ring := make([]AuditEntry, 0, min(limit, 256))
-	start := 0
+	end := ""
+	if before != "" {
+		if !validCursor(before) {
+			return nil, "", fmt.Errorf("%w: %q", ErrBadCursor, before)
+		}
+		end = auditPrefix + before
+	}
+	if err := a.Flush(ctx); err != nil {
+		return nil, "", err
+	}
+	type keyed struct {
+		key   string
+		entry AuditEntry
+	}
+	ring := make([]keyed, 0, min(limit, 256))
+	start, dropped := 0, false
 	err := a.store.Scan(ctx, auditPrefix, func(key string, e cache.Entry) error {
+		if end != "" && key >= end {
+			return errStopScan
+		}
 		var entry AuditEntry
 		if err := json.Unmarshal(e.Value, &entry); err != nil {
 			return fmt.Errorf("audit: entry %s: %w", key, errors.Join(cache.ErrCorrupt, err))
 		}
 		if len(ring) < limit {
-			ring = append(ring, entry)
+			ring = append(ring, keyed{key, entry})
 			return nil
 		}
-		ring[start] = entry
+		ring[start], dropped = keyed{key, entry}, true
 		start = (start + 1) % limit
 		return nil
 	})
-	if err != nil {
-		return nil, err
+	if err != nil && !errors.Is(err, errStopScan) {
+		return nil, "", err
 	}
-	return slices.Concat(ring[start:], ring[:start]), nil
+	page := slices.Concat(ring[start:], ring[:start])
+	entries := make([]AuditEntry, len(page))
+	for i, k := range page {
+		entries[i] = k.entry
+	}
+	next := ""
+	if dropped {
+		next = strings.TrimPrefix(page[0].key, auditPrefix)
+	}
+	return entries, next, nil
 }

@@ -23,8 +23,8 @@ func openAuditCache(t *testing.T) *cache.Store {
 func TestAuditLogOrderAndLimit(t *testing.T) {
 	ctx := context.Background()
 	c := openAuditCache(t)
-	log := NewAuditLog(c)
 	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	log := NewAuditLogWith(AuditConfig{Store: c, Now: func() time.Time { return base }})
 	// Entries at one instant, a later one, then a clock step back.
 	times := []time.Time{base, base, base.Add(time.Second), base.Add(-time.Hour)}
 	for i, tm := range times {

@@ -80,20 +80,19 @@ func (g *Gate) record(ctx context.Context, d policy.Decision, target string, log
 			info.decision = "would_deny"
 		}
 	}
+	if d.WouldDeny && logIt && g.cfg.Audit != nil { // aggregated per rule and interval
+		if err := g.cfg.Audit.WouldDeny(context.WithoutCancel(ctx), d.Rule, d.Reason, target); err != nil {
+			g.log.Error("cannot audit a would-be denial", zap.Error(err))
+		}
+	}
 	if d.WouldDeny && logIt && g.firstWouldDeny(target, d.Rule) {
 		g.log.Warn("policy would deny (report mode)", zap.String("target", target), zap.String("rule", d.Rule), zap.String("reason", d.Reason))
-		if g.cfg.Audit != nil {
-			entry := AuditEntry{Time: g.cfg.Now(), Who: "gate", Action: AuditWouldDeny, Subject: target, Rule: d.Rule, Reason: d.Reason}
-			if err := g.cfg.Audit.Append(context.WithoutCancel(ctx), entry); err != nil {
-				g.log.Error("cannot audit a would-be denial", zap.Error(err))
-			}
-		}
 	}
 	return d
 }
 
 // wouldDenyEvery is how often one would-be denial of a target by a rule is
-// logged and audited: one go command asks for .info, .mod, .zip and the
+// logged (the audit log aggregates them per rule): one go command asks for .info, .mod, .zip and the
 // lookup of a version, and should leave one entry, not four.
 const wouldDenyEvery = time.Minute
 

@@ -300,10 +300,15 @@ func policyImportCmd(getenv env, stdout io.Writer) *cobra.Command {
 
 func policyLogCmd(getenv env, stdout io.Writer) *cobra.Command {
 	var limit int
+	var before string
 	cmd := adminCommand(getenv, "log", "Print the audit log (policy changes, hand edits, would-be denials, fork clearings), newest last", cobra.NoArgs,
 		func(cmd *cobra.Command, c *adminClient, o *adminOptions, _ []string) error {
-			var resp map[string][]proxy.AuditEntry
-			data, err := c.do(cmd.Context(), http.MethodGet, fmt.Sprintf("/api/v1/audit?limit=%d", limit), "", nil, &resp)
+			var resp proxy.AuditPage
+			q := url.Values{"limit": {fmt.Sprint(limit)}}
+			if before != "" {
+				q.Set("before", before)
+			}
+			data, err := c.do(cmd.Context(), http.MethodGet, "/api/v1/audit?"+q.Encode(), "", nil, &resp)
 			if err != nil {
 				return err
 			}
@@ -313,12 +318,23 @@ func policyLogCmd(getenv env, stdout io.Writer) *cobra.Command {
 			}
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "TIME\tWHO\tACTION\tSUBJECT\tREASON")
-			for _, e := range resp["entries"] {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.UTC().Format(time.RFC3339), e.Who, e.Action, orDash(e.Subject), orDash(reasonLine(e.Reason)))
+			for _, e := range resp.Entries {
+				subject := e.Subject
+				if e.Count > 0 {
+					subject = fmt.Sprintf("%s (%d requests until %s)", subject, e.Count, e.Until.UTC().Format(time.RFC3339))
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.UTC().Format(time.RFC3339), e.Who, e.Action, orDash(subject), orDash(reasonLine(e.Reason)))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if resp.Next != "" {
+				fmt.Fprintf(stdout, "older entries: modgate policy log --before %s\n", resp.Next)
+			}
+			return nil
 		})
 	cmd.Flags().IntVar(&limit, "limit", 50, "how many of the newest entries")
+	cmd.Flags().StringVar(&before, "before", "", "show the entries older than this cursor (printed under a full page)")
 	return cmd
 }
 

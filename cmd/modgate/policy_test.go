@@ -148,9 +148,9 @@ func TestPolicyCLIJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &test); err != nil || code != exitFail || test.Decision.Allowed || test.Decision.Rule != "two" {
 		t.Errorf("test --json: exit %d, %+v, %v", code, test, err)
 	}
-	var log map[string][]proxy.AuditEntry
+	var log proxy.AuditPage
 	cliJSON(t, g, &log, "log")
-	if e := log["entries"]; len(e) != 1 || e[0].Action != proxy.AuditAdd || e[0].Rule != "two" || e[0].Reason != "bad" || !strings.Contains(e[0].After, "id: two") {
+	if e := log.Entries; len(e) != 1 || e[0].Action != proxy.AuditAdd || e[0].Rule != "two" || e[0].Reason != "bad" || !strings.Contains(e[0].After, "id: two") {
 		t.Errorf("log --json: %+v", log)
 	}
 	var removed map[string]policy.Rule

@@ -48,6 +48,9 @@ type serveOptions struct {
 	parentAuthEnv                        string // MODGATE_PARENT_PROXY_AUTH
 	stallTimeout                         time.Duration
 	writeIdle                            time.Duration // --write-idle-timeout
+	auditMaxAge                          time.Duration
+	auditMaxSize                         byteSize
+	auditInterval                        time.Duration
 	maxConnects                          int           // --max-connects
 	tls                                  tlsOptions // the HTTPS GOPROXY endpoint (tls.go)
 }
@@ -80,6 +83,10 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 	f.DurationVar(&o.stallTimeout, "upstream-stall-timeout", proxy.DefaultStallTimeout, "how long the upstream may send nothing before a fetch fails with 504")
 	f.DurationVar(&o.writeIdle, "write-idle-timeout", proxy.DefaultWriteIdle, "how long a client may read nothing of a response before modgate closes its connection (a slow reader that keeps reading is served)")
 	f.IntVar(&o.maxConnects, "max-connects", proxy.DefaultMaxConnects, "CONNECTs (intercepted or tunnelled) open at once; past it a CONNECT gets 503; -1 means no cap")
+	f.DurationVar(&o.auditMaxAge, "audit-max-age", proxy.DefaultAuditMaxAge, "audit entries older than this are deleted")
+	o.auditMaxSize = proxy.DefaultAuditMaxBytes
+	f.Var(&o.auditMaxSize, "audit-max-size", "bound on the audit log, such as 64MiB: past it the oldest entries are deleted")
+	f.DurationVar(&o.auditInterval, "audit-interval", proxy.DefaultAuditInterval, "would-be denials (report mode) of one rule within this share one audit entry, with a count")
 	f.StringVar(&o.policy, "policy", "", "policy file (default <data-dir>/policy.yaml, written with a commented default if missing); hand edits take effect within 2s")
 	f.BoolVar(&o.adminTLS, "admin-tls", false, "serve the admin listener over TLS (certificate for modgate.admin from the CA; client certificates from the CA authenticate)")
 	addTLSFlags(f, &o.tls)
@@ -192,6 +199,9 @@ type gateParts struct {
 }
 
 func (g *gateParts) close() {
+	if g.audit != nil {
+		g.audit.Flush(context.Background()) // the counts of open would_deny entries
+	}
 	if g.leaves != nil {
 		g.leaves.Stop()
 	}
@@ -261,7 +271,8 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 		g.close()
 		return nil, err
 	}
-	g.audit = proxy.NewAuditLog(g.cache)
+	g.audit = proxy.NewAuditLogWith(proxy.AuditConfig{Store: g.cache, MaxAge: o.auditMaxAge, MaxBytes: int64(o.auditMaxSize),
+		Interval: o.auditInterval, Logger: log.Named("audit")})
 	gate, err := proxy.New(proxy.Config{
 		Upstream: upstreamURL, HTTPClient: client, Cache: g.cache, Witness: w, Intercept: intercept,
 		Private: splitList(o.private), Offline: o.offline, ListTTL: o.listTTL, SpoolDir: spool, Logger: log.Named("access"),
