@@ -51,7 +51,7 @@ type serveOptions struct {
 	auditMaxAge                          time.Duration
 	auditMaxSize                         byteSize
 	auditInterval                        time.Duration
-	maxConnects                          int           // --max-connects
+	maxConnects                          int        // --max-connects
 	tls                                  tlsOptions // the HTTPS GOPROXY endpoint (tls.go)
 }
 
