@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -211,5 +214,57 @@ func TestClearForkRemovesWhatWasNeverAccepted(t *testing.T) {
 	data, err := f.w.Tile(ctx, full)
 	if err != nil || !bytes.Equal(data, honest) {
 		t.Errorf("tile 000 after clear-fork: %v; honest: %v", err, bytes.Equal(data, honest))
+	}
+}
+
+// countingSigner counts the signatures it makes.
+type countingSigner struct {
+	note.Signer
+	n atomic.Int32
+}
+
+func (s *countingSigner) Sign(msg []byte) ([]byte, error) {
+	s.n.Add(1)
+	return s.Signer.Sign(msg)
+}
+
+// TestLinesProvesAndSignsNothing checks that Lines returns the proven
+// go.sum lines as sumdb.Client.Lookup does, and signs nothing; the wire
+// answer is built on the same proof.
+func TestLinesProvesAndSignsNothing(t *testing.T) {
+	f := newFixture(t)
+	cs := &countingSigner{Signer: f.signer}
+	f.signer = cs
+	f.w = f.reopen(t)
+	ctx := context.Background()
+	m := module.Version{Path: "example.com/Upper", Version: "v1.0.0"}
+	want, err := gosum("")(m.Path, m.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantLines := strings.Split(strings.TrimSuffix(string(want), "\n"), "\n")
+	tests := []struct {
+		version string
+		want    []string
+	}{
+		{"v1.0.0", wantLines[:1]},
+		{"v1.0.0/go.mod", wantLines[1:]},
+		{"v1.0.0", wantLines[:1]}, // stored now
+	}
+	for _, tc := range tests {
+		got, err := f.w.Lines(ctx, module.Version{Path: m.Path, Version: tc.version})
+		if err != nil || strings.Join(got, "|") != strings.Join(tc.want, "|") {
+			t.Errorf("Lines(%s): %q, %v; want %q", tc.version, got, err, tc.want)
+		}
+	}
+	if n := cs.n.Load(); n != 0 {
+		t.Errorf("Lines made %d signatures", n)
+	}
+	body, err := f.w.Lookup(ctx, m)
+	if err != nil || !bytes.Contains(body, want) || cs.n.Load() == 0 {
+		t.Errorf("Lookup: %q, %v, %d signatures", body, err, cs.n.Load())
+	}
+	if _, err := f.w.Lines(ctx, module.Version{Path: "missing.example/x", Version: "v1.0.0"}); err == nil {
+		t.Error("Lines of a module the database lacks: no error")
 	}
 }
