@@ -531,6 +531,13 @@ func (tt *torture) checkForkCaught(step int, name string) {
 		if err != nil || got.N != size {
 			tt.t.Errorf("step %d (%s): Latest of tree #%d on the witnessed timeline: %v", step, name, size, err)
 		}
+	case size < tree.N:
+		// An older head off the timeline is proven a fork with the
+		// witnessed tree's hashes; where those are not stored and the
+		// upstream no longer serves them, it is refused unproven.
+		if !errors.Is(err, ErrFork) && !errors.Is(err, ErrVerify) {
+			tt.t.Errorf("step %d (%s): an older tree #%d off the witnessed timeline (#%d): %v", step, name, size, tree.N, err)
+		}
 	default:
 		if !errors.Is(err, ErrFork) || !tt.w.Forked() {
 			tt.t.Errorf("step %d (%s): a fork to tree #%d (witnessed #%d) is not caught: %v", step, name, size, tree.N, err)
