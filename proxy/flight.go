@@ -30,7 +30,8 @@ type flight struct {
 // do calls fn once for all concurrent callers with key, in a context that
 // carries ctx's values, ends after timeout, and ends when no caller waits
 // any more. A caller whose ctx ends stops waiting with ctx's error.
-func (fs *flights) do(ctx context.Context, key string, timeout time.Duration, fn func(context.Context) ([]byte, error)) ([]byte, error) {
+func (fs *flights) do(ctx context.Context, key string, timeout time.Duration,
+	fn func(context.Context) ([]byte, error)) ([]byte, error) {
 	fs.mu.Lock()
 	f := fs.m[key]
 	if f == nil {

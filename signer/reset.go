@@ -218,7 +218,8 @@ func (w *Witness) Reset(ctx context.Context, who, reason string) (Archive, error
 	if err := w.reopen(ctx); err != nil {
 		return a, err
 	}
-	w.log.Warn("witness reset by an operator: the old state is archived; the next upstream tree head is accepted as the first",
+	w.log.Warn("witness reset by an operator: the old state is archived; "+
+		"the next upstream tree head is accepted as the first",
 		zap.String("who", who), zap.String("reason", reason), zap.String("archive", a.Key))
 	return a, nil
 }

@@ -501,7 +501,8 @@ func (tt *torture) checkEvidence(step int, name string) {
 		}
 		for _, tl := range tt.lines {
 			if tl.holds(trees[0]) && tl.holds(trees[1]) {
-				tt.t.Errorf("step %d (%s): evidence of a fork between trees #%d and #%d of one timeline", step, name, trees[0].N, trees[1].N)
+				tt.t.Errorf("step %d (%s): evidence of a fork between trees #%d and #%d of one timeline",
+					step, name, trees[0].N, trees[1].N)
 			}
 		}
 		if err := e.CheckProof(); err != nil {
@@ -521,7 +522,8 @@ func (tt *torture) checkForkCaught(step int, name string) {
 	tree, wtl := tt.witnessed()
 	forkedBefore := tt.w.Forked()
 	_, got, err := tt.w.Latest(context.Background())
-	onChain := size >= tree.N && cur.treeHash(tree.N) == tree.Hash || size < tree.N && wtl.holds(tlog.Tree{N: size, Hash: cur.treeHash(size)})
+	onChain := size >= tree.N && cur.treeHash(tree.N) == tree.Hash ||
+		size < tree.N && wtl.holds(tlog.Tree{N: size, Hash: cur.treeHash(size)})
 	switch {
 	case forkedBefore:
 		if !errors.Is(err, ErrFork) {

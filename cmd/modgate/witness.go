@@ -80,7 +80,8 @@ func witnessClearForkCmd(getenv env, stdout io.Writer) *cobra.Command {
 				return writeJSONTo(stdout, resp)
 			}
 			if resp.Reset != nil {
-				fmt.Fprintf(stdout, "witness reset: the old state is archived under %s; the upstream's next tree head is accepted as the first\n", resp.Reset.Key)
+				fmt.Fprintf(stdout, "witness reset: the old state is archived under %s; "+
+					"the upstream's next tree head is accepted as the first\n", resp.Reset.Key)
 			}
 			fmt.Fprintf(stdout, "cleared %d fork evidence record(s); they stay on record (modgate witness status shows them)\n", len(resp.Cleared))
 			return printStatus(stdout, resp.Status, false)
@@ -211,7 +212,8 @@ func printStatus(w io.Writer, st signer.Status, asJSON bool) error {
 			ce.ClearedAt.Format(time.RFC3339), ce.ClearedBy, ce.Time.Format(time.RFC3339), ce.OlderSize, ce.NewerSize, ce.Key)
 	}
 	for _, a := range st.Archived {
-		fmt.Fprintf(w, "archived           %s by %s (reset: %s), kept under %s\n", a.Time.Format(time.RFC3339), a.By, a.Reason, a.Key)
+		fmt.Fprintf(w, "archived           %s by %s (reset: %s), kept under %s\n",
+			a.Time.Format(time.RFC3339), a.By, a.Reason, a.Key)
 		if a.Note != "" {
 			fmt.Fprintf(w, "  witnessed note\n%s", indent(a.Note))
 		}
@@ -225,7 +227,8 @@ func printEvidence(w io.Writer, i int, ev signer.Evidence) {
 		i, ev.Time.Format(time.RFC3339), ev.OlderSize, ev.OlderHash, ev.NewerSize, ev.ComputedAt)
 	fmt.Fprintf(w, "  older note\n%s  newer note\n%s", indent(ev.OlderNote), indent(ev.NewerNote))
 	if len(ev.Proof) > 0 {
-		fmt.Fprintf(w, "  proof (tlog tree proof of tree #%d in tree #%d, giving %s)\n", ev.OlderSize, ev.NewerSize, ev.ComputedAt)
+		fmt.Fprintf(w, "  proof (tlog tree proof of tree #%d in tree #%d, giving %s)\n",
+			ev.OlderSize, ev.NewerSize, ev.ComputedAt)
 		for _, h := range ev.Proof {
 			fmt.Fprintf(w, "    %s\n", h)
 		}
