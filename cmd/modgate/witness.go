@@ -200,7 +200,8 @@ func printStatus(w io.Writer, st signer.Status, asJSON bool) error {
 		fmt.Fprintf(w, "co-signed note\n%s", indent(h.Note))
 	}
 	if st.Forked {
-		fmt.Fprintln(w, "status             FORKED: checksum-database requests fail until the evidence is cleared (modgate witness clear-fork)")
+		fmt.Fprintln(w, "status             FORKED: checksum-database requests fail until the evidence is cleared "+
+			"(modgate witness clear-fork; with --reset to follow the upstream's new timeline)")
 	} else {
 		fmt.Fprintln(w, "status             ok")
 	}
