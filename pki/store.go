@@ -50,13 +50,16 @@ func (ca *CA) Save(dir string) error {
 			return fmt.Errorf("%w: %s", ErrExists, p)
 		}
 	}
-	if err := writeExclusive(keyPath, keyPEM, 0o600); err != nil {
+	// The key is written last: a CA is whole once its key is there, and a
+	// certificate alone is what a crash in between leaves (LoadOrCreate
+	// replaces it).
+	if err := writeExclusive(certPath, certPEM, 0o644); err != nil {
 		return err
 	}
-	if err := writeExclusive(certPath, certPEM, 0o644); err != nil {
-		// The key is ours (we just created it) and useless without its
-		// certificate; do not leave it behind.
-		_ = os.Remove(keyPath)
+	if err := writeExclusive(keyPath, keyPEM, 0o600); err != nil {
+		// The certificate is ours (we just created it) and useless
+		// without its key; do not leave it behind.
+		_ = os.Remove(certPath)
 		return err
 	}
 	return syncDir(dir)
@@ -214,7 +217,17 @@ func LoadOrCreate(dir string, names []string) (ca *CA, created bool, err error) 
 		return nil, false, err
 	}
 	switch {
-	case !certExists && !keyExists:
+	case keyExists && !certExists:
+		// Not what an interrupted Save leaves (the key comes last): a CA
+		// key is never thrown away unasked.
+		return nil, false, fmt.Errorf("pki: incomplete CA in %s: %s without %s (remove %s to make a new CA): %w",
+			dir, KeyFile, CertFile, KeyFile, fs.ErrNotExist)
+	case !keyExists:
+		// Nothing, or what an interrupted Save left: a certificate
+		// without its key, never a usable CA. Start again.
+		if err := os.Remove(filepath.Join(dir, CertFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, false, fmt.Errorf("pki: removing the certificate of an incomplete CA: %w", err)
+		}
 		if ca, err = NewCA(names); err != nil {
 			return nil, false, err
 		}
@@ -222,8 +235,6 @@ func LoadOrCreate(dir string, names []string) (ca *CA, created bool, err error) 
 			return nil, false, err
 		}
 		return ca, true, nil
-	case certExists != keyExists:
-		return nil, false, fmt.Errorf("pki: incomplete CA in %s: need both %s and %s: %w", dir, CertFile, KeyFile, fs.ErrNotExist)
 	}
 	if ca, err = Load(dir); err != nil {
 		return nil, false, err

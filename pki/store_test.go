@@ -258,6 +258,22 @@ func TestLoadOrCreate(t *testing.T) {
 			t.Error("LoadOrCreate wrote a certificate next to an existing key")
 		}
 	})
+	t.Run("certificate without key", func(t *testing.T) {
+		// What a crash inside Save leaves: the key is written last.
+		d := t.TempDir()
+		first, _, err := LoadOrCreate(d, testNames)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustRemove(t, filepath.Join(d, KeyFile))
+		got, created, err := LoadOrCreate(d, testNames)
+		if err != nil || !created || got.Fingerprint() == first.Fingerprint() {
+			t.Fatalf("LoadOrCreate over a lone certificate = %v, created %v; want a new CA", err, created)
+		}
+		if again, err := Load(d); err != nil || again.Fingerprint() != got.Fingerprint() {
+			t.Errorf("the new CA does not load: %v", err)
+		}
+	})
 	t.Run("bad names", func(t *testing.T) {
 		if _, _, err := LoadOrCreate(t.TempDir(), []string{"*.example"}); !errors.Is(err, ErrInvalidName) {
 			t.Fatalf("LoadOrCreate = %v, want ErrInvalidName", err)

@@ -35,7 +35,14 @@ func CreateKey(dir, name string) (vkey string, created bool, err error) {
 	if err != nil {
 		return "", false, fmt.Errorf("generating note key %q: %w", name, err)
 	}
-	if err := writeNew(filepath.Join(dir, VerifierKeyFile), vkey+"\n", 0o644); err != nil {
+	// The signer key is written last: the key is whole once note.key is
+	// there. A note.pub without it is what an interrupted CreateKey left;
+	// no signer key stands behind it, so it is replaced.
+	pub := filepath.Join(dir, VerifierKeyFile)
+	if err := os.Remove(pub); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", false, fmt.Errorf("removing the verifier key of an incomplete note key: %w", err)
+	}
+	if err := writeNew(pub, vkey+"\n", 0o644); err != nil {
 		return "", false, err
 	}
 	if err := writeNew(filepath.Join(dir, SignerKeyFile), skey+"\n", 0o600); err != nil {

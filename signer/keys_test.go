@@ -58,3 +58,20 @@ func TestLoadKeyRefusesReadableSecret(t *testing.T) {
 		})
 	}
 }
+
+// TestCreateKeyAfterInterruption starts from what a crash inside CreateKey
+// leaves, a verifier key without its signer key: a new key is made.
+func TestCreateKeyAfterInterruption(t *testing.T) {
+	dir := t.TempDir()
+	stale := "sum.golang.org+00000000+AaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaA\n"
+	if err := os.WriteFile(filepath.Join(dir, VerifierKeyFile), []byte(stale), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vkey, created, err := CreateKey(dir, "sum.golang.org")
+	if err != nil || !created || vkey+"\n" == stale {
+		t.Fatalf("CreateKey over a lone verifier key: %q created=%v err=%v", vkey, created, err)
+	}
+	if _, loaded, err := LoadKey(dir); err != nil || loaded != vkey {
+		t.Fatalf("LoadKey: %q %v", loaded, err)
+	}
+}
