@@ -1,0 +1,212 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// mountTmpfs mounts a tmpfs of size bytes for the test and unmounts it at
+// the end. Where mounting is impossible (not root, no mount command, a
+// container without the capability) the test skips and says why, except
+// in CI (CI=true), where it fails: .ci/run must run the disk tests.
+func mountTmpfs(t *testing.T, size int64) string {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", dir).CombinedOutput()
+	if err != nil {
+		msg := fmt.Sprintf("cannot mount a tmpfs (needs root and CAP_SYS_ADMIN): %v: %s", err, bytes.TrimSpace(out))
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// fillTo leaves at most free bytes available on the filesystem of dir, by
+// allocating a file there (named name, so it can be removed to free the
+// space again).
+func fillTo(t testing.TB, dir, name string, free int64) {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	avail := int64(st.Bavail) * st.Bsize
+	if avail <= free {
+		return
+	}
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, _ := f.Stat()
+	if err := unix.Fallocate(int(f.Fd()), 0, fi.Size(), avail-free); err != nil {
+		t.Fatalf("filling %s: %v", dir, err)
+	}
+}
+
+// Sizes of the fault experiments: a 192 MiB tmpfs, 16 MiB value log files
+// (32 MiB as Badger creates them) and 8 MiB memtables, so the reserve is
+// 2×16 + 4×8 = 64 MiB.
+const (
+	faultFS       = 192 << 20
+	faultVlogFile = 16 << 20
+	faultBlob     = 48 << 20
+)
+
+func faultConfig(dir, mode string) Config {
+	return Config{
+		Dir: filepath.Join(dir, "cache"), GCInterval: -1, ValueLogFileSize: faultVlogFile,
+		MemTableSize: 8 << 20, MinFree: FreeSpace{Bytes: 1},
+		noAdmission: mode == "none" || mode == "prealloc",
+		noPrealloc:  mode == "none" || mode == "admission",
+	}
+}
+
+// TestDiskFullChild is the process of one fault experiment, started by
+// TestDiskFullNeverFaults (a SIGBUS must kill a child, not the test).
+func TestDiskFullChild(t *testing.T) {
+	dir := os.Getenv("MODGATE_DISK_CHILD")
+	if dir == "" {
+		t.Skip("the process of one experiment of TestDiskFullNeverFaults")
+	}
+	mode, scenario := os.Getenv("MODGATE_DISK_MODE"), os.Getenv("MODGATE_DISK_SCENARIO")
+	ctx := context.Background()
+	s, err := Open(ctx, faultConfig(dir, mode))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	small := pattern(8<<10, 3)
+	if err := s.Put(ctx, "mod/example.com/a/@v/v1.0.0.mod", small); err != nil {
+		t.Fatal(err)
+	}
+	content := pattern(faultBlob, 1)
+	switch scenario {
+	case "static": // less free than the blob: it fits the spool, not the store
+		fillTo(t, dir, "filler", 16<<20)
+	case "race": // another writer takes every free block after a check
+		s.disk = raceGuard(t, s.disk, dir)
+	}
+	err = s.PutBlob(ctx, "zip/example.com/big/@v/v1.0.0.zip", bytes.NewReader(content), int64(len(content)))
+	fmt.Printf("RESULT: %v\n", err)
+	if err == nil {
+		return
+	}
+	if !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("PutBlob: %v, want ErrDiskFull", err)
+	}
+	// What was stored is still served; once space returns, stores resume.
+	if e, err := s.Get(ctx, "mod/example.com/a/@v/v1.0.0.mod"); err != nil || !bytes.Equal(e.Value, small) {
+		t.Fatalf("Get after the refusal: %v", err)
+	}
+	if err := os.Remove(filepath.Join(dir, "filler")); err != nil {
+		t.Fatal(err)
+	}
+	s.disk = s.disk.withStatfs(statfs)
+	if err := s.PutBlob(ctx, "zip/example.com/big/@v/v1.0.0.zip", bytes.NewReader(content), int64(len(content))); err != nil {
+		t.Fatalf("PutBlob once space returned: %v", err)
+	}
+	if got := readBlob(t, s, "zip/example.com/big/@v/v1.0.0.zip"); !bytes.Equal(got, content) {
+		t.Fatal("the blob stored after recovery reads back different")
+	}
+	fmt.Println("RECOVERED")
+}
+
+// raceGuard returns a copy of g whose statfs, from its second call on
+// (after PutBlob's admission and its first chunk's), first fills the disk
+// behind the check's back, as another writer would.
+func raceGuard(t testing.TB, g *diskGuard, dir string) *diskGuard {
+	var calls atomic.Int64
+	inner := g.statfs
+	return g.withStatfs(func(d string) (fsStat, error) {
+		st, err := inner(d)
+		if calls.Add(1) == 2 {
+			fillTo(t, dir, "filler", 0)
+		}
+		return st, err
+	})
+}
+
+// TestDiskFullNeverFaults measures which measure keeps a store on a disk
+// that is too full from dying of SIGBUS: none, admission (statfs) only,
+// preallocation (fallocate) only, or both (the default). Each experiment
+// runs in a child process on its own tmpfs.
+//
+//   - static: the disk has room for less than the blob when the store
+//     begins (the case: the zip was spooled, it cannot also be
+//     stored);
+//   - race: the disk has room, then another writer takes every free block
+//     right after a check.
+//
+// Measured (Linux tmpfs): without either measure both end in SIGBUS;
+// admission alone refuses the static case and dies in the race;
+// preallocation alone and both end every case in ErrDiskFull. Both are
+// kept: admission also protects the table files of memtable flushes and
+// compactions, which Badger writes through sparse maps that no
+// preallocation reaches, and refuses before any byte is written.
+func TestDiskFullNeverFaults(t *testing.T) {
+	want := map[string]string{
+		"none/static": "SIGBUS", "none/race": "SIGBUS",
+		"admission/static": "refused", "admission/race": "SIGBUS",
+		"prealloc/static": "refused", "prealloc/race": "refused",
+		"both/static": "refused", "both/race": "refused",
+	}
+	for _, mode := range []string{"none", "admission", "prealloc", "both"} {
+		for _, scenario := range []string{"static", "race"} {
+			name := mode + "/" + scenario
+			t.Run(name, func(t *testing.T) {
+				dir := mountTmpfs(t, faultFS)
+				cmd := exec.Command(os.Args[0], "-test.run=^TestDiskFullChild$", "-test.v", "-test.count=1")
+				cmd.Env = append(os.Environ(), "MODGATE_DISK_CHILD="+dir, "MODGATE_DISK_MODE="+mode, "MODGATE_DISK_SCENARIO="+scenario)
+				out, err := cmd.CombinedOutput()
+				got := outcome(string(out), err)
+				t.Logf("%s: %s", name, got)
+				if got != want[name] {
+					t.Errorf("%s: got %s, want %s\n%s", name, got, want[name], tail(out))
+				}
+				if got == "refused" && !strings.Contains(string(out), "RECOVERED") {
+					t.Errorf("%s: refused, but did not recover once space returned\n%s", name, tail(out))
+				}
+			})
+		}
+	}
+}
+
+// outcome classifies how an experiment's process ended.
+func outcome(out string, err error) string {
+	switch {
+	case strings.Contains(out, "signal SIGBUS"):
+		return "SIGBUS"
+	case strings.Contains(out, "RESULT: <nil>"):
+		return "stored"
+	case strings.Contains(out, "RESULT: ") && strings.Contains(out, "cache disk full") && err == nil:
+		return "refused"
+	}
+	return "failed (" + strconv.Quote(fmt.Sprint(err)) + ")"
+}
+
+func tail(out []byte) []byte {
+	if len(out) > 4000 {
+		return out[len(out)-4000:]
+	}
+	return out
+}
