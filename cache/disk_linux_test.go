@@ -210,3 +210,60 @@ func tail(out []byte) []byte {
 	}
 	return out
 }
+
+// TestReadOnlyFilesystem checks that a store whose filesystem turns
+// read-only refuses stores as for a full disk, still serves what it holds,
+// and that a store on a read-only filesystem is refused at Open with an
+// error that says so.
+func TestReadOnlyFilesystem(t *testing.T) {
+	ctx := context.Background()
+	dir := mountTmpfs(t, 256<<20)
+	cfg := Config{Dir: filepath.Join(dir, "cache"), GCInterval: -1, MinFree: FreeSpace{Bytes: 1},
+		ValueLogFileSize: 4 << 20, MemTableSize: 8 << 20}
+	s, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "mod/a", []byte("module a\n")); err != nil {
+		t.Fatal(err)
+	}
+	// A filesystem with files open for writing cannot be remounted
+	// read-only by hand (EBUSY); the kernel does it on I/O errors
+	// (errors=remount-ro). statfs then reports ST_RDONLY, as here.
+	real := s.disk
+	s.disk = s.disk.withStatfs(func(d string) (fsStat, error) {
+		st, err := statfs(d)
+		st.readOnly = true
+		return st, err
+	})
+	err = s.Put(ctx, "mod/b", []byte("module b\n"))
+	if !errors.Is(err, ErrDiskFull) || !strings.Contains(err.Error(), "read-only") {
+		t.Errorf("Put on a read-only filesystem: %v, want ErrDiskFull saying read-only", err)
+	}
+	if sp := s.Space(); !sp.ReadOnly || sp.Full() == "" || sp.Refused != 1 {
+		t.Errorf("Space on a read-only filesystem: %+v (Full %q)", sp, sp.Full())
+	}
+	if e, err := s.Get(ctx, "mod/a"); err != nil || string(e.Value) != "module a\n" {
+		t.Errorf("Get on a read-only filesystem: %q, %v", e.Value, err)
+	}
+	s.disk = real
+	if err := s.Put(ctx, "mod/b", []byte("module b\n")); err != nil {
+		t.Errorf("Put once writable again: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	remount(t, dir, "ro")
+	defer remount(t, dir, "rw")
+	_, err = Open(ctx, cfg)
+	if err == nil || !strings.Contains(err.Error(), "read-only filesystem") {
+		t.Errorf("Open on a read-only filesystem: %v, want an error saying so", err)
+	}
+}
+
+func remount(t *testing.T, dir, mode string) {
+	t.Helper()
+	if out, err := exec.Command("mount", "-o", "remount,"+mode, dir).CombinedOutput(); err != nil {
+		t.Fatalf("remount %s %s: %v: %s", mode, dir, err, out)
+	}
+}
