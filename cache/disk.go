@@ -100,6 +100,7 @@ func (f FreeSpace) check() error {
 // Space describes the free space of the store's filesystem, as statfs saw
 // it at the call.
 type Space struct {
+	Checked  bool  // false for a store without free-space checks (in memory, not Linux)
 	Free     int64 // bytes available to the store
 	Total    int64 // size of the filesystem
 	Floor    int64 // Config.MinFree for this filesystem
@@ -114,6 +115,8 @@ type Space struct {
 // admitted (at least one byte of them).
 func (sp Space) Full() string {
 	switch {
+	case !sp.Checked:
+		return ""
 	case sp.Err != nil:
 		return fmt.Sprintf("cannot check free space: %v", sp.Err)
 	case sp.ReadOnly:
@@ -157,7 +160,7 @@ func (g *diskGuard) space() Space {
 	if g == nil {
 		return Space{}
 	}
-	sp := Space{Reserve: g.reserve, Pending: g.pending.Load(), Refused: g.refused.Load()}
+	sp := Space{Checked: true, Reserve: g.reserve, Pending: g.pending.Load(), Refused: g.refused.Load()}
 	st, err := g.statfs(g.dir)
 	if err != nil {
 		sp.Err = err
