@@ -13,55 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/modgate/modgate/internal/tmpfs"
 )
-
-// mountTmpfs mounts a tmpfs of size bytes for the test and unmounts it at
-// the end. Where mounting is impossible (not root, no mount command, a
-// container without the capability) the test skips and says why, except
-// in CI (CI=true), where it fails: .ci/run must run the disk tests.
-func mountTmpfs(t *testing.T, size int64) string {
-	t.Helper()
-	dir := t.TempDir()
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", dir).CombinedOutput()
-	if err != nil {
-		msg := fmt.Sprintf("cannot mount a tmpfs (needs root and CAP_SYS_ADMIN): %v: %s", err, bytes.TrimSpace(out))
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", "-l", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
-}
-
-// fillTo leaves at most free bytes available on the filesystem of dir, by
-// allocating a file there (named name, so it can be removed to free the
-// space again).
-func fillTo(t testing.TB, dir, name string, free int64) {
-	t.Helper()
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		t.Fatal(err)
-	}
-	avail := int64(st.Bavail) * st.Bsize
-	if avail <= free {
-		return
-	}
-	f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fi, _ := f.Stat()
-	if err := unix.Fallocate(int(f.Fd()), 0, fi.Size(), avail-free); err != nil {
-		t.Fatalf("filling %s: %v", dir, err)
-	}
-}
 
 // Sizes of the fault experiments: a 192 MiB tmpfs, 16 MiB value log files
 // (32 MiB as Badger creates them) and 8 MiB memtables, so the reserve is
@@ -102,7 +55,7 @@ func TestDiskFullChild(t *testing.T) {
 	content := pattern(faultBlob, 1)
 	switch scenario {
 	case "static": // less free than the blob: it fits the spool, not the store
-		fillTo(t, dir, "filler", 16<<20)
+		tmpfs.FillTo(t, dir, "filler", 16<<20)
 	case "race": // another writer takes every free block after a check
 		s.disk = raceGuard(t, s.disk, dir)
 	}
@@ -140,7 +93,7 @@ func raceGuard(t testing.TB, g *diskGuard, dir string) *diskGuard {
 	return g.withStatfs(func(d string) (fsStat, error) {
 		st, err := inner(d)
 		if calls.Add(1) == 2 {
-			fillTo(t, dir, "filler", 0)
+			tmpfs.FillTo(t, dir, "filler", 0)
 		}
 		return st, err
 	})
@@ -174,7 +127,7 @@ func TestDiskFullNeverFaults(t *testing.T) {
 		for _, scenario := range []string{"static", "race"} {
 			name := mode + "/" + scenario
 			t.Run(name, func(t *testing.T) {
-				dir := mountTmpfs(t, faultFS)
+				dir := tmpfs.Mount(t, faultFS)
 				cmd := exec.Command(os.Args[0], "-test.run=^TestDiskFullChild$", "-test.v", "-test.count=1")
 				cmd.Env = append(os.Environ(), "MODGATE_DISK_CHILD="+dir, "MODGATE_DISK_MODE="+mode, "MODGATE_DISK_SCENARIO="+scenario)
 				out, err := cmd.CombinedOutput()
@@ -217,7 +170,7 @@ func tail(out []byte) []byte {
 // error that says so.
 func TestReadOnlyFilesystem(t *testing.T) {
 	ctx := context.Background()
-	dir := mountTmpfs(t, 256<<20)
+	dir := tmpfs.Mount(t, 256<<20)
 	cfg := Config{Dir: filepath.Join(dir, "cache"), GCInterval: -1, MinFree: FreeSpace{Bytes: 1},
 		ValueLogFileSize: 4 << 20, MemTableSize: 8 << 20}
 	s, err := Open(ctx, cfg)
@@ -253,17 +206,10 @@ func TestReadOnlyFilesystem(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	remount(t, dir, "ro")
-	defer remount(t, dir, "rw")
+	tmpfs.Remount(t, dir, "ro")
+	defer tmpfs.Remount(t, dir, "rw")
 	_, err = Open(ctx, cfg)
 	if err == nil || !strings.Contains(err.Error(), "read-only filesystem") {
 		t.Errorf("Open on a read-only filesystem: %v, want an error saying so", err)
-	}
-}
-
-func remount(t *testing.T, dir, mode string) {
-	t.Helper()
-	if out, err := exec.Command("mount", "-o", "remount,"+mode, dir).CombinedOutput(); err != nil {
-		t.Fatalf("remount %s %s: %v: %s", mode, dir, err, out)
 	}
 }
