@@ -32,7 +32,7 @@ type shutdownClock struct {
 // startShutdownClock starts the clock when ctx ends.
 func startShutdownClock(ctx context.Context, timeout time.Duration, log *zap.Logger, exit func(int)) *shutdownClock {
 	c := &shutdownClock{log: log, timeout: timeout, exit: exit}
-	c.setStep("serving")
+	c.setStep("closing the listeners") // the first step once ctx ends
 	c.stopCtx = context.AfterFunc(ctx, c.start)
 	return c
 }
@@ -44,7 +44,6 @@ func (c *shutdownClock) start() {
 	if !c.deadline.IsZero() {
 		return
 	}
-	c.setStep("closing the listeners")
 	c.deadline = time.Now().Add(c.timeout)
 	c.timer = time.AfterFunc(c.timeout, c.expire)
 }
