@@ -257,7 +257,7 @@ func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Requ
 }
 
 // openVerified opens the cached zip under key and checks all of it (each
-// chunk's checksum and the content's SHA-256) before any byte is sent.
+// chunk's presence, length and checksum) before any byte is sent.
 func (g *Gate) openVerified(ctx context.Context, key string) (*cache.Blob, error) {
 	blob, err := g.cfg.Cache.OpenBlob(ctx, key)
 	if err != nil {
