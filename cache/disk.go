@@ -215,6 +215,36 @@ func shortage(sp Space, n, floor int64) string {
 	return msg
 }
 
+// preallocate allocates the Badger files created since the last call, for
+// writes that are not admitted (deletions, access times), which free space
+// or are tiny. A failure is left to the next admission to report.
+func (g *diskGuard) preallocate() {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_ = g.prealloc.ensure()
+}
+
+// roomForRewrite checks, without counting a refusal, that Badger's
+// reserve is free for a value log rewrite (garbage collection).
+func (g *diskGuard) roomForRewrite() error {
+	if g == nil {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.prealloc.ensure(); err != nil {
+		return &DiskFullError{What: "rewriting a value log file", Reason: "preallocating Badger's files", Err: err}
+	}
+	sp := g.space()
+	if why := sp.Full(); sp.Err != nil || sp.ReadOnly || sp.Free-sp.Pending < sp.Reserve {
+		return &DiskFullError{What: "rewriting a value log file", Reason: why}
+	}
+	return nil
+}
+
 func (g *diskGuard) refuse(what, reason string, err error) error {
 	g.refused.Add(1)
 	return &DiskFullError{What: what, Reason: reason, Err: err}

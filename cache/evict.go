@@ -154,6 +154,7 @@ func (s *Store) deleteVictims(ctx context.Context, victims []victim) (int, int64
 	for len(victims) > 0 {
 		batch := victims[:min(evictBatch, len(victims))]
 		victims = victims[len(batch):]
+		s.disk.preallocate()
 		removals := make([]removal, len(batch))
 		err := s.update(ctx, func(txn *badger.Txn) error {
 			for i, v := range batch {

@@ -129,6 +129,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := checkCall(ctx, key); err != nil {
 		return err
 	}
+	s.disk.preallocate()
 	var r removal
 	err := s.update(ctx, func(txn *badger.Txn) error {
 		var err error
