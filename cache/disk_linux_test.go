@@ -16,13 +16,13 @@ import (
 	"github.com/modgate/modgate/internal/tmpfs"
 )
 
-// Sizes of the fault experiments: a 192 MiB tmpfs, 16 MiB value log files
-// (32 MiB as Badger creates them) and 8 MiB memtables, so the reserve is
-// 2×16 + 4×8 = 64 MiB.
+// Sizes of the fault experiments: a 128 MiB tmpfs, 4 MiB value log files
+// (8 MiB as Badger creates them) and 8 MiB memtables, so the reserve is
+// 2×4 + 4×8 = 40 MiB, and a 16 MiB blob.
 const (
-	faultFS       = 192 << 20
-	faultVlogFile = 16 << 20
-	faultBlob     = 48 << 20
+	faultFS       = 128 << 20
+	faultVlogFile = 4 << 20
+	faultBlob     = 16 << 20
 )
 
 func faultConfig(dir, mode string) Config {
@@ -55,7 +55,7 @@ func TestDiskFullChild(t *testing.T) {
 	content := pattern(faultBlob, 1)
 	switch scenario {
 	case "static": // less free than the blob: it fits the spool, not the store
-		tmpfs.FillTo(t, dir, "filler", 16<<20)
+		tmpfs.FillTo(t, dir, "filler", faultBlob/2)
 	case "race": // another writer takes every free block after a check
 		s.disk = raceGuard(t, s.disk, dir)
 	}
@@ -127,6 +127,7 @@ func TestDiskFullNeverFaults(t *testing.T) {
 		for _, scenario := range []string{"static", "race"} {
 			name := mode + "/" + scenario
 			t.Run(name, func(t *testing.T) {
+				t.Parallel()
 				dir := tmpfs.Mount(t, faultFS)
 				cmd := exec.Command(os.Args[0], "-test.run=^TestDiskFullChild$", "-test.v", "-test.count=1")
 				cmd.Env = append(os.Environ(), "MODGATE_DISK_CHILD="+dir, "MODGATE_DISK_MODE="+mode, "MODGATE_DISK_SCENARIO="+scenario)
