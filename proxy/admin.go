@@ -8,7 +8,7 @@ import (
 // AdminConfig says what the admin listener serves. Nil handlers and an
 // empty Verifier are not mounted.
 type AdminConfig struct {
-	Ready    func() bool  // /readyz answers 200 once it reports true
+	Ready func() bool // /readyz answers 200 once it reports true
 	// Degraded, if set, returns why the gate serves in a degraded way (such
 	// as "cache disk full: ..."), or "". /readyz then still answers 200,
 	// since cached objects are still served, with "degraded: <why>".
