@@ -26,12 +26,16 @@ const (
 )
 
 func faultConfig(dir, mode string) Config {
-	return Config{
+	c := Config{
 		Dir: filepath.Join(dir, "cache"), GCInterval: -1, ValueLogFileSize: faultVlogFile,
 		MemTableSize: 8 << 20, MinFree: FreeSpace{Bytes: 1},
-		noAdmission: mode == "none" || mode == "prealloc",
-		noPrealloc:  mode == "none" || mode == "admission",
+		noAdmission: mode == "none" || mode == "prealloc" || mode == "options",
+		noPrealloc:  mode == "none" || mode == "admission" || mode == "options",
 	}
+	if mode == "options" { // the smallest value log files Badger allows: smaller holes
+		c.ValueLogFileSize, c.ChunkSize = 1<<20, 512<<10
+	}
+	return c
 }
 
 // TestDiskFullChild is the process of one fault experiment, started by
@@ -100,8 +104,9 @@ func raceGuard(t testing.TB, g *diskGuard, dir string) *diskGuard {
 }
 
 // TestDiskFullNeverFaults measures which measure keeps a store on a disk
-// that is too full from dying of SIGBUS: none, admission (statfs) only,
-// preallocation (fallocate) only, or both (the default). Each experiment
+// that is too full from dying of SIGBUS: none; Badger options alone (the
+// smallest value log files, 1 MiB); admission (statfs) only;
+// preallocation (fallocate) only; or both (the default). Each experiment
 // runs in a child process on its own tmpfs.
 //
 //   - static: the disk has room for less than the blob when the store
@@ -110,20 +115,23 @@ func raceGuard(t testing.TB, g *diskGuard, dir string) *diskGuard {
 //   - race: the disk has room, then another writer takes every free block
 //     right after a check.
 //
-// Measured (Linux tmpfs): without either measure both end in SIGBUS;
-// admission alone refuses the static case and dies in the race;
-// preallocation alone and both end every case in ErrDiskFull. Both are
-// kept: admission also protects the table files of memtable flushes and
-// compactions, which Badger writes through sparse maps that no
-// preallocation reaches, and refuses before any byte is written.
+// Measured (Linux tmpfs): with no measure, and with Badger options alone
+// (Badger has no option to write without memory maps), both cases end in
+// SIGBUS; admission alone refuses the static case and dies in the race;
+// preallocation alone and both end every case in ErrDiskFull, and recover
+// once the space is back. Both are kept: admission also protects the
+// table files of memtable flushes and compactions, which Badger writes
+// through sparse maps that no preallocation reaches, and refuses before
+// any byte is written.
 func TestDiskFullNeverFaults(t *testing.T) {
 	want := map[string]string{
 		"none/static": "SIGBUS", "none/race": "SIGBUS",
+		"options/static": "SIGBUS", "options/race": "SIGBUS",
 		"admission/static": "refused", "admission/race": "SIGBUS",
 		"prealloc/static": "refused", "prealloc/race": "refused",
 		"both/static": "refused", "both/race": "refused",
 	}
-	for _, mode := range []string{"none", "admission", "prealloc", "both"} {
+	for _, mode := range []string{"none", "options", "admission", "prealloc", "both"} {
 		for _, scenario := range []string{"static", "race"} {
 			name := mode + "/" + scenario
 			t.Run(name, func(t *testing.T) {
