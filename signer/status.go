@@ -22,6 +22,8 @@ type Status struct {
 	Forked   bool              `json:"forked"`
 	Evidence []Evidence        `json:"evidence,omitempty"`
 	Cleared  []ClearedEvidence `json:"cleared,omitempty"`
+	// History summarizes when each tree size was first seen (history.go).
+	History *HistoryStatus `json:"history,omitempty"`
 }
 
 // TreeStatus is a witnessed tree head.
@@ -66,7 +68,10 @@ func ReadStatus(ctx context.Context, store Store, name string) (Status, error) {
 		return st, err
 	}
 	st.Forked = len(st.Evidence) > 0
-	st.Cleared, err = clearedEvidence(ctx, store, name)
+	if st.Cleared, err = clearedEvidence(ctx, store, name); err != nil {
+		return st, err
+	}
+	st.History, err = ReadHistory(ctx, store, name)
 	return st, err
 }
 
@@ -80,6 +85,7 @@ func (w *Witness) Status(ctx context.Context) (Status, error) {
 		st.Tree = &TreeStatus{Size: tree.N, Hash: tree.Hash.String(), Note: string(msg)}
 	}
 	st.Forked = st.Forked || w.Forked()
+	st.History = w.History()
 	return st, nil
 }
 

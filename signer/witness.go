@@ -90,6 +90,8 @@ type Witness struct {
 	latest    tlog.Tree
 	latestMsg []byte
 	cosigned  []byte // latestMsg co-signed, made on demand
+
+	history *history // when each tree size was first seen (history.go)
 }
 
 // New returns a Witness over cfg.Store, loading the persisted state and any
@@ -113,6 +115,9 @@ func New(ctx context.Context, cfg Config) (*Witness, error) {
 		w.now = time.Now
 	}
 	if err := w.reload(ctx); err != nil {
+		return nil, err
+	}
+	if err := w.openHistory(ctx); err != nil {
 		return nil, err
 	}
 	ev, err := w.Evidence(ctx)
@@ -209,6 +214,7 @@ func (w *Witness) Observe(ctx context.Context, msg []byte) (*note.Note, tlog.Tre
 			}
 			w.mu.Unlock()
 			w.log.Info("witnessed tree head", zap.String("db", w.name), zap.Int64("size", tree.N))
+			w.history.record(ctx, tree.N, w.now())
 			return n, tree, nil
 		}
 		if err := w.reload(ctx); err != nil { // another writer moved the state
