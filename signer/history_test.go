@@ -218,7 +218,7 @@ func TestHistoryDownsamplesWithAge(t *testing.T) {
 	h, _ := loadHistory(ctx, s, "db", zap.NewNop())
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	original := fillHistory(ctx, h, start, 40*24*time.Hour, 5*time.Minute) // polling, no clients
-	fine := 30 * 24 * 12 // 30 days of 5-minute polls, and the day in progress at most
+	fine := 30 * 24 * 12                                                   // 30 days of 5-minute polls, and the day in progress at most
 	st := h.status()
 	if st.Entries > fine+12*24+10*24+1 || st.Entries < fine {
 		t.Errorf("%d entries after 40 days, want about %d (5-minute polls) for 30 days and one an hour before", st.Entries, fine+10*24)
