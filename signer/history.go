@@ -274,23 +274,29 @@ func ReadHistory(ctx context.Context, store Store, name string) (*HistoryStatus,
 	return h.status(), nil
 }
 
-// Poll witnesses the upstream's newest tree head now and every interval
-// until ctx ends, so that the history of tree heads dates records whether
-// or not clients ask for them. Failures are logged and tried again at the
-// next tick.
+// PollOnce witnesses the upstream's newest tree head, so that the history
+// of tree heads dates records whether or not clients ask for them. A
+// failure is logged, not returned: the next poll tries again.
+func (w *Witness) PollOnce(ctx context.Context) {
+	_, tree, err := w.Latest(ctx)
+	switch {
+	case err == nil:
+		w.log.Debug("polled the upstream's latest tree head", zap.String("db", w.name), zap.Int64("size", tree.N))
+	case ctx.Err() == nil || errors.Is(err, ErrFork):
+		w.log.Warn("cannot witness the upstream's latest tree head", zap.String("db", w.name), zap.Error(err))
+	}
+}
+
+// Poll calls PollOnce every interval until ctx ends.
 func (w *Witness) Poll(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if _, tree, err := w.Latest(ctx); err != nil && ctx.Err() == nil {
-			w.log.Warn("cannot witness the upstream's latest tree head", zap.String("db", w.name), zap.Error(err))
-		} else if err == nil {
-			w.log.Debug("polled the upstream's latest tree head", zap.String("db", w.name), zap.Int64("size", tree.N))
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			w.PollOnce(ctx)
 		}
 	}
 }

@@ -255,6 +255,10 @@ func TestPollMovesTheHistoryWithoutClients(t *testing.T) {
 	appendUpstream(t, f.db, mods(2)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	f.w.PollOnce(ctx) // at start
+	if h := f.w.History(); h == nil || h.Latest.Size != 2 {
+		t.Fatalf("history after the poll at start: %+v", h)
+	}
 	go func() { f.w.Poll(ctx, 10*time.Millisecond); close(done) }()
 	defer func() { cancel(); <-done }()
 	wait := func(size int64) {

@@ -329,6 +329,10 @@ func upstreamClient(caFile string, parent *url.URL, stall time.Duration) (*http.
 	return proxy.NewHTTPClientWith(opts), nil
 }
 
+// firstPollTimeout bounds the witness's poll at start, so that an
+// unreachable upstream delays serving by at most this much.
+const firstPollTimeout = 5 * time.Second
+
 // run listens on the proxy and admin addresses and serves until ctx ends.
 func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) error {
 	ln, err := net.Listen("tcp", o.listen)
@@ -351,7 +355,10 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 	go admin.Serve(aln)
 	defer admin.Close()
 	go g.policy.Watch(ctx, policy.DefaultWatchInterval)
-	if !o.offline {
+	if !o.offline { // witness the upstream before serving, then every interval
+		first, cancel := context.WithTimeout(ctx, firstPollTimeout)
+		g.witness.PollOnce(first)
+		cancel()
 		go g.witness.Poll(ctx, o.witnessInterval)
 	}
 	stopDebug, err := g.serveDebug(o.debugListen, log)
