@@ -164,3 +164,23 @@ func TestUnknownFactsNeverFail(t *testing.T) {
 		t.Errorf("Facts of an uncached version offline = %+v, %v; want unknown, with the reason", facts, err)
 	}
 }
+
+// TestUnknownFactsNeverFailOnline checks that an upstream failure while
+// gathering a fact (the module's list, for its retractions) leaves the
+// fact unknown instead of failing the request.
+func TestUnknownFactsNeverFailOnline(t *testing.T) {
+	fake := fakeupstream.Start(t, fakeupstream.Options{})
+	p := &policy.Policy{DenyRetracted: true, Cooldown: 72 * time.Hour}
+	tg := newTestGate(t, fake, gateOptions{Policy: p})
+	fake.SetStatus("/example.com/lib/@v/list", http.StatusInternalServerError)
+	if r := get(t, tg.url, "/example.com/lib/@v/v1.0.0.info"); r.status != http.StatusOK {
+		t.Errorf(".info while the module's list fails upstream: %d %s, want 200", r.status, r.body)
+	}
+	facts, err := tg.gate.Facts(t.Context(), "example.com/lib", "v1.0.0")
+	if err == nil || !strings.Contains(err.Error(), "reading the versions of example.com/lib") || facts.RetractedKnown {
+		t.Errorf("Facts = %+v, %v; want the retraction unknown, with the reason", facts, err)
+	}
+	if facts.InfoTime.IsZero() || !facts.BeforeWitness {
+		t.Errorf("Facts = %+v; want the .info time, and a record before the first witnessed head", facts)
+	}
+}

@@ -219,12 +219,16 @@ func (h *history) firstSeen(index int64, now time.Time) (time.Time, int64, bool)
 	if len(h.entries) == 0 || index < h.entries[0].size {
 		return time.Time{}, 0, false
 	}
-	i, _ := slices.BinarySearchFunc(h.entries, index, func(e histEntry, idx int64) int {
-		if e.size > idx {
-			return 1
+	lo, hi := 0, len(h.entries) // the first entry whose size exceeds index
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if h.entries[mid].size > index {
+			hi = mid
+		} else {
+			lo = mid + 1
 		}
-		return -1
-	})
+	}
+	i := lo
 	if i == len(h.entries) { // in a tree accepted a moment ago, not recorded yet
 		return now, index + 1, true
 	}
