@@ -46,7 +46,8 @@ func publish(t *testing.T, fake *fakeupstream.Server, version, infoTime string) 
 // that a version already in the first witnessed tree is dated by its .info.
 func TestCooldownDatesByTheWitness(t *testing.T) {
 	fake := fakeupstream.Start(t, fakeupstream.Options{})
-	publish(t, fake, "v1.0.0", "2019-01-01T00:00:00Z") // before the gate's first witness
+	publish(t, fake, "v0.9.0", fakeupstream.NowPlaceholder) // before the gate's first witness, and fresh
+	publish(t, fake, "v1.0.0", "2019-01-01T00:00:00Z")      // before the gate's first witness
 	p := &policy.Policy{Cooldown: 72 * time.Hour}
 	tg := newTestGate(t, fake, gateOptions{Policy: p})
 	if _, _, err := tg.witness.Latest(t.Context()); err != nil { // the first poll
@@ -80,9 +81,17 @@ func TestCooldownDatesByTheWitness(t *testing.T) {
 			t.Errorf("v1.0.0.info: %d %s", r.status, r.body)
 		}
 	})
+	t.Run("dated by a fresh .info before the first witness", func(t *testing.T) {
+		r := get(t, tg.url, "/example.com/backdated/@v/v0.9.0.info")
+		if r.status != http.StatusForbidden || !strings.Contains(string(r.body), "its .info Time), within the 72h cooldown; record ") ||
+			!strings.Contains(string(r.body), "predates the gate's first witnessed tree head, so only its .info dates it") {
+			t.Errorf("v0.9.0.info: %d %q, want 403 dated by its .info", r.status, r.body)
+		}
+	})
 	t.Run("list leaves the backdated version out", func(t *testing.T) {
-		if r := get(t, tg.url, "/example.com/backdated/@v/list"); r.status != http.StatusOK || string(r.body) != "v1.0.0\n" {
-			t.Errorf("list: %d %q, want v1.0.0 only", r.status, r.body)
+		// v1.0.0 is past the cooldown, so v0.9.0 is listed undated (its own files are decided on its dates).
+		if r := get(t, tg.url, "/example.com/backdated/@v/list"); r.status != http.StatusOK || string(r.body) != "v0.9.0\nv1.0.0\n" {
+			t.Errorf("list: %d %q, want v0.9.0 and v1.0.0", r.status, r.body)
 		}
 	})
 	t.Run("@latest of a backdated version is 404", func(t *testing.T) {
@@ -98,8 +107,8 @@ func TestCooldownDatesByTheWitness(t *testing.T) {
 				t.Errorf("GET %s: %d %s", path, r.status, r.body)
 			}
 		}
-		if r := get(t, tg.url, "/example.com/backdated/@v/list"); string(r.body) != "v1.0.0\nv1.1.0\n" {
-			t.Errorf("list: %q, want both versions", r.body)
+		if r := get(t, tg.url, "/example.com/backdated/@v/list"); string(r.body) != "v0.9.0\nv1.0.0\nv1.1.0\n" {
+			t.Errorf("list: %q, want every version", r.body)
 		}
 	})
 }

@@ -242,7 +242,7 @@ func printTest(w io.Writer, r *proxy.TestResponse) {
 	}
 	printDating(tw, r.Facts)
 	if r.FactsError != "" {
-		fmt.Fprintf(tw, "facts:\tunknown: %s\n", r.FactsError)
+		fmt.Fprintf(tw, "facts:\tunknown: %s\n", strings.ReplaceAll(r.FactsError, "\n", "; "))
 	}
 	tw.Flush()
 }
