@@ -143,16 +143,19 @@ func (g *Gate) applyPolicy(ctx context.Context, req Request, body []byte) ([]byt
 }
 
 // filterList leaves denied versions out of a version list. Versions are
-// dated newest first, each by its own .info and checksum-database record,
-// until one is past the cooldown: that one and the newer ones are decided
-// on their dates. The older ones are decided without a date (no version is
-// presumed old because a neighbour is); their own .info, .mod, .zip and
-// lookup are decided on their dates. What dating learns is cached: the
-// .info in the cache, the record by the witness.
+// dated newest first, each by its own .info and checksum-database record
+// (fetched if need be), until one is past the cooldown: that one and the
+// newer ones are decided on their dates. The older ones are dated by what
+// the cache already holds, and one it holds nothing of is decided with
+// its time unknown: no version is presumed old because a neighbour is, and
+// its own .info, .mod, .zip and lookup are decided on its dates. What
+// dating learns stays cached: the .info in the cache, the record by the
+// witness.
 func (g *Gate) filterList(ctx context.Context, p *policy.Policy, mod string, body []byte) []byte {
 	versions := strings.Fields(string(body))
 	sort.Slice(versions, func(i, j int) bool { return semver.Compare(versions[i], versions[j]) > 0 })
-	retractions, dating := p.Needs(mod)
+	retractions, published := p.Needs(mod)
+	dating := published // fetching what it takes, until a version is past the cooldown
 	var kept []string
 	for _, v := range versions {
 		facts := policy.Facts{Now: g.cfg.Now()}
@@ -163,6 +166,8 @@ func (g *Gate) filterList(ctx context.Context, p *policy.Policy, mod string, bod
 		if dating {
 			errs = append(errs, g.date(ctx, mod, v, &facts))
 			dating = facts.Published.IsZero() || facts.Now.Sub(facts.Published) < p.Cooldown
+		} else if published {
+			errs = append(errs, g.dateCached(ctx, mod, v, &facts))
 		}
 		if err := errors.Join(errs...); err != nil {
 			g.log.Debug("policy facts unknown", zap.String("target", mod+"@"+v), zap.Error(err))
@@ -221,14 +226,28 @@ func internalRequest(kind Kind, mod, vers string) (Request, error) {
 // comes from the lookup that verification makes anyway). Published is the
 // later of the two. A part that cannot be established stays unknown.
 func (g *Gate) date(ctx context.Context, mod, vers string, f *policy.Facts) error {
+	return g.dateBy(ctx, mod, vers, f, g.infoTime, g.recordIndex)
+}
+
+// dateCached is date from what the cache already holds, without the
+// upstream.
+func (g *Gate) dateCached(ctx context.Context, mod, vers string, f *policy.Facts) error {
+	return g.dateBy(ctx, mod, vers, f, g.cachedInfoTime, g.storedRecordIndex)
+}
+
+// dateBy is date with the given readers of the .info Time and the index
+// of the record.
+func (g *Gate) dateBy(ctx context.Context, mod, vers string, f *policy.Facts,
+	infoTime func(ctx context.Context, mod, vers string) (time.Time, error),
+	recordIndex func(ctx context.Context, mod, vers string) (int64, error)) error {
 	var errs []error
-	if t, err := g.infoTime(ctx, mod, vers); err != nil {
+	if t, err := infoTime(ctx, mod, vers); err != nil {
 		errs = append(errs, err)
 	} else {
 		f.InfoTime = t
 	}
 	if !g.private(mod) {
-		if id, err := g.recordIndex(ctx, mod, vers); err != nil {
+		if id, err := recordIndex(ctx, mod, vers); err != nil {
 			errs = append(errs, err)
 		} else if at, _, ok := g.cfg.Witness.FirstSeen(id); ok {
 			f.Record, f.RecordKnown, f.FirstSeen = id, true, at
@@ -253,11 +272,46 @@ func (g *Gate) infoTime(ctx context.Context, mod, vers string) (time.Time, error
 	if err != nil {
 		return time.Time{}, fmt.Errorf("reading the .info time of %s@%s: %w", mod, vers, err)
 	}
+	return parseInfoTime(mod, vers, body)
+}
+
+// cachedInfoTime reads the Time of the .info of mod@vers if the cache
+// holds it (where load stores it), without the upstream.
+func (g *Gate) cachedInfoTime(ctx context.Context, mod, vers string) (time.Time, error) {
+	req, err := internalRequest(KindInfo, mod, vers)
+	if err != nil {
+		return time.Time{}, err
+	}
+	e, err := g.cfg.Cache.Get(ctx, string(req.Kind)+"/"+req.escaped)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("the .info of %s@%s is not cached: %w", mod, vers, err)
+	}
+	return parseInfoTime(mod, vers, e.Value)
+}
+
+// parseInfoTime reads the Time of an .info.
+func parseInfoTime(mod, vers string, body []byte) (time.Time, error) {
 	var info struct{ Time time.Time }
 	if err := json.Unmarshal(body, &info); err != nil {
 		return time.Time{}, fmt.Errorf("%w: .info of %s@%s: %v", ErrMismatch, mod, vers, err)
 	}
 	return info.Time, nil
+}
+
+// storedRecordIndex is the index of the verified checksum-database
+// record of mod@vers if the witness has stored it, without the upstream.
+func (g *Gate) storedRecordIndex(ctx context.Context, mod, vers string) (int64, error) {
+	if module.CanonicalVersion(vers) != vers {
+		return 0, fmt.Errorf("%s@%s: not a canonical version, so not in the checksum database", mod, vers)
+	}
+	id, ok, err := g.cfg.Witness.StoredRecord(ctx, module.Version{Path: mod, Version: vers})
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("reading the stored checksum-database record of %s@%s: %w", mod, vers, err)
+	case !ok:
+		return 0, fmt.Errorf("no checksum-database record of %s@%s is stored", mod, vers)
+	}
+	return id, nil
 }
 
 // recordIndex is the index of the verified checksum-database record of

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // The resolution of the history of witnessed tree heads: one entry a
@@ -262,6 +264,25 @@ func (h *history) status() *HistoryStatus {
 // It costs a binary search over the history in memory.
 func (w *Witness) FirstSeen(index int64) (t time.Time, size int64, ok bool) {
 	return w.history.firstSeen(index, w.now())
+}
+
+// StoredRecord returns the index of the record of m that the witness has
+// verified and stored, without asking the upstream; ok is false when none
+// is stored.
+func (w *Witness) StoredRecord(ctx context.Context, m module.Version) (index int64, ok bool, err error) {
+	target, err := lookupTarget(m)
+	if err != nil {
+		return 0, false, err
+	}
+	rec, err := w.store.Load(ctx, w.lookupKey(target))
+	if err != nil || rec == nil {
+		return 0, false, err
+	}
+	id, _, _, err := tlog.ParseRecord(rec)
+	if tree, _ := w.State(); err != nil || id >= tree.N {
+		return 0, false, fmt.Errorf("%w: stored record for %s is not in the witnessed tree", ErrVerify, target)
+	}
+	return id, true, nil
 }
 
 // History summarizes the history of witnessed tree heads (nil before the

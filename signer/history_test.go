@@ -305,3 +305,35 @@ func BenchmarkFirstSeen(b *testing.B) {
 	b.ReportMetric(float64(st.Entries), "entries")
 	b.ReportMetric(float64(st.Bytes), "history-bytes")
 }
+
+func TestStoredRecord(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	m := mods(3)
+	appendUpstream(t, f.db, m[0], m[1])
+	if _, err := f.w.Lookup(ctx, m[1]); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		m     module.Version
+		index int64
+		ok    bool
+	}{
+		{"looked up through the witness", m[1], 1, true},
+		{"in the tree, never looked up", m[0], 0, false},
+		{"not in the tree", m[2], 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reads := f.db.readCount("/")
+			index, ok, err := f.w.StoredRecord(ctx, tt.m)
+			if err != nil || ok != tt.ok || index != tt.index {
+				t.Errorf("StoredRecord(%v) = %d, %v, %v; want %d, %v", tt.m, index, ok, err, tt.index, tt.ok)
+			}
+			if f.db.readCount("/") != reads {
+				t.Errorf("StoredRecord asked the upstream")
+			}
+		})
+	}
+}
