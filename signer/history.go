@@ -21,8 +21,11 @@ import (
 // ever recorded is kept as it is: it divides the records the witness can
 // date from those it cannot.
 const (
-	HistoryFine    = time.Minute
-	HistoryCoarse  = time.Hour
+	// HistoryFine is the resolution of the recent history.
+	HistoryFine = time.Minute
+	// HistoryCoarse is the resolution of the history older than HistoryFineFor.
+	HistoryCoarse = time.Hour
+	// HistoryFineFor is how long the history keeps HistoryFine resolution.
 	HistoryFineFor = 30 * 24 * time.Hour
 )
 
