@@ -58,7 +58,6 @@ func TestHistoryDatesRecordsByWitnessedHeads(t *testing.T) {
 	c.add(10 * time.Minute)
 	appendUpstream(t, f.db, m[4]) // record 4: appended with no client asking
 	c.add(5 * time.Minute)
-	t2 := c.now()
 	if _, _, err := w.Latest(ctx); err != nil { // the poll
 		t.Fatal(err)
 	}
@@ -98,7 +97,6 @@ func TestHistoryDatesRecordsByWitnessedHeads(t *testing.T) {
 		}
 	}
 	t.Run("running", func(t *testing.T) { check(t, w) })
-	_ = t2
 	t.Run("after a restart", func(t *testing.T) { check(t, f.open(t, c)) })
 
 	// A record the witness verified but has not recorded yet is seen now.
