@@ -200,8 +200,11 @@ func NewCollector(stats StatsSource, w WitnessState) prometheus.Collector {
 		treeSize: prometheus.NewDesc("modgate_witness_tree_size", "Size of the newest witnessed checksum-database tree.", nil, nil),
 		forked:   prometheus.NewDesc("modgate_witness_forks_detected", "1 if fork evidence is on record (checksum-database traffic fails closed).", nil, nil),
 		free:     prometheus.NewDesc("modgate_cache_disk_free_bytes", "Bytes free on the cache's filesystem.", nil, nil),
-		diskFull: prometheus.NewDesc("modgate_cache_disk_full", "1 while new objects are refused (507) for lack of space, a read-only filesystem or a failed statfs; /readyz says degraded.", nil, nil),
-		refused:  prometheus.NewDesc("modgate_cache_disk_full_refusals_total", "Stores refused for lack of space since start (answered 507 cache disk full).", nil, nil),
+		diskFull: prometheus.NewDesc("modgate_cache_disk_full",
+			"1 while new objects are refused (507) for lack of space, a read-only filesystem or a failed statfs; /readyz says degraded.",
+			nil, nil),
+		refused: prometheus.NewDesc("modgate_cache_disk_full_refusals_total",
+			"Stores refused for lack of space since start (answered 507 cache disk full).", nil, nil),
 	}
 }
 

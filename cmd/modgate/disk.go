@@ -78,7 +78,8 @@ func checkWritable(dir string) error {
 	}
 	if err != nil {
 		if errors.Is(err, syscall.EROFS) {
-			return fmt.Errorf("data directory %s is on a read-only filesystem: modgate writes its cache, spool and witness state there; mount it read-write", dir)
+			return fmt.Errorf("data directory %s is on a read-only filesystem: "+
+				"modgate writes its cache, spool and witness state there; mount it read-write", dir)
 		}
 		return fmt.Errorf("data directory %s is not writable: %w", dir, err)
 	}

@@ -74,7 +74,8 @@ func TestDiskFull(t *testing.T) {
 		r := gateGet(t, g, zipPath)
 		if r.status != http.StatusInsufficientStorage || !strings.HasPrefix(string(r.body), "modgate: cache disk full: ") ||
 			!strings.Contains(string(r.body), tc.reason) {
-			t.Fatalf("%s: GET the zip: %d %q, want 507 \"modgate: cache disk full: ...%s...\"\n%s", tc.name, r.status, r.body, tc.reason, g.Log())
+			t.Fatalf("%s: GET the zip: %d %q, want 507 \"modgate: cache disk full: ...%s...\"\n%s",
+				tc.name, r.status, r.body, tc.reason, g.Log())
 		}
 		t.Logf("%s: %d %s", tc.name, r.status, r.body)
 		checkServed(t, g, bodies)
@@ -83,7 +84,8 @@ func TestDiskFull(t *testing.T) {
 		}
 	}
 	if m := adminGet(t, g, "/metrics"); !strings.Contains(m, "modgate_cache_disk_full 1") ||
-		!strings.Contains(m, "modgate_cache_disk_full_refusals_total") || strings.Contains(m, "modgate_cache_disk_full_refusals_total 0") {
+		!strings.Contains(m, "modgate_cache_disk_full_refusals_total") ||
+		strings.Contains(m, "modgate_cache_disk_full_refusals_total 0") {
 		t.Errorf("metrics do not show the refusals:\n%s", grepLines(m, "modgate_cache_disk"))
 	}
 
