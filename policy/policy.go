@@ -60,6 +60,11 @@ const (
 	MaxVersionsLen = 1024
 	// MaxPorts is the most ports a host rule may list.
 	MaxPorts = 64
+	// MinCommitLen is the shortest commit of a rule: the 12 hex digits a
+	// pseudo-version carries.
+	MinCommitLen = 12
+	// MaxCommitLen is the longest commit of a rule (a SHA-256 hash).
+	MaxCommitLen = 64
 )
 
 // Rule is one module rule: it matches a module path pattern and,
@@ -74,8 +79,13 @@ type Rule struct {
 	// element, as module.MatchPrefixPatterns does.
 	Module string `yaml:"module" json:"module"`
 	// Versions is a version constraint (see ParseConstraint); empty means
-	// every version.
+	// every version. It matches version strings: v1.2.0 and a
+	// pseudo-version of the same commit are different versions to it.
 	Versions string `yaml:"versions,omitempty" json:"versions,omitempty"`
+	// Commit, instead of Versions, matches every version whose commit is
+	// known to be this one: 12 to 64 lower-case hex digits, compared on
+	// the shorter of it and the known hash (see CommitOf).
+	Commit string `yaml:"commit,omitempty" json:"commit,omitempty"`
 	// Reason is free text shown with a denial, such as a CVE or a ticket.
 	// Required for deny rules.
 	Reason string `yaml:"reason,omitempty" json:"reason,omitempty"`
@@ -205,6 +215,7 @@ func (r Rule) Validate() error {
 	} else if err := checkPattern(r.Module); err != nil {
 		add("module", "%v", err)
 	}
+	checkCommit(add, r)
 	switch {
 	case len(r.Versions) > MaxVersionsLen:
 		add("versions", "%d bytes; at most %d are allowed", len(r.Versions), MaxVersionsLen)
@@ -306,6 +317,18 @@ func checkID(add addFunc, id string) {
 		return !(r < utf8.RuneSelf && (r == '.' || r == '_' || r == '-' || '0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z'))
 	}) >= 0:
 		add("id", "%q: use only letters, digits, '.', '_' and '-'", id)
+	}
+}
+
+// checkCommit requires a commit of MinCommitLen to MaxCommitLen lower-case
+// hex digits, and not together with versions.
+func checkCommit(add addFunc, r Rule) {
+	switch c := r.Commit; {
+	case c == "":
+	case r.Versions != "":
+		add("commit", "a rule has versions or commit, not both")
+	case len(c) < MinCommitLen || len(c) > MaxCommitLen || strings.Trim(c, "0123456789abcdef") != "":
+		add("commit", "%q: want %d to %d lower-case hex digits of a commit hash", truncate(c, 80), MinCommitLen, MaxCommitLen)
 	}
 }
 

@@ -168,6 +168,9 @@ func (g *Gate) filterList(ctx context.Context, p *policy.Policy, mod string, bod
 		} else if published {
 			facts.Published = oldEnough
 		}
+		if err := g.commitFact(ctx, p, mod, v, &facts); err != nil {
+			return nil, err
+		}
 		if d := g.record(ctx, p.Decide(policy.Input{Module: mod, Version: v, Facts: facts}), mod+"@"+v, false); d.Allowed {
 			kept = append(kept, v)
 		}
@@ -195,7 +198,7 @@ func (g *Gate) facts(ctx context.Context, p *policy.Policy, mod, vers string) (p
 		}
 		facts.Published = t
 	}
-	return facts, nil
+	return facts, g.commitFact(ctx, p, mod, vers, &facts)
 }
 
 // Facts returns every fact a decision on mod@vers can use, for the admin
@@ -207,6 +210,10 @@ func (g *Gate) Facts(ctx context.Context, mod, vers string) (policy.Facts, error
 	}
 	t, err := g.published(ctx, mod, vers)
 	facts.Published = t
+	if err != nil {
+		return facts, err
+	}
+	facts.Commit, err = g.commit(ctx, mod, vers)
 	return facts, err
 }
 
