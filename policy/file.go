@@ -285,9 +285,9 @@ func (p *Policy) encodeChecked() ([]byte, error) {
 		return nil, err
 	}
 	if len(data) > MaxFileSize {
-		return nil, &ValidationError{Problem: fmt.Sprintf(
-			"the policy file would be %d bytes, over the limit of %d (non-ASCII text is written escaped, up to 10 bytes a character): "+
-				"remove rules or shorten reasons", len(data), MaxFileSize)}
+		return nil, &ValidationError{Problem: fmt.Sprintf("the policy file would be %d bytes, over the limit of %d "+
+			"(non-ASCII text is written escaped, up to 10 bytes a character): remove rules or shorten reasons",
+			len(data), MaxFileSize)}
 	}
 	back, err := Parse(data)
 	if err != nil {

@@ -54,8 +54,8 @@ const (
 	// MaxRules is the most rules a policy may hold (module and host rules).
 	MaxRules = 10000
 	// MaxPatternLen is the longest module pattern (a rule's module, an
-	// entry of private), in bytes.
-	MaxPatternLen = 1024
+	// entry of private), in bytes: room for a pasted GONOSUMDB list.
+	MaxPatternLen = 4096
 	// MaxVersionsLen is the longest version constraint, in bytes.
 	MaxVersionsLen = 1024
 	// MaxPorts is the most ports a host rule may list.
@@ -328,7 +328,8 @@ func checkCommit(add addFunc, r Rule) {
 	case r.Versions != "":
 		add("commit", "a rule has versions or commit, not both")
 	case len(c) < MinCommitLen || len(c) > MaxCommitLen || strings.Trim(c, "0123456789abcdef") != "":
-		add("commit", "%q: want %d to %d lower-case hex digits of a commit hash", truncate(c, 80), MinCommitLen, MaxCommitLen)
+		add("commit", "%q: want %d to %d lower-case hex digits of a commit hash",
+			truncate(c, 80), MinCommitLen, MaxCommitLen)
 	}
 }
 

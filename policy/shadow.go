@@ -44,13 +44,12 @@ func (p *Policy) Shadows(i int) []Shadow {
 			continue
 		}
 		s := Shadow{Rule: later.ID, Position: i, By: earlier.ID, ByPosition: j, Full: full}
+		what, then := "some of what", "which rule %[1]s then does not decide"
 		if full {
-			s.Message = fmt.Sprintf("rule %s (position %d) comes first and %s everything rule %s matches, so rule %s never decides anything",
-				earlier.ID, j, verb3(earlier.Action), later.ID, later.ID)
-		} else {
-			s.Message = fmt.Sprintf("rule %s (position %d) comes first and %s some of what rule %s matches, which rule %s then does not decide",
-				earlier.ID, j, verb3(earlier.Action), later.ID, later.ID)
+			what, then = "everything", "so rule %[1]s never decides anything"
 		}
+		s.Message = fmt.Sprintf("rule %s (position %d) comes first and %s %s rule %s matches, ",
+			earlier.ID, j, verb3(earlier.Action), what, later.ID) + fmt.Sprintf(then, later.ID)
 		out = append(out, s)
 		if full {
 			break
@@ -84,7 +83,8 @@ func covers(a, b Rule) bool {
 	case a.everyVersion():
 		return true
 	case a.Commit != "" || b.Commit != "":
-		return a.Commit != "" && b.Commit != "" && len(a.Commit) <= len(b.Commit) && strings.HasPrefix(b.Commit, a.Commit)
+		// a's hash, at most as long as b's, is a prefix of it.
+		return a.Commit != "" && b.Commit != "" && strings.HasPrefix(b.Commit, a.Commit)
 	case b.Versions == "":
 		return false
 	}
@@ -109,7 +109,7 @@ func overlaps(a, b Rule) bool {
 	case a.everyVersion() || b.everyVersion():
 		return true
 	case a.Commit != "" && b.Commit != "":
-		return SameCommit(a.Commit, b.Commit) || strings.HasPrefix(a.Commit, b.Commit) || strings.HasPrefix(b.Commit, a.Commit)
+		return strings.HasPrefix(a.Commit, b.Commit) || strings.HasPrefix(b.Commit, a.Commit)
 	case a.Commit != "" || b.Commit != "":
 		return true // which versions a commit has is not known here
 	}

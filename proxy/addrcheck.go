@@ -116,10 +116,11 @@ func (c *addrChecker) check(ap netip.AddrPort) error {
 	a := ap.Addr().WithZone("").Unmap()
 	if unspecified(a) {
 		return &AddressError{Addr: a, Always: true,
-			Why: `an unspecified ("this host") address, which the host delivers to its own listeners, modgate's included`}
+			Why: `an unspecified ("this host") address, which the host delivers to its own listeners (modgate's too)`}
 	}
 	if c.isSelf(a, ap.Port()) {
-		return &AddressError{Addr: a, Why: fmt.Sprintf("modgate's own listening address (port %d)", ap.Port()), Self: true, Always: true}
+		why := fmt.Sprintf("modgate's own listening address (port %d)", ap.Port())
+		return &AddressError{Addr: a, Why: why, Self: true, Always: true}
 	}
 	return c.checkIP(a)
 }

@@ -159,7 +159,8 @@ func matchingNote(version, commit string) string {
 	note := "versions rules match version strings, not commits: " + version +
 		" and another version of the same commit (a tag, a pseudo-version) are different versions to them"
 	if commit == "" {
-		return note + "; commit rules cannot match it (its commit is not known: not a pseudo-version, and the upstream's .info names no Origin.Hash)"
+		return note + "; commit rules cannot match it (its commit is not known: not a pseudo-version, " +
+			"and the upstream's .info names no Origin.Hash)"
 	}
 	return note + "; commit rules match it by its commit"
 }

@@ -33,7 +33,7 @@ func (g *Gate) commit(ctx context.Context, mod, vers string) (string, error) {
 		return "", fmt.Errorf("%w: .info of %s@%s: %v", ErrMismatch, mod, vers, err)
 	}
 	hash := strings.ToLower(info.Origin.Hash)
-	if len(hash) < policy.MinCommitLen || len(hash) > policy.MaxCommitLen || strings.Trim(hash, "0123456789abcdef") != "" {
+	if n := len(hash); n < policy.MinCommitLen || n > policy.MaxCommitLen || strings.Trim(hash, "0123456789abcdef") != "" {
 		return "", nil
 	}
 	return hash, nil

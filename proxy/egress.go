@@ -206,7 +206,8 @@ func (e *Egress) dialTarget(ctx context.Context, t Target) (net.Conn, string, er
 func refusal(verb string, t Target, err error) error {
 	var ae *AddressError
 	if errors.As(err, &ae) && ae.Always {
-		return fmt.Errorf("%w: %s to %s: %w; that would loop back into the gate, so --allow-range cannot open it", ErrRefused, verb, t, err)
+		return fmt.Errorf("%w: %s to %s: %w; that would loop back into the gate, so --allow-range cannot open it",
+			ErrRefused, verb, t, err)
 	}
 	if errors.Is(err, ErrAddress) {
 		return fmt.Errorf("%w: %s to %s: %w; modgate connects there only if --allow-range covers it", ErrRefused, verb, t, err)

@@ -109,7 +109,11 @@ func printPolicy(w io.Writer, p *policy.Policy) {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tACTION\tMODULE\tVERSIONS\tREASON")
 		for _, r := range p.Rules {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.Action, r.Module, orDash(r.Versions), orDash(r.Reason))
+			versions := orDash(r.Versions)
+			if r.Commit != "" {
+				versions = "commit:" + r.Commit
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.Action, r.Module, versions, orDash(r.Reason))
 		}
 		tw.Flush()
 	}
@@ -132,17 +136,19 @@ func policyRuleCmd(getenv env, stdout io.Writer, action policy.Action) *cobra.Co
 	var position int
 	var first, last bool
 	verb := map[policy.Action]string{policy.Allow: "allows", policy.Deny: "denies"}[action]
-	cmd := adminCommand(getenv, string(action)+" PATTERN[@CONSTRAINT|@commit:HASH]",
-		fmt.Sprintf("Add a rule that %s matching modules (and versions, such as example.com/m@<v1.2.0, or every version of a commit)", verb), cobra.ExactArgs(1),
+	short := fmt.Sprintf("Add a rule that %s matching modules (and versions, such as example.com/m@<v1.2.0, "+
+		"or every version of a commit: example.com/m@commit:HASH)", verb)
+	cmd := adminCommand(getenv, string(action)+" PATTERN[@CONSTRAINT|@commit:HASH]", short, cobra.ExactArgs(1),
 		func(cmd *cobra.Command, c *adminClient, o *adminOptions, args []string) error {
 			if action == policy.Deny && strings.TrimSpace(reason) == "" {
 				return usageError{errors.New("deny needs --reason (a CVE, a ticket, a sentence)")}
 			}
 			pattern, constraint, commit := splitPattern(args[0])
 			if strings.HasSuffix(args[0], "@commit:") {
-				return usageError{fmt.Errorf("%q: want PATTERN@commit:HASH, such as example.com/m@commit:0123456789ab", args[0])}
+				return usageError{fmt.Errorf("%q: want PATTERN@commit:HASH (such as example.com/m@commit:0123456789ab)", args[0])}
 			}
-			req := proxy.AddRuleRequest{Rule: policy.Rule{ID: id, Action: action, Module: pattern, Versions: constraint, Commit: commit, Reason: reason}}
+			rule := policy.Rule{ID: id, Action: action, Module: pattern, Versions: constraint, Commit: commit, Reason: reason}
+			req := proxy.AddRuleRequest{Rule: rule}
 			var err error
 			if req.Position, err = positionFlag(cmd, position, first, last); err != nil {
 				return err
@@ -162,7 +168,8 @@ func policyRuleCmd(getenv env, stdout io.Writer, action policy.Action) *cobra.Co
 			if r.Commit != "" {
 				what = "commit:" + r.Commit
 			}
-			fmt.Fprintf(stdout, "added rule %s at position %d: %s %s %s  (%s)\n", r.ID, resp.Position, r.Action, r.Module, what, orDash(r.Reason))
+			fmt.Fprintf(stdout, "added rule %s at position %d: %s %s %s  (%s)\n",
+				r.ID, resp.Position, r.Action, r.Module, what, orDash(r.Reason))
 			printShadows(cmd.ErrOrStderr(), resp.Shadows)
 			return nil
 		})
@@ -207,7 +214,8 @@ func printShadows(w io.Writer, shadows []policy.Shadow) {
 	for _, s := range shadows {
 		hint := ""
 		if s.Full {
-			hint = fmt.Sprintf(" (to make it take effect, put it before rule %s: --position %d)", s.By, s.ByPosition)
+			hint = fmt.Sprintf(" (to make it take effect: modgate policy rm %s, then add it again with --position %d)",
+				s.Rule, s.ByPosition)
 		}
 		fmt.Fprintf(w, "warning: %s%s\n", s.Message, hint)
 	}
@@ -415,7 +423,8 @@ func policyCheckCmd(getenv env, stdout io.Writer) *cobra.Command {
 		if asJSON {
 			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")
-			enc.Encode(map[string]any{"file": args[0], "ok": perr == nil, "policy": p, "problems": problems, "shadows": shadows})
+			enc.Encode(map[string]any{"file": args[0], "ok": perr == nil, "policy": p, "problems": problems,
+				"shadows": shadows})
 		} else if perr == nil {
 			fmt.Fprintf(stdout, "%s: ok: mode %s, default %s, %d rules\n", args[0], p.Mode, p.Default, len(p.Rules))
 			for _, sh := range shadows {
