@@ -164,6 +164,11 @@ rules: []
 #     module: example.com/lib
 #     versions: [">=v2.0.0 <v2.3.0", v2.5.1]
 #     reason: TICKET-123
+#   - id: backdoor
+#     action: deny
+#     module: example.com/m
+#     commit: 0123456789ab   # every version of this commit (pseudo-versions; tags whose .info names it)
+#     reason: TICKET-124
 # egress:              # CONNECTs to hosts modgate does not intercept
 #   default: deny
 #   rules:
