@@ -40,7 +40,8 @@ type EgressConfig struct {
 	Policy func() HostPolicy
 	// AllowRanges opens address ranges that are refused by default (see
 	// refusedRanges), such as 127.0.0.0/8 for tests or 10.0.0.0/8 for an
-	// internal mirror. The gate's own listening sockets stay refused.
+	// internal mirror. The gate's own listening sockets and unspecified
+	// addresses (0.0.0.0/8, ::) stay refused.
 	AllowRanges []netip.Prefix
 	// ParentProxy, if set, is an http:// or https:// proxy that tunnels and
 	// forwarded requests go through (HTTP CONNECT; user:password in the
