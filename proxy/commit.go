@@ -40,7 +40,8 @@ func (g *Gate) commit(ctx context.Context, mod, vers string) (string, error) {
 }
 
 // commitFact fills facts.Commit when a commit rule of p could decide a
-// version of mod.
+// version of mod. A commit it cannot read stays unknown, as other facts
+// do (a commit rule then does not match); the error says why.
 func (g *Gate) commitFact(ctx context.Context, p *policy.Policy, mod, vers string, facts *policy.Facts) error {
 	if !p.NeedsCommit(mod) {
 		return nil
