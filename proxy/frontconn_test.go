@@ -219,7 +219,7 @@ func TestConnectCap(t *testing.T) {
 // that stops reading (cut after the idle bound, so the response's cache
 // read ends).
 func TestWriteIdle(t *testing.T) {
-	const idle = 400 * time.Millisecond
+	const idle = time.Second // ten times the slow reader's pauses: a loaded machine may stall it
 	s := startLimitedServer(t, Limits{WriteIdle: idle}, gateOptions{Dir: t.TempDir()})
 	m := module.Version{Path: "example.com/large", Version: "v1.0.0"}
 	const size = 16 << 20
@@ -253,14 +253,14 @@ func TestWriteIdle(t *testing.T) {
 		_, body, want := request(t)
 		start := time.Now()
 		var got int64
-		buf := make([]byte, 256<<10)
+		buf := make([]byte, 512<<10)
 		for {
 			n, err := io.ReadFull(body, buf)
 			got += int64(n)
 			if err != nil {
 				break
 			}
-			time.Sleep(idle / 8)
+			time.Sleep(idle / 10)
 		}
 		if got != want {
 			t.Errorf("slow reader got %d of %d bytes in %v", got, want, time.Since(start))
@@ -271,10 +271,10 @@ func TestWriteIdle(t *testing.T) {
 	})
 	t.Run("stopped", func(t *testing.T) {
 		_, body, want := request(t)
-		time.Sleep(5 * idle)
+		time.Sleep(3 * idle)
 		got, err := io.Copy(io.Discard, body)
 		if got >= want || err == nil {
-			t.Errorf("a client that stopped reading for %v got %d of %d bytes (err %v); want the connection cut", 5*idle, got, want, err)
+			t.Errorf("a client that stopped reading for %v got %d of %d bytes (err %v); want the connection cut", 3*idle, got, want, err)
 		}
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {

@@ -31,6 +31,8 @@ type Cache interface {
 	PutMarked(ctx context.Context, key string, value []byte, mark byte) error
 	OpenBlob(ctx context.Context, key string) (*cache.Blob, error)
 	PutBlobMarked(ctx context.Context, key string, r io.Reader, size int64, mark byte) error
+	// Delete drops an object that could not be read back intact.
+	Delete(ctx context.Context, key string) error
 }
 
 // Witness answers checksum-database requests from verified data.
@@ -51,6 +53,13 @@ type Witness interface {
 	Latest(ctx context.Context) ([]byte, tlog.Tree, error)
 	// Current co-signs the newest witnessed tree head without the upstream.
 	Current(ctx context.Context) ([]byte, tlog.Tree, error)
+	// FirstSeen returns when the witness first saw a tree head holding
+	// record index, and that head's size; ok is false for a record already
+	// in the first tree head it saw.
+	FirstSeen(index int64) (t time.Time, size int64, ok bool)
+	// StoredRecord returns the index of the verified record of m that is
+	// stored, without the upstream; ok is false when none is.
+	StoredRecord(ctx context.Context, m module.Version) (index int64, ok bool, err error)
 }
 
 // Config configures a Gate. Upstream, Cache and Witness are required; the
@@ -204,10 +213,19 @@ func (g *Gate) shared(ctx context.Context, key string, fn func(ctx context.Conte
 
 // private reports whether path skips the public checksum database, by
 // the configured patterns or the policy's.
-func (g *Gate) private(path string) bool {
+func (g *Gate) private(path string) bool { return g.privatePattern(path) != "" }
+
+// privatePattern returns the configured or policy pattern that makes path
+// private, or "" if none does.
+func (g *Gate) privatePattern(path string) string {
 	patterns := g.cfg.Private
 	if p := g.policy(); p != nil {
 		patterns = append(slices.Clip(patterns), p.Private...)
 	}
-	return len(patterns) > 0 && module.MatchPrefixPatterns(strings.Join(patterns, ","), path)
+	for _, pat := range patterns {
+		if module.MatchPrefixPatterns(pat, path) {
+			return pat
+		}
+	}
+	return ""
 }
