@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -96,8 +97,8 @@ func runTraced(t *testing.T, st string, opts []string, ready func(string) bool, 
 	cmd := exec.CommandContext(ctx, st, append(append([]string{"-f", "-qq"}, opts...), args...)...)
 	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+t.TempDir())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -191,4 +192,23 @@ func checkRecovers(t *testing.T, dir string, cp crashPoint, rerun func(*testing.
 		t.Errorf("after a crash at %s %s, the admin token: %q %v", cp.syscall, cp.path, tok, err)
 	}
 	startGate(t, dir, "--offline").stop()
+}
+
+// lockedBuffer is a strings.Builder that a command writes to while the
+// test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
