@@ -1,14 +1,18 @@
-# syntax=docker/dockerfile:1
-#
 # modgate container image.
 #
-#   docker build --build-arg VERSION="$(git describe --tags --always --dirty)" -t modgate .
+#   DOCKER_BUILDKIT=1 docker build --build-arg VERSION="$(git describe --tags --always --dirty)" -t modgate .
 #   docker run -d --name modgate -p 3128:3128 -p 3129:3129 -v modgate-data:/var/lib/modgate modgate
 #
 # The image runs as the distroless "nonroot" user (uid 65532). The data
 # directory (CA, enterprise note key, admin token, Badger cache) is the
 # volume /var/lib/modgate; `modgate serve` creates what is missing in it on
 # first start. See README.md, section "Docker".
+#
+# No "# syntax=" line: BuildKit's built-in Dockerfile frontend builds this
+# file (RUN --mount needs BuildKit: DOCKER_BUILDKIT=1 with docker 20.10, or
+# buildx), so that the two base images are the only images a build needs.
+# A syntax line makes BuildKit pull a frontend image from Docker Hub, which
+# builders without a registry cannot do.
 
 # ---- build ------------------------------------------------------------------
 # The builder runs on the build host's platform and cross-compiles for the
