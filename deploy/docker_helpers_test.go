@@ -29,7 +29,6 @@ const dockerTimeout = 8 * time.Minute
 // docker runs a Docker client that builds with BuildKit against a running
 // engine.
 type docker struct {
-	t   *testing.T
 	bin string
 }
 
@@ -54,7 +53,7 @@ func findDocker(t *testing.T) docker {
 			reasons = append(reasons, fmt.Sprintf("%s: %v", bin, err))
 			continue
 		}
-		return docker{t: t, bin: bin}
+		return docker{bin: bin}
 	}
 	why := "no usable Docker client and engine (" + strings.Join(reasons, "; ") + ")"
 	if os.Getenv("CI") == "true" {
@@ -103,18 +102,18 @@ func (d docker) run(args ...string) (string, error) {
 }
 
 // must runs the client and fails the test if it fails.
-func (d docker) must(args ...string) string {
-	d.t.Helper()
+func (d docker) must(t *testing.T, args ...string) string {
+	t.Helper()
 	out, err := d.run(args...)
 	if err != nil {
-		d.t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, tail(out, 60))
+		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, tail(out, 60))
 	}
 	return out
 }
 
 // stdout runs the client and returns its standard output alone.
-func (d docker) stdout(args ...string) string {
-	d.t.Helper()
+func (d docker) stdout(t *testing.T, args ...string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), dockerTimeout)
 	defer cancel()
 	var stderr strings.Builder
@@ -122,7 +121,7 @@ func (d docker) stdout(args ...string) string {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		d.t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
 	}
 	return string(out)
 }

@@ -44,17 +44,17 @@ type gateContainer struct {
 func TestDocker(t *testing.T) {
 	d := findDocker(t)
 	standIns(t, d)
-	d.must("build", "--network", "host", "--build-arg", "VERSION="+testVersion, "-t", imageTag, repoRoot)
+	d.must(t, "build", "--network", "host", "--build-arg", "VERSION="+testVersion, "-t", imageTag, repoRoot)
 
 	t.Run("version", func(t *testing.T) {
-		out := d.stdout("run", "--rm", "--network", "none", imageTag, "version")
+		out := d.stdout(t, "run", "--rm", "--network", "none", imageTag, "version")
 		if !strings.Contains(out, testVersion) {
 			t.Errorf("docker run %s version printed %q, want %s", imageTag, out, testVersion)
 		}
 	})
 
 	t.Run("image config", func(t *testing.T) {
-		got := d.stdout("image", "inspect", "-f",
+		got := d.stdout(t, "image", "inspect", "-f",
 			"{{.Config.User}} {{json .Config.Volumes}} {{json .Config.Healthcheck.Test}} {{json .Config.Cmd}}", imageTag)
 		want := `65532:65532 {"/var/lib/modgate":{}} ["CMD","/modgate","healthcheck"] ["serve"]`
 		if strings.TrimSpace(got) != want {
@@ -83,7 +83,7 @@ func runGate(t *testing.T, d docker, up *fakeupstream.Server) gateContainer {
 	t.Helper()
 	g := gateContainer{name: uniqueName("modgate-test"), volume: uniqueName("modgate-test-data")}
 	g.listen, g.admin = freeAddr(t), freeAddr(t)
-	d.must("volume", "create", g.volume)
+	d.must(t, "volume", "create", g.volume)
 	t.Cleanup(func() { d.run("volume", "rm", "-f", g.volume) })
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -92,7 +92,7 @@ func runGate(t *testing.T, d docker, up *fakeupstream.Server) gateContainer {
 		}
 		d.run("rm", "-f", g.name)
 	})
-	d.must("run", "-d", "--name", g.name, "--network", "host", "--user", "65532:65532",
+	d.must(t, "run", "-d", "--name", g.name, "--network", "host", "--user", "65532:65532",
 		"--health-interval", "1s", "-v", g.volume+":"+dataDir,
 		"-e", "MODGATE_LISTEN="+g.listen, "-e", "MODGATE_ADMIN_LISTEN="+g.admin,
 		imageTag, "serve", "--upstream", up.URL, "--upstream-sumdb", up.VerifierKey())
@@ -114,7 +114,7 @@ func runGate(t *testing.T, d docker, up *fakeupstream.Server) gateContainer {
 // of mode 0700 owned by 65532, with private keys of mode 0600. The
 // distroless image has no shell, so the golang stand-in looks.
 func checkDataDir(t *testing.T, d docker, g gateContainer) {
-	out := d.stdout("run", "--rm", "--network", "none", "-v", g.volume+":/data:ro", "golang:1.26",
+	out := d.stdout(t, "run", "--rm", "--network", "none", "-v", g.volume+":/data:ro", "golang:1.26",
 		"stat", "-c", "%a %u:%g %n", "/data", "/data/ca-key.pem", "/data/note.key", "/data/admin.token")
 	want := []string{
 		"700 65532:65532 /data", "600 65532:65532 /data/ca-key.pem",
@@ -130,18 +130,18 @@ func checkDataDir(t *testing.T, d docker, g gateContainer) {
 func checkHealthy(t *testing.T, d docker, g gateContainer) {
 	var status string
 	healthy := waitFor(60*time.Second, func() bool {
-		status = strings.TrimSpace(d.stdout("inspect", "-f", "{{.State.Health.Status}}", g.name))
+		status = strings.TrimSpace(d.stdout(t, "inspect", "-f", "{{.State.Health.Status}}", g.name))
 		return status == "healthy"
 	})
 	if !healthy {
-		t.Errorf("health status %q after 60s: %s", status, d.stdout("inspect", "-f", "{{json .State.Health}}", g.name))
+		t.Errorf("health status %q after 60s: %s", status, d.stdout(t, "inspect", "-f", "{{json .State.Health}}", g.name))
 	}
 }
 
 // checkCLI runs `ca cert` and `key verifier` in new containers on the
 // gate's volume, and compares them with what the running gate serves.
 func checkCLI(t *testing.T, d docker, g gateContainer) {
-	caPEM := d.stdout("run", "--rm", "--network", "none", "-v", g.volume+":"+dataDir, imageTag, "ca", "cert")
+	caPEM := d.stdout(t, "run", "--rm", "--network", "none", "-v", g.volume+":"+dataDir, imageTag, "ca", "cert")
 	block, _ := pem.Decode([]byte(caPEM))
 	if block == nil {
 		t.Fatalf("ca cert printed no PEM block:\n%s", caPEM)
@@ -152,7 +152,7 @@ func checkCLI(t *testing.T, d docker, g gateContainer) {
 	if _, served := get(t, "http://"+g.admin+"/ca.pem"); served != caPEM {
 		t.Errorf("ca cert printed\n%s\nthe gate serves /ca.pem\n%s", caPEM, served)
 	}
-	verifier := strings.TrimSpace(d.stdout("run", "--rm", "--network", "none", "-v", g.volume+":"+dataDir, imageTag,
+	verifier := strings.TrimSpace(d.stdout(t, "run", "--rm", "--network", "none", "-v", g.volume+":"+dataDir, imageTag,
 		"key", "verifier"))
 	v, err := note.NewVerifier(verifier)
 	if err != nil {
@@ -208,7 +208,7 @@ RUN grep '^— ' "$(go env GOPATH)/pkg/sumdb/sum.golang.org/latest"
 // fails.
 func checkClientBuild(t *testing.T, d docker, g gateContainer, up *fakeupstream.Server) {
 	proxyURL := "http://" + g.listen
-	lines := d.stdout("run", "--rm", "--network", "none", "-v", g.volume+":"+dataDir, imageTag,
+	lines := d.stdout(t, "run", "--rm", "--network", "none", "-v", g.volume+":"+dataDir, imageTag,
 		"client-env", "--shell", "dockerfile", "--proxy", proxyURL)
 	_, verifier := get(t, "http://"+g.admin+"/verifier.txt")
 	verifier = strings.TrimSpace(verifier)
