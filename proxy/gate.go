@@ -30,6 +30,8 @@ type Cache interface {
 	OpenBlob(ctx context.Context, key string) (*cache.Blob, error)
 	HasBlob(ctx context.Context, key string) (bool, error)
 	PutBlob(ctx context.Context, key string, r io.Reader, size int64) error
+	// Delete drops an object that could not be read back intact.
+	Delete(ctx context.Context, key string) error
 }
 
 // Witness answers checksum-database requests from verified data.
@@ -210,10 +212,19 @@ func (g *Gate) shared(ctx context.Context, key string, fn func(ctx context.Conte
 
 // private reports whether path skips the public checksum database, by
 // the configured patterns or the policy's.
-func (g *Gate) private(path string) bool {
+func (g *Gate) private(path string) bool { return g.privatePattern(path) != "" }
+
+// privatePattern returns the configured or policy pattern that makes path
+// private, or "" if none does.
+func (g *Gate) privatePattern(path string) string {
 	patterns := g.cfg.Private
 	if p := g.policy(); p != nil {
 		patterns = append(slices.Clip(patterns), p.Private...)
 	}
-	return len(patterns) > 0 && module.MatchPrefixPatterns(strings.Join(patterns, ","), path)
+	for _, pat := range patterns {
+		if module.MatchPrefixPatterns(pat, path) {
+			return pat
+		}
+	}
+	return ""
 }
