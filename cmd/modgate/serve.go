@@ -257,7 +257,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	gate, err := proxy.New(proxy.Config{
 		Upstream: upstreamURL, HTTPClient: client, Cache: g.cache, Witness: w, Intercept: intercept,
 		Private: splitList(o.private), Offline: o.offline, ListTTL: o.listTTL, SpoolDir: spool, Logger: log.Named("access"),
-		Metrics: g.metrics, Policy: g.policy.Current, Audit: g.audit,
+		Metrics: g.metrics, Policy: g.policy.Current, Audit: g.audit, Public: publicFiles(g.ca.CertPEM, verifier),
 	})
 	if err != nil {
 		g.close()
@@ -276,6 +276,15 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	g.server.SetEgress(g.egress)
 	g.registry.MustRegister(proxy.NewCollector(g.cache, w))
 	return g, nil
+}
+
+// publicFiles are the files the proxy listener serves to clients at
+// /.modgate/: the CA certificate and the verifier key, both public.
+func publicFiles(caPEM []byte, verifier string) []proxy.PublicFile {
+	return []proxy.PublicFile{
+		{Name: proxy.PublicCA, ContentType: "application/x-pem-file", Body: caPEM},
+		{Name: proxy.PublicVerifier, ContentType: "text/plain; charset=utf-8", Body: []byte(verifier + "\n")},
+	}
 }
 
 // cleanSpool makes the spool directory and removes zips that a killed
