@@ -75,7 +75,7 @@ type Config struct {
 	// through interception), so that a client can fetch the CA and the
 	// verifier key from the proxy's own address.
 	Public []PublicFile
-	Now   func() time.Time
+	Now    func() time.Time
 }
 
 // DefaultIntercept is the default list of intercepted hosts.
