@@ -54,6 +54,9 @@ func newInitCmd(getenv env, stderr io.Writer) *cobra.Command {
 		if err := checkTLSNames(extra, splitList(*intercept)); err != nil {
 			return usageError{err}
 		}
+		if err := checkListenAddr("listen", *listen); err != nil {
+			return usageError{err}
+		}
 		created, vkey, err := initDataDir(*dataDir, splitList(*intercept), extra, name)
 		if err != nil {
 			return err

@@ -77,6 +77,7 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 	f.BoolVar(&o.adminTLS, "admin-tls", false, "serve the admin listener over TLS (certificate for modgate.admin from the CA; client certificates from the CA authenticate)")
 	addTLSFlags(f, &o.tls)
 	f.Var(&o.cacheMaxSize, "cache-max-size", "bound on the cache, such as 20GiB: past it the least recently used zips, .mod, .info and checksum data are evicted (default unbounded)")
+	markList(f, "intercept", "private", "tls-names")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if !f.Changed("config") {
 			o.config = getenv("MODGATE_CONFIG")
@@ -138,6 +139,9 @@ func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
 	intercept := splitList(o.intercept)
 	if o.tls.nameList, err = o.tls.tlsNames(intercept); err != nil {
 		return usageError{err}
+	}
+	if err := validateServe(o); err != nil {
+		return err
 	}
 	created, vkey, err := initDataDir(o.dataDir, intercept, o.tls.caNames(), dbName)
 	if err != nil {
