@@ -109,6 +109,8 @@ func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
 	}
 	ec := zap.NewProductionEncoderConfig()
 	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	// One unit for every duration in the logs: milliseconds, as upstream_ms.
+	ec.EncodeDuration = zapcore.MillisDurationEncoder
 	var enc zapcore.Encoder
 	switch format {
 	case "json":
@@ -267,7 +269,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 		g.close()
 		return nil, err
 	}
-	if g.leaves, err = pki.NewLeaves(ctx, pki.LeavesConfig{CA: g.ca, Dir: o.dataDir, Allow: o.tls.allow(gate.Intercepts), Logger: log.Named("certs")}); err != nil {
+	if g.leaves, err = pki.NewLeaves(ctx, pki.LeavesConfig{CA: g.ca, Dir: o.dataDir, Allow: o.tls.allow(gate.Intercepts), Logger: libraryLogger(log.Named("certs"))}); err != nil {
 		g.close()
 		return nil, err
 	}
