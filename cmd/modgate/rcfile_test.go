@@ -39,7 +39,7 @@ func TestReplaceBlock(t *testing.T) {
 	}
 }
 
-// TestClientEnvRCFileIdempotent runs client-env --rc-file twice on a file
+// TestClientEnvRCFileIdempotent runs the binary's client-env --rc-file twice on a file
 // with lines of its own: one block, the lines kept, the mode kept; and a
 // broken block changes nothing.
 func TestClientEnvRCFileIdempotent(t *testing.T) {
@@ -49,9 +49,9 @@ func TestClientEnvRCFileIdempotent(t *testing.T) {
 	}
 	args := append(goldenArgs("bash", false), "--rc-file", rc)
 	for i, want := range []string{"added the modgate block to", "replaced the modgate block in"} {
-		code, stdout, stderr := runCmd(t, nil, args...)
-		if code != exitOK || !strings.Contains(stdout, want) {
-			t.Fatalf("run %d: exit %d, %q %s", i+1, code, stdout, stderr)
+		code, out := runBinary(t, nil, args...)
+		if code != exitOK || !strings.Contains(out, want) {
+			t.Fatalf("run %d: exit %d, %q", i+1, code, out)
 		}
 	}
 	b, _ := os.ReadFile(rc)
@@ -64,13 +64,13 @@ func TestClientEnvRCFileIdempotent(t *testing.T) {
 	}
 	broken := "x\n" + blockBegin + "\n"
 	os.WriteFile(rc, []byte(broken), 0o600)
-	if code, _, stderr := runCmd(t, nil, args...); code != exitFail || !strings.Contains(stderr, "fix the file by hand") {
-		t.Errorf("unterminated block: exit %d %s", code, stderr)
+	if code, out := runBinary(t, nil, args...); code != exitFail || !strings.Contains(out, "fix the file by hand") {
+		t.Errorf("unterminated block: exit %d %s", code, out)
 	}
 	if b, _ := os.ReadFile(rc); string(b) != broken {
 		t.Errorf("a refused --rc-file changed the file: %q", b)
 	}
-	if code, _, stderr := runCmd(t, nil, "client-env", "--shell", "powershell", "--verifier", goldenVerifier, "--rc-file", rc); code != exitUsage {
-		t.Errorf("--rc-file with powershell: exit %d %s", code, stderr)
+	if code, out := runBinary(t, nil, "client-env", "--shell", "powershell", "--verifier", goldenVerifier, "--rc-file", rc); code != exitUsage {
+		t.Errorf("--rc-file with powershell: exit %d %s", code, out)
 	}
 }
