@@ -189,7 +189,8 @@ type wrongGateError struct {
 
 func (e *wrongGateError) Error() string {
 	return fmt.Sprintf("the gate at %s is not the gate of %s: it serves the verifier key %s, and %s/note.pub holds %s; "+
-		"give --admin of that data directory's gate, or the --data-dir of this gate", e.Admin, e.DataDir, e.Got, e.DataDir, e.Want)
+		"give --admin of that data directory's gate, or the --data-dir of this gate",
+		e.Admin, e.DataDir, e.Got, e.DataDir, e.Want)
 }
 
 // checkIdentity makes sure, once, that the admin listener belongs to the
@@ -209,7 +210,8 @@ func (c *adminClient) checkIdentity(ctx context.Context) error {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		c.identity = fmt.Errorf("admin API %s: %w (is modgate serve running there? see --admin)", c.base.Redacted(), unwrapURLError(err))
+		c.identity = fmt.Errorf("admin API %s: %w (is modgate serve running there? see --admin)",
+			c.base.Redacted(), unwrapURLError(err))
 		return c.identity
 	}
 	defer resp.Body.Close()
@@ -217,7 +219,8 @@ func (c *adminClient) checkIdentity(ctx context.Context) error {
 	got := strings.TrimSpace(string(b))
 	switch {
 	case resp.StatusCode != http.StatusOK:
-		c.identity = fmt.Errorf("admin API %s: GET /verifier.txt: %s: not a modgate admin listener, or one without a verifier key", c.base.Redacted(), resp.Status)
+		c.identity = fmt.Errorf("admin API %s: GET /verifier.txt: %s: not a modgate admin listener, or one without a verifier key",
+			c.base.Redacted(), resp.Status)
 	case got != c.expectKey:
 		c.identity = &wrongGateError{Admin: c.base.Redacted(), DataDir: c.dataDir, Got: got, Want: c.expectKey}
 	}

@@ -218,7 +218,8 @@ func checkGOFLAGS(_ context.Context, st *doctorState) result {
 		name, _, _ := strings.Cut(strings.TrimLeft(f, "-"), "=")
 		if name == "insecure" {
 			fix := st.unsetFix("GOFLAGS")
-			if rest := strings.Join(slices.DeleteFunc(strings.Fields(v), func(x string) bool { return x == f }), " "); rest != "" {
+			others := slices.DeleteFunc(strings.Fields(v), func(x string) bool { return x == f })
+			if rest := strings.Join(others, " "); rest != "" {
 				fix = st.setFix("GOFLAGS", rest)
 			}
 			return warn(fix, "GOFLAGS=%s: %s lets downloads skip certificate checks", v, f)
@@ -322,7 +323,8 @@ func (st *doctorState) caFix() string {
 	}
 	switch runtime.GOOS {
 	case "windows":
-		return fmt.Sprintf("Invoke-WebRequest -UseBasicParsing -Uri %s -OutFile modgate-ca.pem\nImport-Certificate -FilePath modgate-ca.pem -CertStoreLocation Cert:\\CurrentUser\\Root", quotePS(st.caURL))
+		return fmt.Sprintf("Invoke-WebRequest -UseBasicParsing -Uri %s -OutFile modgate-ca.pem\n"+
+			"Import-Certificate -FilePath modgate-ca.pem -CertStoreLocation Cert:\\CurrentUser\\Root", quotePS(st.caURL))
 	case "darwin":
 		return fmt.Sprintf("%s\nsudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain modgate-ca.pem", get)
 	}
@@ -330,7 +332,8 @@ func (st *doctorState) caFix() string {
 	if f := st.getenv("SSL_CERT_FILE"); f != "" {
 		cur = fmt.Sprintf(" (SSL_CERT_FILE=%s does not hold it)", f)
 	}
-	return fmt.Sprintf("fetch the gate's CA%s: %s\nthen export SSL_CERT_FILE=\"$PWD/modgate-ca.pem\"\nor: sudo cp modgate-ca.pem /usr/local/share/ca-certificates/modgate.crt && sudo update-ca-certificates", cur, get)
+	return fmt.Sprintf("fetch the gate's CA%s: %s\nthen export SSL_CERT_FILE=\"$PWD/modgate-ca.pem\"\n"+
+		"or: sudo cp modgate-ca.pem /usr/local/share/ca-certificates/modgate.crt && sudo update-ca-certificates", cur, get)
 }
 
 // signerNames names the keys whose signatures on n verified, for messages.

@@ -67,8 +67,8 @@ func checkGateTLS(ctx context.Context, st *doctorState) result {
 	var cve *tls.CertificateVerificationError
 	switch {
 	case errors.As(err, &cve):
-		return fail(st.caFix(), "the gate's endpoint %s presents a certificate (issued by %q) that does not verify with the roots the go command uses: %v",
-			u.Host, issuerOf(cve.UnverifiedCertificates), cve.Err)
+		return fail(st.caFix(), "the gate's endpoint %s presents a certificate (issued by %q) that does not verify "+
+			"with the roots the go command uses: %v", u.Host, issuerOf(cve.UnverifiedCertificates), cve.Err)
 	case err != nil:
 		return fail("check that the gate serves HTTPS there (serve --tls-listen)", "TLS to %s: %v", u.Host, err)
 	}
