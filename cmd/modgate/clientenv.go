@@ -191,7 +191,8 @@ func resolveProxy(e *clientEnv, o clientEnvOptions, getenv env) error {
 
 // resolveVerifier fills GOSUMDB and DBName: --verifier, else the key the
 // gate serves (--gate), else the data directory's note.pub (the public
-// half, which needs no access to the signer key).
+// half, which needs no access to the signer key), else the key served by
+// the gate that an http:// --proxy names.
 func resolveVerifier(ctx context.Context, e *clientEnv, o clientEnvOptions) error {
 	vkey := strings.TrimSpace(o.verifier)
 	switch {
@@ -206,8 +207,15 @@ func resolveVerifier(ctx context.Context, e *clientEnv, o clientEnvOptions) erro
 		}
 	default:
 		k, err := signer.LoadVerifier(o.dataDir)
+		if err != nil && o.proxy != "" {
+			// No data directory here: the --proxy given is the gate, which serves its key.
+			if u, perr := parseProxyURL(o.proxy); perr == nil && u.Scheme == "http" {
+				k, err = fetchVerifierKey(ctx, &url.URL{Scheme: "http", Host: u.Host})
+			}
+		}
 		if err != nil {
-			return fmt.Errorf("no verifier key: %w; give the gate's address (--gate http://<gate>:3128), --verifier, or the gate's --data-dir", err)
+			return fmt.Errorf("no verifier key: %w; give the gate's address (--gate http://<gate>:3128), "+
+				"--verifier, or the gate's --data-dir", err)
 		}
 		vkey = k
 	}

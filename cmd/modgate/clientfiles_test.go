@@ -53,6 +53,10 @@ func TestGateServesClientFiles(t *testing.T) {
 		{"key verifier --gate not a URL", []string{"key", "verifier", "--gate", "ftp://x"}, 2, "--gate"},
 		{"client-env --gate", []string{"client-env", "--shell", "bash", "--gate", gate, "--ca-file", "/etc/ca.pem"}, 0,
 			"export GOSUMDB='" + notePub + "'"},
+		{"client-env --proxy, no data directory", []string{"client-env", "--shell", "dockerfile", "--proxy", gate, "--data-dir", t.TempDir()}, 0,
+			"ENV GOSUMDB=\"" + notePub + "\""},
+		{"client-env, nothing to read the key from", []string{"client-env", "--shell", "bash", "--data-dir", t.TempDir()}, 1,
+			"--gate http://<gate>:3128"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out := runBinary(t, nil, tc.args...)
