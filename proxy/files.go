@@ -17,7 +17,6 @@ import (
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
 	"golang.org/x/mod/sumdb/dirhash"
-	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/modgate/modgate/cache"
 	"github.com/modgate/modgate/signer"
@@ -171,36 +170,31 @@ func (g *Gate) checkSum(ctx context.Context, req Request, suffix, hash string) e
 	if g.private(req.Module) {
 		return nil
 	}
-	m := module.Version{Path: req.Module, Version: req.Version}
-	body, err := g.cfg.Witness.Lookup(ctx, m)
+	return matchSum(ctx, g.cfg.Witness.Lines, g.cfg.Witness.Name(), req, suffix, hash)
+}
+
+// matchSum compares hash with the proven go.sum line that lines gives
+// for req and suffix, naming database db in its errors.
+func matchSum(ctx context.Context, lines func(context.Context, module.Version) ([]string, error),
+	db string, req Request, suffix, hash string) error {
+	got, err := lines(ctx, module.Version{Path: req.Module, Version: req.Version + suffix})
 	if err != nil {
 		if s := statusOf(err); s == http.StatusNotFound || s == http.StatusGone {
-			return fmt.Errorf("%w: %s is not in the checksum database %s", ErrMismatch, req.Target(), g.cfg.Witness.Name())
+			return fmt.Errorf("%w: %s is not in the checksum database %s", ErrMismatch, req.Target(), db)
 		}
 		if errors.Is(err, signer.ErrFork) {
 			return fmt.Errorf("%w;\nrefusing %s until an operator acts", err, req.Target())
 		}
 		return fmt.Errorf("checking %s%s against the checksum database: %w", req.Target(), suffix, err)
 	}
-	_, text, _, err := tlog.ParseRecord(body)
-	if err != nil {
-		return fmt.Errorf("parsing checksum record of %s: %w", req.Target(), err)
+	what := "zip"
+	if suffix != "" {
+		what = "go.mod"
 	}
-	want := ""
-	prefix := req.Module + " " + req.Version + suffix + " "
-	for _, line := range strings.Split(string(text), "\n") {
-		if h, ok := strings.CutPrefix(line, prefix); ok {
-			want = h
-		}
+	if len(got) == 0 {
+		return fmt.Errorf("%w: the checksum database has no %s line for %s", ErrMismatch, what, req.Target())
 	}
-	if want == "" {
-		return fmt.Errorf("%w: the checksum database has no %s line for %s", ErrMismatch, strings.TrimPrefix(suffix, "/"), req.Target())
-	}
-	if hash != want {
-		what := "zip"
-		if suffix != "" {
-			what = "go.mod"
-		}
+	if want := strings.TrimPrefix(got[len(got)-1], req.Module+" "+req.Version+suffix+" "); hash != want {
 		return fmt.Errorf("%w: upstream %s of %s has hash %s,\nbut the checksum database says %s", ErrMismatch, what, req.Target(), hash, want)
 	}
 	return nil
@@ -220,6 +214,9 @@ func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			return fmt.Errorf("%s: %w", req.Target(), ErrOffline)
 		}
 		result = cacheMiss
+		// The shared fetch stores the blob; each caller then opens its own:
+		// a Blob is a reader with a position and a read transaction, so one
+		// cannot serve several callers.
 		if _, err = g.shared(ctx, key, func(ctx context.Context) ([]byte, error) {
 			if ok, err := g.cfg.Cache.HasBlob(ctx, key); err == nil && ok {
 				return nil, nil // stored since this request missed

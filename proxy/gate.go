@@ -16,7 +16,6 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/tlog"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/modgate/modgate/cache"
 	"github.com/modgate/modgate/policy"
@@ -38,8 +37,13 @@ type Cache interface {
 type Witness interface {
 	// Name is the database name, such as "sum.golang.org".
 	Name() string
-	// Lookup returns a verified record and a co-signed note containing it.
+	// Lookup returns a verified record and a co-signed note containing it:
+	// the checksum database's answer on the wire.
 	Lookup(ctx context.Context, m module.Version) ([]byte, error)
+	// Lines returns the go.sum lines of m proven to be in a witnessed tree,
+	// as sumdb.Client.Lookup does (m.Version may end in "/go.mod"). It
+	// signs nothing.
+	Lines(ctx context.Context, m module.Version) ([]string, error)
 	// Tile returns a tile authenticated against a witnessed tree.
 	Tile(ctx context.Context, t tlog.Tile) ([]byte, error)
 	// Latest witnesses the upstream's newest tree head and co-signs it.
@@ -87,7 +91,7 @@ type Gate struct {
 	cfg   Config
 	up    *upstream
 	log   *zap.Logger
-	group singleflight.Group
+	group flights
 
 	wouldMu   sync.Mutex
 	wouldDeny map[string]time.Time // last audit of a would-be denial, by target and rule
@@ -198,15 +202,10 @@ func hostOnly(host string) string {
 }
 
 // shared runs fn once for all concurrent callers with the same key, in a
-// context that the first caller's cancellation does not end.
+// context that one caller's cancellation does not end, but that ends when
+// no caller waits for it any more, or after fetchTimeout.
 func (g *Gate) shared(ctx context.Context, key string, fn func(ctx context.Context) ([]byte, error)) ([]byte, error) {
-	v, err, _ := g.group.Do(key, func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
-		defer cancel()
-		return fn(ctx)
-	})
-	b, _ := v.([]byte)
-	return b, err
+	return g.group.do(ctx, key, fetchTimeout, fn)
 }
 
 // private reports whether path skips the public checksum database, by

@@ -361,7 +361,8 @@ func TestForkLifecycle(t *testing.T) {
 	}
 	admin := "http://" + g.admin
 	out, code := runCLI(t, "witness", "status", "--data-dir", dataDir, "--admin", admin)
-	if code != exitFail || !strings.Contains(out, "FORKED") || !strings.Contains(out, "evidence 1") || !strings.Contains(out, "older note") {
+	if code != exitFail || !strings.Contains(out, "FORKED") || !strings.Contains(out, "evidence 1") || !strings.Contains(out, "older note") ||
+		!strings.Contains(out, "last co-signed     size ") || !strings.Contains(out, "proof check        ok") {
 		t.Errorf("witness status through the API: exit %d\n%s", code, out)
 	}
 	g.stop()
@@ -396,6 +397,25 @@ func TestForkLifecycle(t *testing.T) {
 	out, code = runCLI(t, "witness", "clear-fork", "--data-dir", dataDir, "--admin", "http://"+g.admin, "--json")
 	if code != exitOK || !strings.Contains(out, `"cleared_by": "token:`) {
 		t.Errorf("witness clear-fork through the API: exit %d\n%s", code, out)
+	}
+	// The operator decides to follow the upstream's new timeline.
+	if _, err := newClient(t, g, viaIntercept, g.verifier, "module example.com/app\n\ngo 1.21\n").run("mod", "download", "example.com/lib@v1.0.0"); err == nil {
+		t.Fatal("the forked upstream is served before the reset")
+	}
+	g.stop()
+	out, code = runCLI(t, "witness", "clear-fork", "--reset", "--reason", "the log was restarted", "--data-dir", dataDir)
+	if code != exitOK || !strings.Contains(out, "witness reset: the old state is archived") || !strings.Contains(out, "archived ") {
+		t.Fatalf("witness clear-fork --reset: exit %d\n%s", code, out)
+	}
+	g = startGate(t, dataDir, "--upstream", up.URL, "--upstream-sumdb", up.VerifierKey())
+	newClient(t, g, viaIntercept, g.verifier, "module example.com/app\n\ngo 1.21\n").must("mod", "download", "example.com/lib@v1.0.0")
+	out, code = runCLI(t, "witness", "status", "--data-dir", dataDir, "--admin", "http://"+g.admin, "--json")
+	if code != exitOK || !strings.Contains(out, `"archived"`) || !strings.Contains(out, `"cosigned"`) {
+		t.Errorf("witness status after the reset: exit %d\n%s", code, out)
+	}
+	out, code = runCLI(t, "policy", "log", "--data-dir", dataDir, "--admin", "http://"+g.admin)
+	if !strings.Contains(out, "witness.reset") {
+		t.Errorf("the reset is not audited: exit %d\n%s", code, out)
 	}
 }
 
