@@ -25,9 +25,25 @@ type Facts struct {
 	RetractedKnown bool `json:"retracted_known"`
 	// Rationale is the comment of the retract directive, if any.
 	Rationale string `json:"rationale,omitempty"`
-	// Published is when the version was published (its .info Time); zero
-	// means unknown.
+	// Published is the effective publication time the cooldown is measured
+	// from: the later of InfoTime and FirstSeen (Decide takes the latest of
+	// the three). Zero means unknown.
 	Published time.Time `json:"published,omitzero"`
+	// InfoTime is the Time of the version's .info. Whoever tags the
+	// version chooses it, so it can be backdated. Zero means unknown.
+	InfoTime time.Time `json:"info_time,omitzero"`
+	// FirstSeen is when the gate's witness first saw a checksum-database
+	// tree head holding the version's record: the gate's own observation,
+	// which nobody outside can backdate. Zero when the record is unknown or
+	// was already in the first tree head the gate witnessed.
+	FirstSeen time.Time `json:"first_seen,omitzero"`
+	// Record is the index of the version's record in the checksum
+	// database, when RecordKnown.
+	Record      int64 `json:"record,omitempty"`
+	RecordKnown bool  `json:"record_known,omitempty"`
+	// BeforeWitness reports a record that was already in the first tree
+	// head the gate witnessed: only its .info dates it.
+	BeforeWitness bool `json:"before_witness,omitempty"`
 	// Now is the time of the decision; the cooldown is measured up to it.
 	// Zero means unknown (and no cooldown applies).
 	Now time.Time `json:"now,omitzero"`
@@ -56,7 +72,9 @@ type Input struct {
 //  2. DenyRetracted: a version the facts say is retracted is denied (rule
 //     "retracted").
 //  3. Cooldown: a version published less than Cooldown before Facts.Now is
-//     denied (rule "cooldown").
+//     denied (rule "cooldown"). Its publication time is the latest of
+//     Facts.Published, InfoTime and FirstSeen, and the reason says which
+//     one it is.
 //  4. Default (rule "default").
 //
 // Facts that are unknown (RetractedKnown false, Published or Now zero)
@@ -89,17 +107,59 @@ func (p *Policy) decide(in Input) Decision {
 		}
 		return Decision{Action: Deny, Rule: RuleRetracted, Reason: reason}
 	}
-	if p.Cooldown > 0 && !f.Published.IsZero() && !f.Now.IsZero() {
-		if age := f.Now.Sub(f.Published); age < p.Cooldown {
-			reason := fmt.Sprintf("published %s (%s), within the %s cooldown",
-				ago(age), f.Published.UTC().Format(time.RFC3339), FormatDuration(p.Cooldown))
-			return Decision{Action: Deny, Rule: RuleCooldown, Reason: reason}
+	published := f.effective()
+	if p.Cooldown > 0 && !published.IsZero() && !f.Now.IsZero() {
+		if age := f.Now.Sub(published); age < p.Cooldown {
+			return Decision{Action: Deny, Rule: RuleCooldown, Reason: cooldownReason(f, published, p.Cooldown)}
 		}
 	}
 	if p.Default == Deny {
 		return Decision{Action: Deny, Rule: RuleDefault, Reason: "no rule allows it and the policy's default is deny"}
 	}
-	return Decision{Allowed: true, Action: Allow, Rule: RuleDefault, Reason: "no rule matched; the policy's default is allow"}
+	reason := "no rule matched; the policy's default is allow"
+	if p.Cooldown > 0 && (published.IsZero() || f.Now.IsZero()) {
+		reason += " (publication time unknown: the cooldown does not hold it back)"
+	}
+	return Decision{Allowed: true, Action: Allow, Rule: RuleDefault, Reason: reason}
+}
+
+// effective is the latest of the publication times the facts hold.
+func (f Facts) effective() time.Time {
+	t := f.Published
+	for _, u := range []time.Time{f.InfoTime, f.FirstSeen} {
+		if u.After(t) {
+			t = u
+		}
+	}
+	return t
+}
+
+// cooldownReason says how old a version is within the cooldown, and where
+// its time comes from: the witness's first sight of its record, or the
+// .info (with what the other source says).
+func cooldownReason(f Facts, published time.Time, cooldown time.Duration) string {
+	stamp := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	within := fmt.Sprintf("within the %s cooldown", FormatDuration(cooldown))
+	if !f.FirstSeen.IsZero() && f.FirstSeen.Equal(published) {
+		reason := fmt.Sprintf("first seen in the checksum database %s (%s, record %d), %s",
+			ago(f.Now.Sub(published)), stamp(published), f.Record, within)
+		if !f.InfoTime.IsZero() {
+			reason += "; its .info claims " + stamp(f.InfoTime)
+		}
+		return reason
+	}
+	source := ""
+	if f.InfoTime.Equal(published) {
+		source = ", its .info Time"
+	}
+	reason := fmt.Sprintf("published %s (%s%s), %s", ago(f.Now.Sub(published)), stamp(published), source, within)
+	switch {
+	case !f.FirstSeen.IsZero():
+		reason += fmt.Sprintf("; first seen in the checksum database %s (record %d)", stamp(f.FirstSeen), f.Record)
+	case f.BeforeWitness:
+		reason += fmt.Sprintf("; record %d predates the gate's first witnessed tree head, so only its .info dates it", f.Record)
+	}
+	return reason
 }
 
 // matches reports whether the rule applies to module@version.

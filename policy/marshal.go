@@ -18,8 +18,9 @@ const Header = `# modgate policy.
 #      exempts the version from deny_retracted and cooldown.
 #   2. deny_retracted: true denies a version its module's authors retracted
 #      (retract directives in the go.mod of the module's latest version).
-#   3. cooldown: denies a version published (.info Time) less than this long
-#      ago, such as 72h or 3d.
+#   3. cooldown: denies a version published less than this long ago, such as
+#      72h or 3d. Published is the later of its .info Time (which its author
+#      chooses) and when the gate first saw its checksum-database record.
 #   4. default: allow or deny.
 # A fact modgate could not establish (a retraction, a publish time) denies
 # nothing. mode: report lets everything through, and logs and audits what

@@ -50,6 +50,13 @@ type Witness interface {
 	Latest(ctx context.Context) ([]byte, tlog.Tree, error)
 	// Current co-signs the newest witnessed tree head without the upstream.
 	Current(ctx context.Context) ([]byte, tlog.Tree, error)
+	// FirstSeen returns when the witness first saw a tree head holding
+	// record index, and that head's size; ok is false for a record already
+	// in the first tree head it saw.
+	FirstSeen(index int64) (t time.Time, size int64, ok bool)
+	// StoredRecord returns the index of the verified record of m that is
+	// stored, without the upstream; ok is false when none is.
+	StoredRecord(ctx context.Context, m module.Version) (index int64, ok bool, err error)
 }
 
 // Config configures a Gate. Upstream, Cache and Witness are required; the

@@ -23,6 +23,7 @@ import (
 
 	"github.com/modgate/modgate/cache"
 	"github.com/modgate/modgate/internal/fakeupstream"
+	"github.com/modgate/modgate/policy"
 	"github.com/modgate/modgate/signer"
 )
 
@@ -71,6 +72,8 @@ type gateOptions struct {
 	Userinfo *url.Userinfo // credentials in the upstream URL
 	// WrapCache, if set, wraps the cache the gate sees (not the witness's).
 	WrapCache func(Cache) Cache
+	// Policy, if set, is the module policy in force.
+	Policy *policy.Policy
 }
 
 // noteKey is an enterprise note key.
@@ -145,6 +148,9 @@ func newTestGate(t *testing.T, fake *fakeupstream.Server, o gateOptions) *testGa
 	})
 	if err != nil {
 		t.Fatalf("proxy.New: %v", err)
+	}
+	if o.Policy != nil {
+		tg.gate.cfg.Policy = func() *policy.Policy { return o.Policy }
 	}
 	tg.srv = httptest.NewServer(tg.gate)
 	t.Cleanup(tg.srv.Close)

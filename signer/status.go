@@ -25,6 +25,8 @@ type Status struct {
 	// Archived are the states an operator set aside to accept a new
 	// upstream timeline (see Reset), oldest first.
 	Archived []Archive `json:"archived,omitempty"`
+	// History summarizes when each tree size was first seen (history.go).
+	History *HistoryStatus `json:"history,omitempty"`
 }
 
 // TreeStatus is a witnessed tree head.
@@ -74,7 +76,10 @@ func ReadStatus(ctx context.Context, store Store, name string) (Status, error) {
 	if st.Archived, err = archives(ctx, store, name); err != nil {
 		return st, err
 	}
-	st.Cleared, err = clearedEvidence(ctx, store, name)
+	if st.Cleared, err = clearedEvidence(ctx, store, name); err != nil {
+		return st, err
+	}
+	st.History, err = ReadHistory(ctx, store, name)
 	return st, err
 }
 
@@ -94,6 +99,7 @@ func (w *Witness) Status(ctx context.Context) (Status, error) {
 		st.CoSigned = &h
 	}
 	w.headMu.Unlock()
+	st.History = w.History()
 	return st, nil
 }
 

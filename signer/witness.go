@@ -104,6 +104,8 @@ type Witness struct {
 
 	headMu sync.Mutex
 	head   *CoSignedHead // the newest tree head co-signed, nil before the first
+
+	history *history // when each tree size was first seen (history.go)
 }
 
 // New returns a Witness over cfg.Store, loading the persisted state and any
@@ -127,6 +129,9 @@ func New(ctx context.Context, cfg Config) (*Witness, error) {
 		w.now = time.Now
 	}
 	if err := w.reload(ctx); err != nil {
+		return nil, err
+	}
+	if err := w.openHistory(ctx); err != nil {
 		return nil, err
 	}
 	ev, err := w.Evidence(ctx)
@@ -248,6 +253,7 @@ func (w *Witness) accept(ctx context.Context, r *tileReader, tree tlog.Tree, msg
 	for _, at := range r.authenticated() {
 		w.saveTile(ctx, r.epoch, at.tile, at.data)
 	}
+	w.history.record(ctx, tree.N, w.now())
 	w.log.Info("witnessed tree head", zap.String("db", w.name), zap.Int64("size", tree.N))
 }
 

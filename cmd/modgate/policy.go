@@ -240,13 +240,30 @@ func printTest(w io.Writer, r *proxy.TestResponse) {
 		}
 		fmt.Fprintf(tw, "retracted:\t%s\n", retracted)
 	}
-	if !r.Facts.Published.IsZero() {
-		fmt.Fprintf(tw, "published:\t%s\n", r.Facts.Published.UTC().Format(time.RFC3339))
-	}
+	printDating(tw, r.Facts)
 	if r.FactsError != "" {
-		fmt.Fprintf(tw, "facts:\tunknown: %s\n", r.FactsError)
+		fmt.Fprintf(tw, "facts:\tunknown: %s\n", strings.ReplaceAll(r.FactsError, "\n", "; "))
 	}
 	tw.Flush()
+}
+
+// printDating prints the publication time the cooldown measures from, and
+// both of its sources: the .info Time and the witness's first sight of the
+// version's checksum-database record.
+func printDating(w io.Writer, f policy.Facts) {
+	stamp := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	if !f.Published.IsZero() {
+		fmt.Fprintf(w, "published:\t%s (the later of the two below)\n", stamp(f.Published))
+	}
+	if !f.InfoTime.IsZero() {
+		fmt.Fprintf(w, "info time:\t%s (what its .info claims)\n", stamp(f.InfoTime))
+	}
+	switch {
+	case !f.FirstSeen.IsZero():
+		fmt.Fprintf(w, "first seen:\t%s (record %d, first in a tree head this gate witnessed)\n", stamp(f.FirstSeen), f.Record)
+	case f.BeforeWitness:
+		fmt.Fprintf(w, "first seen:\tbefore this gate's first witnessed tree head (record %d): only its .info dates it\n", f.Record)
+	}
 }
 
 func policyExportCmd(getenv env, stdout io.Writer) *cobra.Command {

@@ -45,6 +45,7 @@ type serveOptions struct {
 	allowRange                           []string
 	parentProxy                          string
 	stallTimeout                         time.Duration
+	witnessInterval                      time.Duration
 	tls                                  tlsOptions // the HTTPS GOPROXY endpoint (tls.go)
 }
 
@@ -72,6 +73,7 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 	f.StringVar(&o.debugListen, "debug-listen", "", "address of an unauthenticated debug listener (pprof, counters); off by default, use a loopback address")
 	f.StringSliceVar(&o.allowRange, "allow-range", nil, "CIDR range that tunnels may reach although it is refused by default (loopback, private, link-local, ...); repeatable or a comma list")
 	f.StringVar(&o.parentProxy, "parent-proxy", "", "http://[user:password@]host:port of a corporate proxy for the upstream fetches and the tunnels")
+	f.DurationVar(&o.witnessInterval, "witness-interval", 5*time.Minute, "how often the witness reads the upstream's newest tree head, which dates new checksum-database records for the cooldown (never with --offline)")
 	f.DurationVar(&o.stallTimeout, "upstream-stall-timeout", proxy.DefaultStallTimeout, "how long the upstream may send nothing before a fetch fails with 504")
 	f.StringVar(&o.policy, "policy", "", "policy file (default <data-dir>/policy.yaml, written with a commented default if missing); hand edits take effect within 2s")
 	f.BoolVar(&o.adminTLS, "admin-tls", false, "serve the admin listener over TLS (certificate for modgate.admin from the CA; client certificates from the CA authenticate)")
@@ -133,6 +135,9 @@ func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
 	dbName, dbURL, err := parseSumDB(o.upstreamSumDB)
 	if err != nil {
 		return usageError{err}
+	}
+	if o.witnessInterval <= 0 {
+		return usageError{fmt.Errorf("--witness-interval %s: want a positive duration, such as 5m", o.witnessInterval)}
 	}
 	upstreamURL, err := parseUpstream(o.upstream)
 	if err != nil {
@@ -339,6 +344,10 @@ func upstreamClient(caFile string, parent *url.URL, stall time.Duration) (*http.
 	return proxy.NewHTTPClientWith(opts), nil
 }
 
+// firstPollTimeout bounds the witness's poll at start, so that an
+// unreachable upstream delays serving by at most this much.
+const firstPollTimeout = 5 * time.Second
+
 // run listens on the proxy and admin addresses and serves until ctx ends.
 func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) error {
 	ln, err := net.Listen("tcp", o.listen)
@@ -361,6 +370,12 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 	go admin.Serve(aln)
 	defer admin.Close()
 	go g.policy.Watch(ctx, policy.DefaultWatchInterval)
+	if !o.offline { // witness the upstream before serving, then every interval
+		first, cancel := context.WithTimeout(ctx, firstPollTimeout)
+		g.witness.PollOnce(first)
+		cancel()
+		go g.witness.Poll(ctx, o.witnessInterval)
+	}
 	stopDebug, err := g.serveDebug(o.debugListen, log)
 	if err != nil {
 		ln.Close()

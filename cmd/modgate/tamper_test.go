@@ -199,11 +199,14 @@ func runTamperCase(t *testing.T, tc tamperCase) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	up := fakeupstream.Start(t, fakeupstream.Options{})
 	args := []string{"--upstream", up.URL, "--upstream-sumdb", up.VerifierKey(), "--upstream-stall-timeout", "1s"}
+	if tc.warm == nil { // the witness polls at start: a fault with nothing to warm is there from the start
+		tc.fault(up)
+	}
 	g := startGate(t, dataDir, args...)
 	if tc.warm != nil {
 		tc.warm(t, up, g)
+		tc.fault(up)
 	}
-	tc.fault(up)
 	start := time.Now()
 	r := gateGet(t, g, tc.path)
 	if took := time.Since(start); tc.within > 0 && took > tc.within {
@@ -379,14 +382,17 @@ func TestForkLifecycle(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "cleared 1 fork evidence record") {
 		t.Fatalf("witness clear-fork: exit %d\n%s", code, out)
 	}
-	g = startGate(t, dataDir, "--upstream", up.URL, "--upstream-sumdb", up.VerifierKey())
+	// Offline (no poll of the still-forked upstream), what was witnessed
+	// before the fork is served again.
+	g = startGate(t, dataDir, "--upstream", up.URL, "--upstream-sumdb", up.VerifierKey(), "--offline")
 	out, code = runCLI(t, "witness", "status", "--data-dir", dataDir, "--admin", "http://"+g.admin)
 	if code != exitOK || !strings.Contains(out, "status             ok") || !strings.Contains(out, "cleared ") {
 		t.Errorf("witness status after clear-fork: exit %d\n%s", code, out)
 	}
-	// What was witnessed before the fork is served again.
 	newClient(t, g, viaIntercept, g.verifier, "module example.com/app\n\ngo 1.21\n").must("mod", "download", "example.com/dep@v1.0.0")
-	// The upstream is still forked: a new record needs its new tree.
+	g.stop()
+	// Online, the poll at start catches the upstream, still forked, again.
+	g = startGate(t, dataDir, "--upstream", up.URL, "--upstream-sumdb", up.VerifierKey())
 	if out, err := newClient(t, g, viaIntercept, g.verifier, "module example.com/app\n\ngo 1.21\n").run("mod", "download", "example.com/lib@v1.0.0"); err == nil || !strings.Contains(out, "fork detected") {
 		t.Errorf("a new lookup on the forked upstream after clear-fork: %v\n%s", err, out)
 	}
