@@ -47,6 +47,10 @@ type Facts struct {
 	// Now is the time of the decision; the cooldown is measured up to it.
 	// Zero means unknown (and no cooldown applies).
 	Now time.Time `json:"now,omitzero"`
+	// Commit is the version's commit hash as the upstream's .info names it
+	// (Origin.Hash), lower-case; empty means unknown. A pseudo-version
+	// names its own (see CommitOf).
+	Commit string `json:"commit,omitempty"`
 }
 
 // Input is what Decide decides on.
@@ -90,12 +94,16 @@ func (p *Policy) Decide(in Input) Decision {
 
 func (p *Policy) decide(in Input) Decision {
 	for _, r := range p.Rules {
-		if !r.matches(in.Module, in.Version) {
+		if !r.matches(in) {
 			continue
 		}
 		reason := r.Reason
 		if reason == "" {
 			reason = fmt.Sprintf("%s by rule %s", verb(r.Action), r.ID)
+		}
+		if r.Commit != "" {
+			hash, source := CommitOf(in)
+			reason += fmt.Sprintf(" (commit %s, from %s)", hash, source)
 		}
 		return Decision{Allowed: r.Action != Deny, Action: r.Action, Rule: r.ID, Reason: reason}
 	}
@@ -162,30 +170,84 @@ func cooldownReason(f Facts, published time.Time, cooldown time.Duration) string
 	return reason
 }
 
-// matches reports whether the rule applies to module@version.
-func (r Rule) matches(mod, version string) bool {
-	if !module.MatchPrefixPatterns(r.Module, mod) {
+// matches reports whether the rule applies to the input's module and
+// version (and, for a commit rule, its commit).
+func (r Rule) matches(in Input) bool {
+	if !module.MatchPrefixPatterns(r.Module, in.Module) {
 		return false
+	}
+	if r.Commit != "" {
+		hash, _ := CommitOf(in)
+		return SameCommit(r.Commit, hash)
 	}
 	if r.Versions == "" {
 		return true
 	}
 	c, err := ParseConstraint(r.Versions)
-	return err == nil && c.Match(version)
+	return err == nil && c.Match(in.Version)
+}
+
+// everyVersion reports whether the rule matches every version of the
+// modules it matches: no versions constraint, no commit.
+func (r Rule) everyVersion() bool { return r.Versions == "" && r.Commit == "" }
+
+// CommitOf returns the commit hash of in's version as far as it is known,
+// and where it comes from: the .info's Origin.Hash (Facts.Commit), else
+// the hash prefix a pseudo-version names. "" if unknown, as for a tagged
+// version whose upstream's .info has no Origin.
+func CommitOf(in Input) (hash, source string) {
+	if in.Facts.Commit != "" {
+		return strings.ToLower(in.Facts.Commit), "Origin.Hash of the .info"
+	}
+	if module.IsPseudoVersion(in.Version) {
+		if rev, err := module.PseudoVersionRev(in.Version); err == nil {
+			return strings.ToLower(rev), "the pseudo-version"
+		}
+	}
+	return "", ""
+}
+
+// SameCommit reports whether two commit hashes (or hash prefixes) name the
+// same commit: the shorter, of at least MinCommitLen digits, is a prefix
+// of the longer.
+func SameCommit(a, b string) bool {
+	if len(a) > len(b) {
+		a, b = b, a
+	}
+	return len(a) >= MinCommitLen && strings.HasPrefix(b, a)
 }
 
 // Needs reports which facts Decide could use for a version of mod, so that
 // the gate fetches nothing it does not need. When a rule without a
-// versions constraint matches mod, every version of mod is decided by that
-// rule or one before it, and no facts are needed; otherwise retraction
-// facts are needed if DenyRetracted is on, publish times if a Cooldown is.
+// versions constraint or commit matches mod, every version of mod is
+// decided by that rule or one before it, and no facts are needed;
+// otherwise retraction facts are needed if DenyRetracted is on, publish
+// times if a Cooldown is. NeedsCommit says whether the commit is.
 func (p *Policy) Needs(mod string) (retractions, published bool) {
 	for _, r := range p.Rules {
-		if module.MatchPrefixPatterns(r.Module, mod) && r.Versions == "" {
+		if module.MatchPrefixPatterns(r.Module, mod) && r.everyVersion() {
 			return false, false
 		}
 	}
 	return p.DenyRetracted, p.Cooldown > 0
+}
+
+// NeedsCommit reports whether a commit rule could decide a version of mod
+// (one that no earlier rule decides for every version), so that the gate
+// reads the commit of tagged versions from their .info.
+func (p *Policy) NeedsCommit(mod string) bool {
+	for _, r := range p.Rules {
+		if !module.MatchPrefixPatterns(r.Module, mod) {
+			continue
+		}
+		if r.Commit != "" {
+			return true
+		}
+		if r.everyVersion() {
+			return false
+		}
+	}
+	return false
 }
 
 // DecideHost decides a CONNECT to host:port by the egress rules: the first

@@ -217,10 +217,19 @@ func (g *Gate) shared(ctx context.Context, key string, fn func(ctx context.Conte
 
 // private reports whether path skips the public checksum database, by
 // the configured patterns or the policy's.
-func (g *Gate) private(path string) bool {
+func (g *Gate) private(path string) bool { return g.privatePattern(path) != "" }
+
+// privatePattern returns the configured or policy pattern that makes path
+// private, or "" if none does.
+func (g *Gate) privatePattern(path string) string {
 	patterns := g.cfg.Private
 	if p := g.policy(); p != nil {
 		patterns = append(slices.Clip(patterns), p.Private...)
 	}
-	return len(patterns) > 0 && module.MatchPrefixPatterns(strings.Join(patterns, ","), path)
+	for _, pat := range patterns {
+		if module.MatchPrefixPatterns(pat, path) {
+			return pat
+		}
+	}
+	return ""
 }

@@ -171,6 +171,7 @@ func (g *Gate) filterList(ctx context.Context, p *policy.Policy, mod string, bod
 		} else if published {
 			errs = append(errs, g.dateCached(ctx, mod, v, &facts))
 		}
+		errs = append(errs, g.commitFact(ctx, p, mod, v, &facts))
 		if err := errors.Join(errs...); err != nil {
 			g.log.Debug("policy facts unknown", zap.String("target", mod+"@"+v), zap.Error(err))
 		}
@@ -197,6 +198,7 @@ func (g *Gate) facts(ctx context.Context, p *policy.Policy, mod, vers string) (p
 	if published {
 		errs = append(errs, g.date(ctx, mod, vers, &facts))
 	}
+	errs = append(errs, g.commitFact(ctx, p, mod, vers, &facts))
 	return facts, errors.Join(errs...)
 }
 
@@ -204,7 +206,9 @@ func (g *Gate) facts(ctx context.Context, p *policy.Policy, mod, vers string) (p
 // API's policy test; the error says which facts are unknown and why.
 func (g *Gate) Facts(ctx context.Context, mod, vers string) (policy.Facts, error) {
 	facts := policy.Facts{Now: g.cfg.Now()}
-	err := errors.Join(g.retraction(ctx, mod, vers, &facts), g.date(ctx, mod, vers, &facts))
+	commit, cerr := g.commit(ctx, mod, vers)
+	facts.Commit = commit
+	err := errors.Join(g.retraction(ctx, mod, vers, &facts), g.date(ctx, mod, vers, &facts), cerr)
 	return facts, err
 }
 
