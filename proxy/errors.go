@@ -10,6 +10,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/modgate/modgate/cache"
 	"github.com/modgate/modgate/signer"
 )
 
@@ -70,6 +71,8 @@ func statusOf(err error) int {
 		return hs.HTTPStatus()
 	case errors.Is(err, ErrBadRequest):
 		return http.StatusBadRequest
+	case errors.Is(err, cache.ErrDiskFull):
+		return http.StatusInsufficientStorage
 	case errors.Is(err, ErrRefused):
 		return http.StatusForbidden
 	case errors.Is(err, ErrOffline):
@@ -94,6 +97,9 @@ const maxErrorBytes = 640
 // starting with "modgate:", at most eight printable lines.
 func writeError(w http.ResponseWriter, err error) int {
 	status := statusOf(err)
+	if df := (*cache.DiskFullError)(nil); errors.As(err, &df) {
+		err = df // "cache disk full: ...", without the layers that led there
+	}
 	msg := errorText(err)
 	h := w.Header()
 	for k := range h {

@@ -72,11 +72,15 @@ func (g *Gate) load(ctx context.Context, req Request) ([]byte, string, error) {
 	spec := specFor(req)
 	key := string(req.Kind) + "/" + req.escaped
 	e, err := g.cfg.Cache.Get(ctx, key)
+	if err != nil && !errors.Is(err, cache.ErrNotFound) {
+		if err := g.dropUnreadable(ctx, req, key, err); err != nil {
+			return nil, "", err
+		}
+		err = cache.ErrNotFound
+	}
 	switch {
 	case err == nil && (!spec.mutable || g.cfg.Offline || g.cfg.Now().Sub(e.Stored) < g.cfg.ListTTL):
 		return e.Value, cacheHit, nil
-	case err != nil && !errors.Is(err, cache.ErrNotFound):
-		return nil, "", fmt.Errorf("reading cache: %w", err)
 	case g.cfg.Offline:
 		return nil, "", fmt.Errorf("%s: %w", req.Target(), ErrOffline)
 	}
@@ -208,7 +212,13 @@ func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	}
 	key := "zip/" + req.escaped
 	result := cacheHit
-	blob, err := g.cfg.Cache.OpenBlob(ctx, key)
+	blob, err := g.openVerified(ctx, key)
+	if err != nil && !errors.Is(err, cache.ErrNotFound) {
+		if err := g.dropUnreadable(ctx, req, key, err); err != nil {
+			return err
+		}
+		err = cache.ErrNotFound
+	}
 	if errors.Is(err, cache.ErrNotFound) {
 		if g.cfg.Offline {
 			return fmt.Errorf("%s: %w", req.Target(), ErrOffline)
@@ -223,7 +233,7 @@ func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			}
 			return nil, g.fetchZip(ctx, req, key)
 		}); err == nil {
-			blob, err = g.cfg.Cache.OpenBlob(ctx, key)
+			blob, err = g.openVerified(ctx, key)
 		}
 	}
 	if err != nil {
@@ -232,9 +242,66 @@ func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	defer blob.Close()
 	infoFrom(ctx).cache = result
 	w.Header().Set("Content-Type", "application/zip")
-	http.ServeContent(w, r, "", blob.Stored(), blob)
+	body := &readErr{r: blob}
+	http.ServeContent(w, r, "", blob.Stored(), body)
+	if body.err != nil && ctx.Err() == nil {
+		// Verified a moment ago, unreadable now: the response is cut
+		// short (the server closes the connection, the client sees a
+		// truncated body), and the next request fetches it again.
+		_ = g.dropUnreadable(ctx, req, key, body.err)
+	}
 	return nil
 }
+
+// openVerified opens the cached zip under key and checks all of it (each
+// chunk's presence, length and checksum) before any byte is sent.
+func (g *Gate) openVerified(ctx context.Context, key string) (*cache.Blob, error) {
+	blob, err := g.cfg.Cache.OpenBlob(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if err := blob.Verify(); err != nil {
+		blob.Close()
+		return nil, err
+	}
+	return blob, nil
+}
+
+// dropUnreadable handles a cached object that cannot be read back intact
+// (an I/O error, a checksum or SHA-256 mismatch): it is never served but
+// deleted, so that it is fetched again. Online it returns nil and the
+// caller goes on as for a miss; offline it returns the 504 with the
+// reason. An error of the request's own context is returned as it is.
+func (g *Gate) dropUnreadable(ctx context.Context, req Request, key string, rerr error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("reading cache: %w", rerr)
+	}
+	g.log.Warn("cached object unreadable; dropping it", zap.String("key", key), zap.Error(rerr))
+	g.cfg.Metrics.readError(req.Kind)
+	if err := g.cfg.Cache.Delete(context.WithoutCancel(ctx), key); err != nil {
+		g.log.Error("dropping an unreadable cached object", zap.String("key", key), zap.Error(err))
+	}
+	if g.cfg.Offline {
+		return fmt.Errorf("%s: the cached copy was unreadable and is dropped (%v): %w", req.Target(), rerr, ErrOffline)
+	}
+	return nil
+}
+
+// readErr passes reads through and keeps the first error other than EOF.
+type readErr struct {
+	r   io.ReadSeeker
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF && r.err == nil {
+		r.err = err
+	}
+	return n, err
+}
+
+func (r *readErr) Seek(off int64, whence int) (int64, error) { return r.r.Seek(off, whence) }
 
 // fetchZip spools the upstream zip to a file while downloading, checks its
 // hash against the checksum database and only then stores it.

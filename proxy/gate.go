@@ -30,6 +30,8 @@ type Cache interface {
 	OpenBlob(ctx context.Context, key string) (*cache.Blob, error)
 	HasBlob(ctx context.Context, key string) (bool, error)
 	PutBlob(ctx context.Context, key string, r io.Reader, size int64) error
+	// Delete drops an object that could not be read back intact.
+	Delete(ctx context.Context, key string) error
 }
 
 // Witness answers checksum-database requests from verified data.

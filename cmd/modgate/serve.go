@@ -39,6 +39,8 @@ type serveOptions struct {
 	offline                              bool
 	listTTL                              time.Duration
 	cacheMaxSize                         byteSize
+	minFree                              minFree
+	shutdownTimeout                      time.Duration
 	debugListen                          string
 	policy                               string
 	adminTLS                             bool
@@ -46,7 +48,8 @@ type serveOptions struct {
 	parentProxy                          string
 	stallTimeout                         time.Duration
 	witnessInterval                      time.Duration
-	tls                                  tlsOptions // the HTTPS GOPROXY endpoint (tls.go)
+	tls                                  tlsOptions     // the HTTPS GOPROXY endpoint (tls.go)
+	exit                                 func(code int) // ends the process at --shutdown-timeout; nil: os.Exit
 }
 
 func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
@@ -78,6 +81,8 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 	f.StringVar(&o.policy, "policy", "", "policy file (default <data-dir>/policy.yaml, written with a commented default if missing); hand edits take effect within 2s")
 	f.BoolVar(&o.adminTLS, "admin-tls", false, "serve the admin listener over TLS (certificate for modgate.admin from the CA; client certificates from the CA authenticate)")
 	addTLSFlags(f, &o.tls)
+	f.Var(&o.minFree, "min-free", "free space to keep on the cache's filesystem, such as 2GiB, 10% or 2GiB,10% (the larger); below it new objects are refused with 507 and /readyz says degraded (default the larger of 1GiB and 5%)")
+	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM may take: past it modgate exits anyway, logging what it abandoned (the next start recovers from the cache's logs)")
 	f.Var(&o.cacheMaxSize, "cache-max-size", "bound on the cache, such as 20GiB: past it the least recently used zips, .mod, .info and checksum data are evicted (default unbounded)")
 	markList(f, "intercept", "private", "tls-names")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -150,6 +155,9 @@ func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
 	if err := validateServe(o); err != nil {
 		return err
 	}
+	if err := checkWritable(o.dataDir); err != nil {
+		return err
+	}
 	created, vkey, err := initDataDir(o.dataDir, intercept, o.tls.caNames(), dbName)
 	if err != nil {
 		return err
@@ -165,8 +173,18 @@ func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
 		return err
 	}
 	defer g.close()
+	exit := o.exit
+	if exit == nil {
+		exit = os.Exit
+	}
+	clock := startShutdownClock(ctx, o.shutdownTimeout, log, exit)
+	defer clock.stop()
 	g.progress = prog
-	return g.run(ctx, o, log)
+	err = g.run(ctx, o, log)
+	if cerr := g.closeCache(clock, log); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func parseUpstream(s string) (*url.URL, error) {
@@ -240,7 +258,8 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	if err != nil {
 		return nil, err
 	}
-	if g.cache, err = cache.Open(ctx, cache.Config{Dir: filepath.Join(o.dataDir, "cache"), Logger: log, MaxSize: int64(o.cacheMaxSize)}); err != nil {
+	if g.cache, err = cache.Open(ctx, cache.Config{Dir: filepath.Join(o.dataDir, "cache"), Logger: log,
+		MaxSize: int64(o.cacheMaxSize), MinFree: cache.FreeSpace(o.minFree)}); err != nil {
 		return nil, err
 	}
 	var base *url.URL
@@ -361,7 +380,7 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 	}
 	g.egress.AddSelf(aln.Addr())
 	admin := &http.Server{Handler: proxy.AdminHandler(proxy.AdminConfig{
-		Ready: g.server.Ready, CAPEM: g.ca.CertPEM, Verifier: g.verifier,
+		Ready: g.server.Ready, Degraded: g.degraded, CAPEM: g.ca.CertPEM, Verifier: g.verifier,
 		Metrics: promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{}),
 		API: adminAPI(o.dataDir, g.ca.Cert, g.policy, g.audit, g.gate.Facts, log,
 			proxy.NewWitnessAPI(proxy.WitnessAPIConfig{Witness: g.witness, Audit: g.audit, Logger: log.Named("admin")}),
