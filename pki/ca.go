@@ -69,13 +69,18 @@ type CA struct {
 // name must be a lower-case DNS host name: no wildcards, no IP addresses,
 // no trailing dot. Duplicates are dropped; at least one name is required.
 func NewCA(names []string) (*CA, error) {
-	names, err := validateNames(names)
-	if err != nil {
-		return nil, err
-	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("pki: generating CA key: %w", err)
+	}
+	return caForKey(names, key)
+}
+
+// caForKey makes the self-signed CA certificate of NewCA for key.
+func caForKey(names []string, key *ecdsa.PrivateKey) (*CA, error) {
+	names, err := validateNames(names)
+	if err != nil {
+		return nil, err
 	}
 	serial, err := randomSerial()
 	if err != nil {

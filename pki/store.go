@@ -50,16 +50,15 @@ func (ca *CA) Save(dir string) error {
 			return fmt.Errorf("%w: %s", ErrExists, p)
 		}
 	}
-	// The key is written last: a CA is whole once its key is there, and a
-	// certificate alone is what a crash in between leaves (LoadOrCreate
-	// replaces it).
-	if err := writeExclusive(certPath, certPEM, 0o644); err != nil {
+	// The key is written first: a key alone is what a crash in between
+	// leaves, and LoadOrCreate makes its certificate then.
+	if err := writeExclusive(keyPath, keyPEM, 0o600); err != nil {
 		return err
 	}
-	if err := writeExclusive(keyPath, keyPEM, 0o600); err != nil {
-		// The certificate is ours (we just created it) and useless
-		// without its key; do not leave it behind.
-		_ = os.Remove(certPath)
+	if err := writeExclusive(certPath, certPEM, 0o644); err != nil {
+		// The key is ours (we just created it) and useless without its
+		// certificate; do not leave it behind.
+		_ = os.Remove(keyPath)
 		return err
 	}
 	return syncDir(dir)
@@ -218,16 +217,16 @@ func LoadOrCreate(dir string, names []string) (ca *CA, created bool, err error) 
 	}
 	switch {
 	case keyExists && !certExists:
-		// Not what an interrupted Save leaves (the key comes last): a CA
-		// key is never thrown away unasked.
-		return nil, false, fmt.Errorf("pki: incomplete CA in %s: %s without %s (remove %s to make a new CA): %w",
-			dir, KeyFile, CertFile, KeyFile, fs.ErrNotExist)
+		// What an interrupted Save leaves: the key, written first. No one
+		// has seen a certificate for it yet; make it now.
+		ca, err := certifyKey(dir, names)
+		return ca, err == nil, err
+	case certExists && !keyExists:
+		// Not what a crash leaves: a certificate copied without its key
+		// (a client's data directory). Never replaced unasked.
+		return nil, false, fmt.Errorf("pki: %s in %s has no %s (remove it to make a new CA): %w",
+			CertFile, dir, KeyFile, fs.ErrNotExist)
 	case !keyExists:
-		// Nothing, or what an interrupted Save left: a certificate
-		// without its key, never a usable CA. Start again.
-		if err := os.Remove(filepath.Join(dir, CertFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, false, fmt.Errorf("pki: removing the certificate of an incomplete CA: %w", err)
-		}
 		if ca, err = NewCA(names); err != nil {
 			return nil, false, err
 		}
@@ -257,4 +256,27 @@ func exists(path string) (bool, error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("pki: %w", err)
+}
+
+// certifyKey makes and writes the CA certificate for the lone CA key in
+// dir, as NewCA would have.
+func certifyKey(dir string, names []string) (*CA, error) {
+	keyPath := filepath.Join(dir, KeyFile)
+	keyPEM, err := readPrivate(keyPath)
+	if err != nil {
+		return nil, err
+	}
+	key, err := parseKey(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", keyPath, err)
+	}
+	ca, err := caForKey(names, key)
+	if err != nil {
+		return nil, err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw})
+	if err := writeExclusive(filepath.Join(dir, CertFile), certPEM, 0o644); err != nil {
+		return nil, err
+	}
+	return ca, syncDir(dir)
 }

@@ -248,30 +248,32 @@ func TestLoadOrCreate(t *testing.T) {
 			}
 		})
 	}
-	t.Run("incomplete", func(t *testing.T) {
+	t.Run("key without certificate", func(t *testing.T) {
+		// What a crash inside Save leaves: the key is written first.
 		mustRemove(t, filepath.Join(dir, CertFile))
-		_, _, err := LoadOrCreate(dir, testNames)
-		if !errors.Is(err, fs.ErrNotExist) {
-			t.Fatalf("LoadOrCreate = %v, want fs.ErrNotExist", err)
+		got, created, err := LoadOrCreate(dir, testNames)
+		if err != nil || !created {
+			t.Fatalf("LoadOrCreate over a lone key = %v, created %v; want its certificate made", err, created)
 		}
-		if _, err := os.Stat(filepath.Join(dir, CertFile)); err == nil {
-			t.Error("LoadOrCreate wrote a certificate next to an existing key")
+		if !got.Key.Equal(ca.Key) {
+			t.Error("LoadOrCreate replaced the CA key")
+		}
+		if again, err := Load(dir); err != nil || again.Fingerprint() != got.Fingerprint() {
+			t.Errorf("the completed CA does not load: %v", err)
 		}
 	})
 	t.Run("certificate without key", func(t *testing.T) {
-		// What a crash inside Save leaves: the key is written last.
+		// A client's copy of ca.pem: never replaced.
 		d := t.TempDir()
-		first, _, err := LoadOrCreate(d, testNames)
-		if err != nil {
+		cert, _ := os.ReadFile(filepath.Join(dir, CertFile))
+		if err := os.WriteFile(filepath.Join(d, CertFile), cert, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		mustRemove(t, filepath.Join(d, KeyFile))
-		got, created, err := LoadOrCreate(d, testNames)
-		if err != nil || !created || got.Fingerprint() == first.Fingerprint() {
-			t.Fatalf("LoadOrCreate over a lone certificate = %v, created %v; want a new CA", err, created)
+		if _, _, err := LoadOrCreate(d, testNames); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("LoadOrCreate over a lone certificate = %v, want fs.ErrNotExist", err)
 		}
-		if again, err := Load(d); err != nil || again.Fingerprint() != got.Fingerprint() {
-			t.Errorf("the new CA does not load: %v", err)
+		if now, _ := os.ReadFile(filepath.Join(d, CertFile)); string(now) != string(cert) {
+			t.Error("LoadOrCreate replaced a lone certificate")
 		}
 	})
 	t.Run("bad names", func(t *testing.T) {

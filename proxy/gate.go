@@ -85,7 +85,11 @@ type Config struct {
 	Policy func() *policy.Policy
 	// Audit, if set, records would-be denials of report mode.
 	Audit *AuditLog
-	Now   func() time.Time
+	// Public are served at PublicPrefix on the GOPROXY endpoint (not
+	// through interception), so that a client can fetch the CA and the
+	// verifier key from the proxy's own address.
+	Public []PublicFile
+	Now    func() time.Time
 }
 
 // DefaultIntercept is the default list of intercepted hosts.
@@ -144,6 +148,9 @@ func (g *Gate) Intercepts(host string) bool {
 // ServeHTTP serves a GOPROXY or checksum-database request, direct or
 // decrypted from an intercepted connection.
 func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !Intercepted(r.Context()) && g.servePublic(w, r) {
+		return
+	}
 	lw, info := g.startLog(w, r)
 	defer g.endLog(lw, r, info)
 	req, err := g.route(r)

@@ -75,7 +75,9 @@ func (g *Gate) allow(ctx context.Context, mod, vers string) error {
 
 // record counts, logs and (for report mode) audits a decision.
 func (g *Gate) record(ctx context.Context, d policy.Decision, target string, logIt bool) policy.Decision {
-	g.cfg.Metrics.Decided(string(d.Action), d.Rule, !d.Allowed)
+	if logIt { // a decision of the request; not each version a list filters
+		g.cfg.Metrics.Decided(string(d.Action), d.Rule, !d.Allowed)
+	}
 	info := infoFrom(ctx)
 	if logIt && (info.decision == "" || d.Action == policy.Deny) {
 		info.decision, info.rule = string(d.Action), d.Rule

@@ -45,6 +45,7 @@ type Server struct {
 	// tickets keeps session resumption working across the per-connection
 	// clones of tls (see ticketKeys).
 	tickets ticketKeys
+	rejects rejectLog // clients that reject the interception certificate
 
 	egress atomic.Pointer[Egress]
 
@@ -137,6 +138,9 @@ func (s *Server) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Connect
 	}
 	if err != nil {
 		s.gate.cfg.Metrics.Connect("refuse")
+		if statusOf(err) == http.StatusForbidden {
+			s.gate.cfg.Metrics.egressRefused()
+		}
 		ctx.Resp = errorResponse(ctx.Req, err)
 		return &goproxy.ConnectAction{Action: goproxy.ConnectReject}, host
 	}
@@ -155,10 +159,16 @@ func (s *Server) onPlainProxy(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Req
 	}
 	if err != nil {
 		e.logRefused("forward", r.RemoteAddr, Target{Host: r.URL.Host}, "", policy.Decision{}, time.Now(), err)
+		if statusOf(err) == http.StatusForbidden {
+			s.gate.cfg.Metrics.egressRefused()
+		}
 		return r, errorResponse(r, err)
 	}
 	resp, err := e.Forward(r, r.RemoteAddr, t)
 	if err != nil {
+		if statusOf(err) == http.StatusForbidden {
+			s.gate.cfg.Metrics.egressRefused()
+		}
 		return r, errorResponse(r, err)
 	}
 	return r, resp
@@ -203,8 +213,13 @@ func (s *Server) intercept(req *http.Request, client net.Conn, ctx *goproxy.Prox
 		}
 		return get(hello)
 	}
-	if !s.conns.push(tls.Server(client, cfg)) {
-		client.Close()
+	tc := tls.Server(client, cfg)
+	if err := s.handshake(req.Context(), tc, req.RemoteAddr, host); err != nil {
+		tc.Close()
+		return
+	}
+	if !s.conns.push(tc) {
+		tc.Close()
 	}
 }
 

@@ -62,6 +62,12 @@ func (e *Egress) logRefused(what, client string, t Target, resolved string, d po
 	}
 	fields := append(logFields(client, t, resolved, d, decision),
 		zap.Int("status", statusOf(err)), zap.Duration("duration", time.Since(start)), zap.Error(err))
+	if decision == "refuse" {
+		// A client sees only "403" (git: "CONNECT tunnel failed"); the
+		// operator needs the line, the rule and what to change.
+		e.log.Warn(what, append(fields, zap.String("hint", refusalHint(err)))...)
+		return
+	}
 	e.log.Info(what, fields...)
 }
 

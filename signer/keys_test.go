@@ -60,18 +60,71 @@ func TestLoadKeyRefusesReadableSecret(t *testing.T) {
 }
 
 // TestCreateKeyAfterInterruption starts from what a crash inside CreateKey
-// leaves, a verifier key without its signer key: a new key is made.
+// leaves, a signer key without its verifier key: CreateKey writes the
+// verifier key of that signer key. A lone verifier key is left alone.
 func TestCreateKeyAfterInterruption(t *testing.T) {
 	dir := t.TempDir()
-	stale := "sum.golang.org+00000000+AaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaA\n"
-	if err := os.WriteFile(filepath.Join(dir, VerifierKeyFile), []byte(stale), 0o644); err != nil {
+	vkey, _, err := CreateKey(dir, "sum.golang.org")
+	if err != nil {
 		t.Fatal(err)
 	}
-	vkey, created, err := CreateKey(dir, "sum.golang.org")
-	if err != nil || !created || vkey+"\n" == stale {
-		t.Fatalf("CreateKey over a lone verifier key: %q created=%v err=%v", vkey, created, err)
+	if err := os.Remove(filepath.Join(dir, VerifierKeyFile)); err != nil {
+		t.Fatal(err)
+	}
+	again, created, err := CreateKey(dir, "sum.golang.org")
+	if err != nil || !created || again != vkey {
+		t.Fatalf("CreateKey over a lone signer key: %q created=%v err=%v; want %q", again, created, err, vkey)
 	}
 	if _, loaded, err := LoadKey(dir); err != nil || loaded != vkey {
 		t.Fatalf("LoadKey: %q %v", loaded, err)
+	}
+	pubOnly := t.TempDir()
+	if err := os.WriteFile(filepath.Join(pubOnly, VerifierKeyFile), []byte(vkey+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := CreateKey(pubOnly, "sum.golang.org"); err == nil {
+		t.Error("CreateKey over a lone verifier key succeeded")
+	}
+	if b, _ := os.ReadFile(filepath.Join(pubOnly, VerifierKeyFile)); string(b) != vkey+"\n" {
+		t.Error("CreateKey replaced a lone verifier key")
+	}
+}
+
+func TestLoadVerifierNeedsOnlyNotePub(t *testing.T) {
+	dir := t.TempDir()
+	vkey, _, err := CreateKey(dir, "sum.golang.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubOnly := t.TempDir()
+	if err := os.WriteFile(filepath.Join(pubOnly, VerifierKeyFile), []byte(vkey+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bad, VerifierKeyFile), []byte("not a key\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, dir, want string
+		wantErr         string
+	}{
+		{"full data directory", dir, vkey, ""},
+		{"note.pub alone", pubOnly, vkey, ""},
+		{"no note.pub", t.TempDir(), "", "reading the verifier key"},
+		{"invalid note.pub", bad, "", "parsing"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := LoadVerifier(tc.dir)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("LoadVerifier: %q, %v; want an error with %q", got, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("LoadVerifier: %q, %v; want %q", got, err, tc.want)
+			}
+		})
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -192,23 +191,4 @@ func checkRecovers(t *testing.T, dir string, cp crashPoint, rerun func(*testing.
 		t.Errorf("after a crash at %s %s, the admin token: %q %v", cp.syscall, cp.path, tok, err)
 	}
 	startGate(t, dir, "--offline").stop()
-}
-
-// lockedBuffer is a strings.Builder that a command writes to while the
-// test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

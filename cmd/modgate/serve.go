@@ -98,6 +98,7 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 	f.Var(&o.minFree, "min-free", "free space to keep on the cache's filesystem, such as 2GiB, 10% or 2GiB,10% (the larger); below it new objects are refused with 507 and /readyz says degraded (default the larger of 1GiB and 5%)")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM may take: past it modgate exits anyway, logging what it abandoned (the next start recovers from the cache's logs)")
 	f.Var(&o.cacheMaxSize, "cache-max-size", "bound on the cache, such as 20GiB: past it the least recently used zips, .mod, .info and checksum data are evicted (default unbounded)")
+	markList(f, "intercept", "private", "tls-names")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if !f.Changed("config") {
 			o.config = getenv("MODGATE_CONFIG")
@@ -130,6 +131,8 @@ func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
 	}
 	ec := zap.NewProductionEncoderConfig()
 	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	// One unit for every duration in the logs: milliseconds, as upstream_ms.
+	ec.EncodeDuration = zapcore.MillisDurationEncoder
 	var enc zapcore.Encoder
 	switch format {
 	case "json":
@@ -163,6 +166,9 @@ func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
 	intercept := splitList(o.intercept)
 	if o.tls.nameList, err = o.tls.tlsNames(intercept); err != nil {
 		return usageError{err}
+	}
+	if err := validateServe(o); err != nil {
+		return err
 	}
 	if err := checkWritable(o.dataDir); err != nil {
 		return err
@@ -300,13 +306,13 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	gate, err := proxy.New(proxy.Config{
 		Upstream: upstreamURL, HTTPClient: client, Cache: g.cache, Witness: w, Intercept: intercept,
 		Private: splitList(o.private), Offline: o.offline, ListTTL: o.listTTL, SpoolDir: spool, Logger: log.Named("access"),
-		Metrics: g.metrics, Policy: g.policy.Current, Audit: g.audit,
+		Metrics: g.metrics, Policy: g.policy.Current, Audit: g.audit, Public: publicFiles(g.ca.CertPEM, verifier),
 	})
 	if err != nil {
 		g.close()
 		return nil, err
 	}
-	if g.leaves, err = pki.NewLeaves(ctx, pki.LeavesConfig{CA: g.ca, Dir: o.dataDir, Allow: o.tls.allow(gate.Intercepts), Logger: log.Named("certs")}); err != nil {
+	if g.leaves, err = pki.NewLeaves(ctx, pki.LeavesConfig{CA: g.ca, Dir: o.dataDir, Allow: o.tls.allow(gate.Intercepts), Logger: libraryLogger(log.Named("certs"))}); err != nil {
 		g.close()
 		return nil, err
 	}
@@ -320,6 +326,15 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	g.server.SetLimits(proxy.Limits{WriteIdle: o.writeIdle, MaxConnects: o.maxConnects})
 	g.registry.MustRegister(proxy.NewCollector(g.cache, w))
 	return g, nil
+}
+
+// publicFiles are the files the proxy listener serves to clients at
+// /.modgate/: the CA certificate and the verifier key, both public.
+func publicFiles(caPEM []byte, verifier string) []proxy.PublicFile {
+	return []proxy.PublicFile{
+		{Name: proxy.PublicCA, ContentType: "application/x-pem-file", Body: caPEM},
+		{Name: proxy.PublicVerifier, ContentType: "text/plain; charset=utf-8", Body: []byte(verifier + "\n")},
+	}
 }
 
 // cleanSpool makes the spool directory and removes zips that a killed
