@@ -97,7 +97,7 @@ func (g *Gate) endLog(w *logWriter, r *http.Request, info *reqInfo) {
 	if r.TLS != nil {
 		via = "goproxy-tls"
 	}
-	if Intercepted(r.Context()) {
+	if intercepted(r.Context()) {
 		via = "intercept"
 	}
 	info.mu.Lock()

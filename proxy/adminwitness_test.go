@@ -10,10 +10,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modgate/modgate/proxy/admin"
+	"github.com/modgate/modgate/proxy/audit"
 	"github.com/modgate/modgate/signer"
 )
 
-// TestWitnessAPI checks the witness admin API behind RequireAdmin: the
+// TestWitnessAPI checks the witness admin API behind admin.RequireAuth: the
 // status before and after a fork, clearing the evidence (audited, kept),
 // and refusing callers without the token.
 func TestWitnessAPI(t *testing.T) {
@@ -22,10 +24,10 @@ func TestWitnessAPI(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("t0ken\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	audit := NewAuditLog(tg.cache)
+	audit := audit.New(tg.cache)
 	mux := http.NewServeMux()
-	NewWitnessAPI(WitnessAPIConfig{Witness: tg.witness, Audit: audit}).Register(mux)
-	srv := httptest.NewServer(RequireAdmin(tokenFile, nil, mux))
+	admin.NewWitnessAPI(admin.WitnessAPIConfig{Witness: tg.witness, Audit: audit}).Register(mux)
+	srv := httptest.NewServer(admin.RequireAuth(tokenFile, nil, mux))
 	defer srv.Close()
 	call := func(method, path, token, body string) (int, []byte) {
 		t.Helper()
@@ -68,7 +70,7 @@ func TestWitnessAPI(t *testing.T) {
 		t.Fatal("an unauthenticated call cleared the fork")
 	}
 	code, body := call("POST", "/api/v1/witness/clear-fork", "t0ken", `{"reason": "checked with the sumdb operators"}`)
-	var resp ClearForkResponse
+	var resp admin.ClearForkResponse
 	if code != 200 || json.Unmarshal(body, &resp) != nil || len(resp.Cleared) != 1 || resp.Status.Forked || len(resp.Status.Cleared) != 1 {
 		t.Fatalf("clear-fork: %d %s", code, body)
 	}

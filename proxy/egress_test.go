@@ -22,6 +22,7 @@ import (
 
 	"github.com/modgate/modgate/pki"
 	"github.com/modgate/modgate/policy"
+	"github.com/modgate/modgate/proxy/egress"
 )
 
 // fakeResolver maps names to addresses; other names do not exist.
@@ -39,7 +40,7 @@ func (r fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Ad
 	return out, nil
 }
 
-// hostRules is a HostPolicy: "host:port" → action; anything else is denied
+// hostRules is a egress.HostPolicy: "host:port" → action; anything else is denied
 // by rule "default". Report makes denials WouldDeny.
 type hostRules struct {
 	rules  map[string]policy.Action
@@ -86,12 +87,12 @@ type egressServer struct {
 	fake *testGate
 }
 
-func startEgressServer(t *testing.T, cfg EgressConfig) *egressServer {
+func startEgressServer(t *testing.T, cfg egress.Config) *egressServer {
 	t.Helper()
 	tg := newTestGate(t, nil, gateOptions{})
 	core, logs := observer.New(zapcore.DebugLevel)
 	cfg.Logger = zap.New(core)
-	e, err := NewEgress(cfg)
+	e, err := egress.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,10 +172,10 @@ func TestEgressConnect(t *testing.T) {
 		allowAll[h+":"+ep] = policy.Allow
 		allowAll[h+":443"] = policy.Allow
 	}
-	loopback, _ := ParseRanges([]string{"127.0.0.0/8"})
+	loopback, _ := egress.ParseRanges([]string{"127.0.0.0/8"})
 	tests := []struct {
 		name     string
-		policy   HostPolicy
+		policy   egress.HostPolicy
 		allow    []netip.Prefix
 		target   string
 		want     int
@@ -210,11 +211,11 @@ func TestEgressConnect(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var pol func() HostPolicy
+			var pol func() egress.HostPolicy
 			if tt.policy != nil {
-				pol = func() HostPolicy { return tt.policy }
+				pol = func() egress.HostPolicy { return tt.policy }
 			}
-			s := startEgressServer(t, EgressConfig{Policy: pol, AllowRanges: tt.allow, Resolver: resolver})
+			s := startEgressServer(t, egress.Config{Policy: pol, AllowRanges: tt.allow, Resolver: resolver})
 			r, c, br := s.connect(t, tt.target)
 			if tt.want != 200 && tt.wantBody == nil {
 				if r.status != tt.want {
@@ -290,9 +291,9 @@ func waitLog(t *testing.T, logs *observer.ObservedLogs, msg string, ok func(map[
 // TestEgressRefusesItself checks that a tunnel to the gate's own listener
 // is refused even when --allow-range opens loopback.
 func TestEgressRefusesItself(t *testing.T) {
-	loopback, _ := ParseRanges([]string{"127.0.0.0/8", "::1/128"})
+	loopback, _ := egress.ParseRanges([]string{"127.0.0.0/8", "::1/128"})
 	allowAny := hostRules{report: true}
-	s := startEgressServer(t, EgressConfig{Policy: func() HostPolicy { return allowAny }, AllowRanges: loopback})
+	s := startEgressServer(t, egress.Config{Policy: func() egress.HostPolicy { return allowAny }, AllowRanges: loopback})
 	r, _, _ := s.connect(t, s.addr)
 	checkErrorBody(t, "CONNECT to itself", r, 403, "modgate's own listening address", "loop back into the gate")
 }
@@ -300,9 +301,9 @@ func TestEgressRefusesItself(t *testing.T) {
 // TestEgressIdleTunnel checks that a tunnel with no traffic is closed.
 func TestEgressIdleTunnel(t *testing.T) {
 	host, port := echoServer(t)
-	loopback, _ := ParseRanges([]string{"127.0.0.0/8"})
+	loopback, _ := egress.ParseRanges([]string{"127.0.0.0/8"})
 	allowAny := hostRules{report: true}
-	s := startEgressServer(t, EgressConfig{Policy: func() HostPolicy { return allowAny }, AllowRanges: loopback, IdleTimeout: 200 * time.Millisecond})
+	s := startEgressServer(t, egress.Config{Policy: func() egress.HostPolicy { return allowAny }, AllowRanges: loopback, IdleTimeout: 200 * time.Millisecond})
 	r, c, br := s.connect(t, net.JoinHostPort(host, fmt.Sprint(port)))
 	if r.status != 200 {
 		t.Fatalf("CONNECT: %d %s", r.status, r.body)
@@ -333,8 +334,8 @@ func TestEgressForward(t *testing.T) {
 	port := tu.Port()
 	resolver := fakeResolver{"site.test": {"127.0.0.1"}, "private.test": {"10.0.0.7"}}
 	rules := hostRules{rules: map[string]policy.Action{"site.test:" + port: policy.Allow, "private.test:80": policy.Allow}}
-	loopback, _ := ParseRanges([]string{"127.0.0.0/8"})
-	s := startEgressServer(t, EgressConfig{Policy: func() HostPolicy { return rules }, AllowRanges: loopback, Resolver: resolver})
+	loopback, _ := egress.ParseRanges([]string{"127.0.0.0/8"})
+	s := startEgressServer(t, egress.Config{Policy: func() egress.HostPolicy { return rules }, AllowRanges: loopback, Resolver: resolver})
 	proxyURL := &url.URL{Scheme: "http", Host: s.addr}
 	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
 	tests := []struct {

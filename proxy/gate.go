@@ -20,6 +20,8 @@ import (
 
 	"github.com/modgate/modgate/cache"
 	"github.com/modgate/modgate/policy"
+	"github.com/modgate/modgate/proxy/audit"
+	"github.com/modgate/modgate/proxy/egress"
 )
 
 // Cache is the store of verified objects. *cache.Store satisfies it.
@@ -70,7 +72,7 @@ type Config struct {
 	// Policy returns the module policy in force; nil allows everything.
 	Policy func() *policy.Policy
 	// Audit, if set, records would-be denials of report mode.
-	Audit *AuditLog
+	Audit *audit.Log
 	Now   func() time.Time
 }
 
@@ -122,6 +124,10 @@ func New(cfg Config) (*Gate, error) {
 	return &Gate{cfg: cfg, up: up, log: cfg.Logger}, nil
 }
 
+// metrics returns the gate's metrics (nil records nothing), which the
+// Server shares for its CONNECT counts.
+func (g *Gate) metrics() *Metrics { return g.cfg.Metrics }
+
 // Intercepts reports whether CONNECTs to host are intercepted.
 func (g *Gate) Intercepts(host string) bool {
 	return slices.Contains(g.cfg.Intercept, strings.ToLower(host))
@@ -158,36 +164,31 @@ func (g *Gate) route(r *http.Request) (Request, error) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return Request{}, badRequest("method %s not allowed: only GET and HEAD", r.Method)
 	}
-	if Intercepted(r.Context()) { // decrypted from an intercepted CONNECT
-		host := hostOnly(r.Host)
-		if !g.Intercepts(host) {
-			return Request{}, badRequest("host %q is not intercepted", host)
+	if intercepted(r.Context()) { // decrypted from an intercepted CONNECT
+		t, err := egress.ParseTarget(r.Host, 443)
+		if err != nil {
+			return Request{}, badRequest("host %q is not intercepted", r.Host)
 		}
-		if host == g.cfg.Witness.Name() {
-			return RouteSumDB(host, r.URL.Path)
+		if !g.Intercepts(t.Host) {
+			return Request{}, badRequest("host %q is not intercepted", t.Host)
+		}
+		if t.Host == g.cfg.Witness.Name() {
+			return routeSumDB(t.Host, r.URL.Path)
 		}
 	}
-	return Route(r.URL.Path)
+	return parsePath(r.URL.Path)
 }
 
 // interceptedKey marks the context of requests decrypted from an
 // intercepted CONNECT.
 type interceptedKey struct{}
 
-// Intercepted reports whether a request's context is that of a request
+// intercepted reports whether a request's context is that of a request
 // decrypted from an intercepted CONNECT (rather than a direct GOPROXY
 // request, over plain HTTP or TLS).
-func Intercepted(ctx context.Context) bool {
+func intercepted(ctx context.Context) bool {
 	v, _ := ctx.Value(interceptedKey{}).(bool)
 	return v
-}
-
-// hostOnly strips a port from host.
-func hostOnly(host string) string {
-	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
-		host = host[:i]
-	}
-	return strings.ToLower(strings.Trim(host, "[]"))
 }
 
 // shared runs fn once for all concurrent callers with the same key, in a

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/modgate/modgate/policy"
+	"github.com/modgate/modgate/proxy/egress"
 )
 
 // fakeParent is a corporate parent proxy: it requires Basic
@@ -32,7 +34,7 @@ type fakeParent struct {
 
 func startParent(t *testing.T, dns map[string]string) *fakeParent {
 	t.Helper()
-	p := &fakeParent{auth: basicAuth(url.UserPassword("corp", "s3cret")), dns: dns}
+	p := &fakeParent{auth: "Basic " + base64.StdEncoding.EncodeToString([]byte("corp:s3cret")), dns: dns}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +130,7 @@ func TestEgressParentProxy(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			before := len(parent.log())
-			s := startEgressServer(t, EgressConfig{Policy: func() HostPolicy { return rules }, Resolver: resolver, ParentProxy: tt.parent})
+			s := startEgressServer(t, egress.Config{Policy: func() egress.HostPolicy { return rules }, Resolver: resolver, ParentProxy: tt.parent})
 			r, c, br := s.connect(t, tt.target)
 			seen := strings.Join(parent.log()[before:], "\n")
 			if tt.wantSeen == "" && seen != "" {
@@ -156,7 +158,7 @@ func TestEgressParentProxy(t *testing.T) {
 	}
 	t.Run("plain http through the parent", func(t *testing.T) {
 		before := len(parent.log())
-		s := startEgressServer(t, EgressConfig{Policy: func() HostPolicy { return rules }, Resolver: resolver, ParentProxy: parent.url})
+		s := startEgressServer(t, egress.Config{Policy: func() egress.HostPolicy { return rules }, Resolver: resolver, ParentProxy: parent.url})
 		client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: s.addr})}}
 		resp, err := client.Get("http://site.test:" + sitePort + "/x")
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/semver"
 
 	"github.com/modgate/modgate/policy"
+	"github.com/modgate/modgate/proxy/audit"
 )
 
 // ErrDenied is wrapped by every policy refusal.
@@ -83,7 +84,7 @@ func (g *Gate) record(ctx context.Context, d policy.Decision, target string, log
 	if d.WouldDeny && logIt && g.firstWouldDeny(target, d.Rule) {
 		g.log.Warn("policy would deny (report mode)", zap.String("target", target), zap.String("rule", d.Rule), zap.String("reason", d.Reason))
 		if g.cfg.Audit != nil {
-			entry := AuditEntry{Time: g.cfg.Now(), Who: "gate", Action: AuditWouldDeny, Subject: target, Rule: d.Rule, Reason: d.Reason}
+			entry := audit.Entry{Time: g.cfg.Now(), Who: "gate", Action: audit.WouldDeny, Subject: target, Rule: d.Rule, Reason: d.Reason}
 			if err := g.cfg.Audit.Append(context.WithoutCancel(ctx), entry); err != nil {
 				g.log.Error("cannot audit a would-be denial", zap.Error(err))
 			}

@@ -57,9 +57,9 @@ func TestRoute(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
-			got, err := Route(tt.path)
+			got, err := parsePath(tt.path)
 			if err != nil {
-				t.Errorf("Route(%q): %v", tt.path, err)
+				t.Errorf("parsePath(%q): %v", tt.path, err)
 				return
 			}
 			checkRequest(t, got, tt.want)
@@ -90,9 +90,9 @@ func TestRouteSumDB(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
-			got, err := RouteSumDB(tt.db, tt.path)
+			got, err := routeSumDB(tt.db, tt.path)
 			if err != nil {
-				t.Fatalf("RouteSumDB(%q, %q): %v", tt.db, tt.path, err)
+				t.Fatalf("routeSumDB(%q, %q): %v", tt.db, tt.path, err)
 			}
 			checkRequest(t, got, tt.want)
 		})
@@ -171,18 +171,18 @@ func TestRouteInvalid(t *testing.T) {
 	}...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Route(tt.path)
+			got, err := parsePath(tt.path)
 			if err == nil {
-				t.Fatalf("Route(%q) = %+v, want an error", tt.path, got)
+				t.Fatalf("parsePath(%q) = %+v, want an error", tt.path, got)
 			}
 			if !errors.Is(err, ErrBadRequest) {
-				t.Errorf("Route(%q): %v: does not wrap ErrBadRequest", tt.path, err)
+				t.Errorf("parsePath(%q): %v: does not wrap ErrBadRequest", tt.path, err)
 			}
 			if !strings.Contains(err.Error(), tt.wantMsg) {
-				t.Errorf("Route(%q): %q, want a message mentioning %q", tt.path, err, tt.wantMsg)
+				t.Errorf("parsePath(%q): %q, want a message mentioning %q", tt.path, err, tt.wantMsg)
 			}
 			if got != (Request{}) {
-				t.Errorf("Route(%q) returned %+v with its error, want the zero Request", tt.path, got)
+				t.Errorf("parsePath(%q) returned %+v with its error, want the zero Request", tt.path, got)
 			}
 		})
 	}
@@ -202,8 +202,8 @@ func TestRouteSumDBInvalid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.db+tt.path, func(t *testing.T) {
-			if _, err := RouteSumDB(tt.db, tt.path); !errors.Is(err, ErrBadRequest) {
-				t.Errorf("RouteSumDB(%q, %q) = %v, want an error wrapping ErrBadRequest", tt.db, tt.path, err)
+			if _, err := routeSumDB(tt.db, tt.path); !errors.Is(err, ErrBadRequest) {
+				t.Errorf("routeSumDB(%q, %q) = %v, want an error wrapping ErrBadRequest", tt.db, tt.path, err)
 			}
 		})
 	}

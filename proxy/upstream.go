@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+
+	"github.com/modgate/modgate/internal/httperr"
 )
 
 // Limits on upstream answers.
@@ -45,19 +47,9 @@ func (u *upstream) get(ctx context.Context, path string) (*http.Response, error)
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
-		return nil, &UpstreamError{URL: redact(&target), Status: resp.StatusCode, Body: firstLine(resp)}
+		return nil, &UpstreamError{URL: redact(&target), Status: resp.StatusCode, Body: httperr.FirstLine(resp)}
 	}
 	return resp, nil
-}
-
-// firstLine returns the first line of a short text body, for messages.
-func firstLine(resp *http.Response) string {
-	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
-		return ""
-	}
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
-	return line
 }
 
 // fetch returns a whole small body, refusing one over maxSmallBody.

@@ -20,7 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modgate/modgate/pki"
-	"github.com/modgate/modgate/proxy"
+	"github.com/modgate/modgate/proxy/admin"
 	"github.com/modgate/modgate/signer"
 )
 
@@ -113,7 +113,7 @@ func (o *adminOptions) tlsConfig() (*tls.Config, error) {
 // apiCallError is an error answer of the admin API.
 type apiCallError struct {
 	Status int
-	Body   proxy.APIError
+	Body   admin.APIError
 	hint   string
 }
 

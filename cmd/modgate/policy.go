@@ -17,7 +17,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modgate/modgate/policy"
-	"github.com/modgate/modgate/proxy"
+	"github.com/modgate/modgate/proxy/admin"
+	"github.com/modgate/modgate/proxy/audit"
 )
 
 // policyFile is the policy's file name in the data directory.
@@ -136,12 +137,12 @@ func policyRuleCmd(getenv env, stdout io.Writer, action policy.Action) *cobra.Co
 				return usageError{errors.New("deny needs --reason (a CVE, a ticket, a sentence)")}
 			}
 			pattern, constraint := splitPattern(args[0])
-			req := proxy.AddRuleRequest{Rule: policy.Rule{ID: id, Action: action, Module: pattern, Versions: constraint, Reason: reason}}
+			req := admin.AddRuleRequest{Rule: policy.Rule{ID: id, Action: action, Module: pattern, Versions: constraint, Reason: reason}}
 			if cmd.Flags().Changed("position") {
 				req.Position = &position
 			}
 			body, _ := json.Marshal(req)
-			var resp proxy.AddRuleResponse
+			var resp admin.AddRuleResponse
 			data, err := c.do(cmd.Context(), http.MethodPost, "/api/v1/policy/rules", "application/json", body, &resp)
 			if err != nil {
 				return err
@@ -201,8 +202,8 @@ func policyTestCmd(getenv env, stdout io.Writer) *cobra.Command {
 				return usageError{fmt.Errorf("%q: want MODULE@VERSION, such as example.com/m@v1.2.3", args[0])}
 			}
 			mod, version := args[0][:i], args[0][i+1:]
-			body, _ := json.Marshal(proxy.TestRequest{Module: mod, Version: version})
-			var resp proxy.TestResponse
+			body, _ := json.Marshal(admin.TestRequest{Module: mod, Version: version})
+			var resp admin.TestResponse
 			data, err := c.do(cmd.Context(), http.MethodPost, "/api/v1/policy/test", "application/json", body, &resp)
 			if err != nil {
 				return err
@@ -220,7 +221,7 @@ func policyTestCmd(getenv env, stdout io.Writer) *cobra.Command {
 }
 
 // printTest prints a decision as "key: value" lines.
-func printTest(w io.Writer, r *proxy.TestResponse) {
+func printTest(w io.Writer, r *admin.TestResponse) {
 	d := r.Decision
 	verdict := "allowed"
 	switch {
@@ -299,7 +300,7 @@ func policyLogCmd(getenv env, stdout io.Writer) *cobra.Command {
 	var limit int
 	cmd := adminCommand(getenv, "log", "Print the audit log (policy changes, hand edits, would-be denials, fork clearings), newest last", cobra.NoArgs,
 		func(cmd *cobra.Command, c *adminClient, o *adminOptions, _ []string) error {
-			var resp map[string][]proxy.AuditEntry
+			var resp map[string][]audit.Entry
 			data, err := c.do(cmd.Context(), http.MethodGet, fmt.Sprintf("/api/v1/audit?limit=%d", limit), "", nil, &resp)
 			if err != nil {
 				return err

@@ -15,7 +15,8 @@ import (
 	"github.com/modgate/modgate/cache"
 	"github.com/modgate/modgate/pki"
 	"github.com/modgate/modgate/policy"
-	"github.com/modgate/modgate/proxy"
+	"github.com/modgate/modgate/proxy/admin"
+	"github.com/modgate/modgate/proxy/audit"
 )
 
 const policyTestToken = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -51,10 +52,10 @@ func newPolicyGate(t *testing.T, withToken bool) *policyGate {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	api := proxy.NewPolicyAPI(proxy.PolicyAPIConfig{File: g.file, Audit: proxy.NewAuditLog(store)})
+	api := admin.NewPolicyAPI(admin.PolicyAPIConfig{File: g.file, Audit: audit.New(store)})
 	mux := http.NewServeMux()
 	api.Register(mux)
-	g.handler = proxy.RequireAdmin(filepath.Join(g.dataDir, adminTokenFile), nil, mux)
+	g.handler = admin.RequireAuth(filepath.Join(g.dataDir, adminTokenFile), nil, mux)
 	srv := httptest.NewServer(g.handler)
 	t.Cleanup(srv.Close)
 	g.url = srv.URL
@@ -133,7 +134,7 @@ func ruleList(p *policy.Policy) string {
 
 func TestPolicyCLIJSON(t *testing.T) {
 	g := newPolicyGate(t, true)
-	var added proxy.AddRuleResponse
+	var added admin.AddRuleResponse
 	cliJSON(t, g, &added, "deny", "example.com/bad@v1.0.0, v1.1.0", "--reason", "bad", "--id", "two")
 	if added.Rule.ID != "two" || added.Rule.Versions != "v1.0.0, v1.1.0" {
 		t.Errorf("deny --json: %+v", added)
@@ -143,14 +144,14 @@ func TestPolicyCLIJSON(t *testing.T) {
 	if len(p.Rules) != 1 || p.Mode != policy.Enforce {
 		t.Errorf("list --json: %+v", p)
 	}
-	var test proxy.TestResponse
+	var test admin.TestResponse
 	code, stdout, _ := g.cli(t, nil, "test", "example.com/bad@v1.1.0", "--json")
 	if err := json.Unmarshal([]byte(stdout), &test); err != nil || code != exitFail || test.Decision.Allowed || test.Decision.Rule != "two" {
 		t.Errorf("test --json: exit %d, %+v, %v", code, test, err)
 	}
-	var log map[string][]proxy.AuditEntry
+	var log map[string][]audit.Entry
 	cliJSON(t, g, &log, "log")
-	if e := log["entries"]; len(e) != 1 || e[0].Action != proxy.AuditAdd || e[0].Rule != "two" || e[0].Reason != "bad" || !strings.Contains(e[0].After, "id: two") {
+	if e := log["entries"]; len(e) != 1 || e[0].Action != audit.PolicyAdd || e[0].Rule != "two" || e[0].Reason != "bad" || !strings.Contains(e[0].After, "id: two") {
 		t.Errorf("log --json: %+v", log)
 	}
 	var removed map[string]policy.Rule
@@ -334,8 +335,8 @@ func TestPolicyCLIClientCertificate(t *testing.T) {
 	}
 	pool := tlsCfg.ClientCAs
 	mux := http.NewServeMux()
-	proxy.NewPolicyAPI(proxy.PolicyAPIConfig{File: g.file}).Register(mux)
-	srv := httptest.NewUnstartedServer(proxy.RequireAdmin(filepath.Join(g.dataDir, adminTokenFile), pool, mux))
+	admin.NewPolicyAPI(admin.PolicyAPIConfig{File: g.file}).Register(mux)
+	srv := httptest.NewUnstartedServer(admin.RequireAuth(filepath.Join(g.dataDir, adminTokenFile), pool, mux))
 	srv.TLS = tlsCfg
 	srv.StartTLS()
 	defer srv.Close()

@@ -26,6 +26,9 @@ import (
 	"github.com/modgate/modgate/pki"
 	"github.com/modgate/modgate/policy"
 	"github.com/modgate/modgate/proxy"
+	"github.com/modgate/modgate/proxy/admin"
+	"github.com/modgate/modgate/proxy/audit"
+	"github.com/modgate/modgate/proxy/egress"
 	"github.com/modgate/modgate/signer"
 )
 
@@ -174,12 +177,12 @@ type gateParts struct {
 	leaves   *pki.Leaves
 	ca       *pki.CA
 	server   *proxy.Server
-	egress   *proxy.Egress
+	egress   *egress.Egress
 	verifier string // the enterprise verifier key, served at /verifier.txt
 	progress progress
 	policy   *policy.File // the policy in force
 	witness  *signer.Witness
-	audit    *proxy.AuditLog
+	audit    *audit.Log
 	gate     *proxy.Gate
 }
 
@@ -253,7 +256,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 		g.close()
 		return nil, err
 	}
-	g.audit = proxy.NewAuditLog(g.cache)
+	g.audit = audit.New(g.cache)
 	gate, err := proxy.New(proxy.Config{
 		Upstream: upstreamURL, HTTPClient: client, Cache: g.cache, Witness: w, Intercept: intercept,
 		Private: splitList(o.private), Offline: o.offline, ListTTL: o.listTTL, SpoolDir: spool, Logger: log.Named("access"),
@@ -336,12 +339,12 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 		return err
 	}
 	g.egress.AddSelf(aln.Addr())
-	admin := &http.Server{Handler: proxy.AdminHandler(proxy.AdminConfig{
+	admin := &http.Server{Handler: admin.Handler(admin.Config{
 		Ready: g.server.Ready, CAPEM: g.ca.CertPEM, Verifier: g.verifier,
 		Metrics: promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{}),
 		API: adminAPI(o.dataDir, g.ca.Cert, g.policy, g.audit, g.gate.Facts, log,
-			proxy.NewWitnessAPI(proxy.WitnessAPIConfig{Witness: g.witness, Audit: g.audit, Logger: log.Named("admin")}),
-			proxy.CacheAPI{Stats: g.cache, Metrics: g.metrics}),
+			admin.NewWitnessAPI(admin.WitnessAPIConfig{Witness: g.witness, Audit: g.audit, Logger: log.Named("admin")}),
+			admin.CacheAPI{Stats: g.cache, Traffic: g.metrics}),
 	}), ReadHeaderTimeout: 10 * time.Second}
 	go admin.Serve(aln)
 	defer admin.Close()

@@ -15,6 +15,8 @@ import (
 
 	"github.com/modgate/modgate/cache"
 	"github.com/modgate/modgate/proxy"
+	"github.com/modgate/modgate/proxy/admin"
+	"github.com/modgate/modgate/proxy/audit"
 	"github.com/modgate/modgate/signer"
 )
 
@@ -65,8 +67,8 @@ func witnessClearForkCmd(getenv env, stdout io.Writer) *cobra.Command {
 	var reason string
 	cmd := witnessCommand(getenv, "clear-fork", "Mark the fork evidence as cleared (it is kept) and let checksum-database traffic through again",
 		func(cmd *cobra.Command, c *adminClient, o *adminOptions) error {
-			body, _ := json.Marshal(proxy.ClearForkRequest{Reason: reason})
-			var resp proxy.ClearForkResponse
+			body, _ := json.Marshal(admin.ClearForkRequest{Reason: reason})
+			var resp admin.ClearForkResponse
 			_, err := c.do(cmd.Context(), "POST", "/api/v1/witness/clear-fork", "application/json", body, &resp)
 			if offlineFallback(cmd, err) {
 				resp, err = offlineClearFork(cmd.Context(), o.dataDir, reason)
@@ -129,10 +131,10 @@ func offlineStatus(ctx context.Context, dataDir string) (signer.Status, error) {
 	return signer.ReadStatus(ctx, proxy.WitnessStore{Cache: st}, name)
 }
 
-func offlineClearFork(ctx context.Context, dataDir, reason string) (proxy.ClearForkResponse, error) {
+func offlineClearFork(ctx context.Context, dataDir, reason string) (admin.ClearForkResponse, error) {
 	st, name, err := openCacheOffline(ctx, dataDir)
 	if err != nil {
-		return proxy.ClearForkResponse{}, err
+		return admin.ClearForkResponse{}, err
 	}
 	defer st.Close()
 	who := "cli"
@@ -142,19 +144,19 @@ func offlineClearFork(ctx context.Context, dataDir, reason string) (proxy.ClearF
 	store := proxy.WitnessStore{Cache: st}
 	cleared, err := signer.ClearFork(ctx, store, name, who, time.Now())
 	if err != nil {
-		return proxy.ClearForkResponse{}, err
+		return admin.ClearForkResponse{}, err
 	}
 	if len(cleared) > 0 {
-		e := proxy.AuditEntry{Who: who, Action: "witness.clear-fork", Subject: name, Reason: reason}
-		if err := proxy.NewAuditLog(st).Append(ctx, e); err != nil {
-			return proxy.ClearForkResponse{}, err
+		e := audit.Entry{Who: who, Action: "witness.clear-fork", Subject: name, Reason: reason}
+		if err := audit.New(st).Append(ctx, e); err != nil {
+			return admin.ClearForkResponse{}, err
 		}
 	}
 	status, err := signer.ReadStatus(ctx, store, name)
 	if cleared == nil {
 		cleared = []signer.ClearedEvidence{}
 	}
-	return proxy.ClearForkResponse{Cleared: cleared, Status: status}, err
+	return admin.ClearForkResponse{Cleared: cleared, Status: status}, err
 }
 
 // printStatus prints a witness status as text, or as JSON.

@@ -1,4 +1,4 @@
-package proxy
+package egress
 
 import (
 	"errors"
@@ -7,11 +7,13 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/modgate/modgate/internal/httperr"
 )
 
 // ErrBadTarget is wrapped by every error of ParseTarget. It also wraps
 // ErrBadRequest, so a client that sends a malformed CONNECT target gets 400.
-var ErrBadTarget = fmt.Errorf("%w: invalid proxy target", ErrBadRequest)
+var ErrBadTarget = fmt.Errorf("%w: invalid proxy target", httperr.ErrBadRequest)
 
 // Target is the host and port a CONNECT or an absolute-form proxy request
 // asks for, in canonical form.

@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"io"
@@ -10,8 +10,8 @@ import (
 func TestAdminHandler(t *testing.T) {
 	const vkey = "sum.golang.org+88428aed+AacuaC+19a1/mCg3VWVgcaJc3Asgp1NZqwYa5f/8MfGS"
 	ready := false
-	full := AdminHandler(AdminConfig{Ready: func() bool { return ready }, CAPEM: []byte("PEM"), Verifier: vkey})
-	bare := AdminHandler(AdminConfig{})
+	full := Handler(Config{Ready: func() bool { return ready }, CAPEM: []byte("PEM"), Verifier: vkey})
+	bare := Handler(Config{})
 	for _, tc := range []struct {
 		name     string
 		h        http.Handler

@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"bytes"
@@ -19,6 +19,7 @@ import (
 	"golang.org/x/mod/semver"
 
 	"github.com/modgate/modgate/policy"
+	"github.com/modgate/modgate/proxy/audit"
 )
 
 // maxAPIBody bounds the body of an admin API request.
@@ -30,7 +31,7 @@ type PolicyAPIConfig struct {
 	File *policy.File
 	// Audit records every change; nil means changes are not recorded
 	// (tests only) and the audit endpoint lists nothing.
-	Audit *AuditLog
+	Audit *audit.Log
 	// Facts gathers what the gate knows of a module version, for the test
 	// endpoint. Nil means none are known.
 	Facts func(ctx context.Context, module, version string) (policy.Facts, error)
@@ -46,7 +47,7 @@ type PolicyAPIConfig struct {
 // id, 409 for a duplicate id or a policy file whose hand edit was refused.
 // Every change is validated, written atomically to the policy file, in
 // force at once and appended to the audit log. Authentication is
-// RequireAdmin's job.
+// RequireAuth's job.
 type PolicyAPI struct {
 	cfg PolicyAPIConfig
 	log *zap.Logger
@@ -153,7 +154,7 @@ func (a *PolicyAPI) addRule(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, err)
 		return
 	}
-	a.audit(r.Context(), AuditEntry{Action: AuditAdd, Subject: rule.ID, Rule: rule.ID, Reason: rule.Reason}, before, after)
+	a.audit(r.Context(), audit.Entry{Action: audit.PolicyAdd, Subject: rule.ID, Rule: rule.ID, Reason: rule.Reason}, before, after)
 	writeJSON(w, http.StatusCreated, AddRuleResponse{Rule: rule, Position: pos})
 }
 
@@ -222,7 +223,7 @@ func (a *PolicyAPI) removeRule(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, err)
 		return
 	}
-	a.audit(r.Context(), AuditEntry{Action: AuditRemove, Subject: id, Rule: id, Reason: removed.Reason}, before, after)
+	a.audit(r.Context(), audit.Entry{Action: audit.PolicyRemove, Subject: id, Rule: id, Reason: removed.Reason}, before, after)
 	writeJSON(w, http.StatusOK, map[string]policy.Rule{"removed": removed})
 }
 
@@ -237,7 +238,7 @@ func (a *PolicyAPI) replace(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, err)
 		return
 	}
-	a.audit(r.Context(), AuditEntry{Action: AuditReplace, Subject: "policy"}, before, after)
+	a.audit(r.Context(), audit.Entry{Action: audit.PolicyReplace, Subject: "policy"}, before, after)
 	writeJSON(w, http.StatusOK, map[string]*policy.Policy{"policy": after})
 }
 
@@ -301,7 +302,7 @@ func (a *PolicyAPI) listAudit(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	entries := []AuditEntry{}
+	entries := []audit.Entry{}
 	if a.cfg.Audit != nil {
 		var err error
 		if entries, err = a.cfg.Audit.List(r.Context(), limit); err != nil {
@@ -309,13 +310,13 @@ func (a *PolicyAPI) listAudit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string][]AuditEntry{"entries": entries})
+	writeJSON(w, http.StatusOK, map[string][]audit.Entry{"entries": entries})
 }
 
 // audit records a change made through the API, with its caller and the
 // policy before and after as YAML.
-func (a *PolicyAPI) audit(ctx context.Context, e AuditEntry, before, after *policy.Policy) {
-	e.Who = AdminWho(ctx)
+func (a *PolicyAPI) audit(ctx context.Context, e audit.Entry, before, after *policy.Policy) {
+	e.Who = Who(ctx)
 	if e.Who == "" {
 		e.Who = "unknown"
 	}
@@ -326,12 +327,12 @@ func (a *PolicyAPI) audit(ctx context.Context, e AuditEntry, before, after *poli
 
 // auditFileEvent records hand edits of the policy file.
 func (a *PolicyAPI) auditFileEvent(ctx context.Context, ev policy.Event) {
-	e := AuditEntry{Who: "file", Subject: ev.Path, Before: yamlOf(ev.Before)}
+	e := audit.Entry{Who: "file", Subject: ev.Path, Before: yamlOf(ev.Before)}
 	switch ev.Kind {
 	case policy.Reloaded:
-		e.Action, e.After = AuditReload, yamlOf(ev.After)
+		e.Action, e.After = audit.PolicyReload, yamlOf(ev.After)
 	case policy.Refused:
-		e.Action, e.After = AuditInvalid, string(bytes.ToValidUTF8(ev.Content, []byte("?")))
+		e.Action, e.After = audit.PolicyInvalid, string(bytes.ToValidUTF8(ev.Content, []byte("?")))
 		if ev.Err != nil {
 			e.Reason = ev.Err.Error()
 		}
@@ -341,7 +342,7 @@ func (a *PolicyAPI) auditFileEvent(ctx context.Context, ev policy.Event) {
 	a.append(ctx, e)
 }
 
-func (a *PolicyAPI) append(ctx context.Context, e AuditEntry) {
+func (a *PolicyAPI) append(ctx context.Context, e audit.Entry) {
 	if a.cfg.Audit == nil {
 		return
 	}

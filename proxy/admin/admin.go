@@ -1,13 +1,13 @@
-package proxy
+package admin
 
 import (
 	"fmt"
 	"net/http"
 )
 
-// AdminConfig says what the admin listener serves. Nil handlers and an
+// Config says what the admin listener serves. Nil handlers and an
 // empty Verifier are not mounted.
-type AdminConfig struct {
+type Config struct {
 	Ready    func() bool  // /readyz answers 200 once it reports true
 	CAPEM    []byte       // served at /ca.pem
 	Verifier string       // the enterprise verifier key (clients' GOSUMDB), served at /verifier.txt
@@ -15,11 +15,11 @@ type AdminConfig struct {
 	API      http.Handler // mounted at /api/ (it authenticates its callers)
 }
 
-// AdminHandler serves the admin listener: /healthz answers 200 while the
+// Handler serves the admin listener: /healthz answers 200 while the
 // process runs, /readyz 200 once ready, /ca.pem the CA certificate,
 // /verifier.txt the enterprise verifier key, /metrics the Prometheus
 // metrics and /api/ the admin API.
-func AdminHandler(cfg AdminConfig) http.Handler {
+func Handler(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

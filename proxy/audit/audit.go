@@ -1,4 +1,10 @@
-package proxy
+// Package audit is the append-only audit log of modgate: every
+// policy change (through the admin API or a hand edit of the file), every
+// clearing of fork evidence and the would-be denials of report mode. The
+// gate (proxy) and the admin API (proxy/admin) both write to it. It keeps
+// its entries in a small Store (the cache) and imports nothing of ours
+// above the cache.
+package audit
 
 import (
 	"context"
@@ -14,26 +20,26 @@ import (
 
 // Audit actions of policy changes.
 const (
-	AuditAdd     = "policy.add"     // a rule was added through the API
-	AuditRemove  = "policy.remove"  // a rule was removed through the API
-	AuditReplace = "policy.replace" // the whole policy was imported
-	AuditReload  = "policy.reload"  // a hand edit of the file took effect
-	AuditInvalid = "policy.invalid" // a hand edit was refused
-	// AuditWouldDeny records a denial that report mode let through.
-	AuditWouldDeny = "would_deny"
+	PolicyAdd     = "policy.add"     // a rule was added through the API
+	PolicyRemove  = "policy.remove"  // a rule was removed through the API
+	PolicyReplace = "policy.replace" // the whole policy was imported
+	PolicyReload  = "policy.reload"  // a hand edit of the file took effect
+	PolicyInvalid = "policy.invalid" // a hand edit was refused
+	// WouldDeny records a denial that report mode let through.
+	WouldDeny = "would_deny"
 )
 
 // auditPrefix is the cache key prefix of audit entries.
 const auditPrefix = "audit/"
 
-// Limits of AuditLog.List.
+// Limits of Log.List.
 const (
-	DefaultAuditLimit = 100
-	MaxAuditLimit     = 10000
+	DefaultLimit = 100
+	MaxLimit     = 10000
 )
 
-// AuditEntry is one record of the audit log.
-type AuditEntry struct {
+// Entry is one record of the audit log.
+type Entry struct {
 	Time time.Time `json:"time"`
 	// Who made the change: "token:<first 8 hex digits of the SHA-256 of
 	// the token>", "cert:<subject CN>", or "file" for a hand edit.
@@ -46,34 +52,34 @@ type AuditEntry struct {
 	After   string `json:"after,omitempty"`  // the policy after, as YAML
 }
 
-// AuditStore is where the audit log lives. *cache.Store satisfies it. Scan
+// Store is where the audit log lives. *cache.Store satisfies it. Scan
 // calls fn in key order.
-type AuditStore interface {
+type Store interface {
 	Put(ctx context.Context, key string, value []byte) error
 	Scan(ctx context.Context, prefix string, fn func(key string, e cache.Entry) error) error
 }
 
-var _ AuditStore = (*cache.Store)(nil)
+var _ Store = (*cache.Store)(nil)
 
-// AuditLog is an append-only log of entries in an AuditStore, under keys
+// Log is an append-only log of entries in an Store, under keys
 // "audit/<20-digit Unix nanoseconds>-<6-digit counter>", so that they sort
 // by time. It is safe for concurrent use.
-type AuditLog struct {
-	store   AuditStore
+type Log struct {
+	store   Store
 	now     func() time.Time
 	mu      sync.Mutex
 	last    int64
 	counter int
 }
 
-// NewAuditLog returns the audit log kept in s. Use one AuditLog per
-// store: keys are unique only within one AuditLog.
-func NewAuditLog(s AuditStore) *AuditLog {
-	return &AuditLog{store: s, now: time.Now}
+// New returns the audit log kept in s. Use one Log per
+// store: keys are unique only within one Log.
+func New(s Store) *Log {
+	return &Log{store: s, now: time.Now}
 }
 
 // Append stores e; a zero Time is set to now.
-func (a *AuditLog) Append(ctx context.Context, e AuditEntry) error {
+func (a *Log) Append(ctx context.Context, e Entry) error {
 	if e.Time.IsZero() {
 		e.Time = a.now()
 	}
@@ -89,7 +95,7 @@ func (a *AuditLog) Append(ctx context.Context, e AuditEntry) error {
 }
 
 // key returns a new key for an entry at t.
-func (a *AuditLog) key(t time.Time) string {
+func (a *Log) key(t time.Time) string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	n := t.UnixNano()
@@ -103,16 +109,16 @@ func (a *AuditLog) key(t time.Time) string {
 }
 
 // List returns the newest limit entries, oldest first. A limit of 0 or
-// less means DefaultAuditLimit; at most MaxAuditLimit are returned.
-func (a *AuditLog) List(ctx context.Context, limit int) ([]AuditEntry, error) {
+// less means DefaultLimit; at most MaxLimit are returned.
+func (a *Log) List(ctx context.Context, limit int) ([]Entry, error) {
 	if limit <= 0 {
-		limit = DefaultAuditLimit
+		limit = DefaultLimit
 	}
-	limit = min(limit, MaxAuditLimit)
-	ring := make([]AuditEntry, 0, min(limit, 256))
+	limit = min(limit, MaxLimit)
+	ring := make([]Entry, 0, min(limit, 256))
 	start := 0
 	err := a.store.Scan(ctx, auditPrefix, func(key string, e cache.Entry) error {
-		var entry AuditEntry
+		var entry Entry
 		if err := json.Unmarshal(e.Value, &entry); err != nil {
 			return fmt.Errorf("audit: entry %s: %w", key, errors.Join(cache.ErrCorrupt, err))
 		}

@@ -1,4 +1,4 @@
-package proxy
+package egress
 
 import (
 	"context"
@@ -15,6 +15,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/modgate/modgate/internal/httperr"
+	"github.com/modgate/modgate/internal/stall"
 	"github.com/modgate/modgate/policy"
 )
 
@@ -74,7 +76,7 @@ func (e *Egress) Forward(r *http.Request, client string, t Target) (*http.Respon
 	var err error
 	switch {
 	case r.URL.Scheme != "http":
-		err = badRequest("proxy request for %s://%s: only http:// is forwarded; use CONNECT for https", r.URL.Scheme, t)
+		err = httperr.BadRequest("proxy request for %s://%s: only http:// is forwarded; use CONNECT for https", r.URL.Scheme, t)
 	case !d.Allowed:
 		err = fmt.Errorf("%w: request to %w", ErrRefused, &DeniedHostError{Target: t, Decision: d})
 	case e.cfg.ParentProxy != nil:
@@ -83,14 +85,14 @@ func (e *Egress) Forward(r *http.Request, client string, t Target) (*http.Respon
 		}
 	}
 	if err != nil {
-		e.logRefused("forward", client, t, "", d, start, err)
+		e.logRefused(LineForward, client, t, "", d, start, err)
 		return nil, err
 	}
 	fw := &forwarded{e: e, client: client, target: t, decision: d, start: start, method: r.Method}
 	resp, err := fw.roundTrip(r)
 	if err != nil {
 		err = refusal("request", t, err)
-		e.logRefused("forward", client, t, fw.addr(), d, start, err)
+		e.logRefused(LineForward, client, t, fw.addr(), d, start, err)
 		return nil, err
 	}
 	return resp, nil
@@ -138,7 +140,7 @@ func (fw *forwarded) roundTrip(r *http.Request) (*http.Response, error) {
 	}
 	fw.status = resp.StatusCode
 	removeHopHeaders(resp.Header)
-	body := newStallBody(resp.Body, cancel, fw.e.cfg.IdleTimeout)
+	body := stall.NewBody(resp.Body, cancel, fw.e.cfg.IdleTimeout)
 	resp.Body = &loggedBody{ReadCloser: &countingReader{ReadCloser: body, n: &fw.in}, done: fw.log}
 	return resp, nil
 }
@@ -150,11 +152,10 @@ func (fw *forwarded) log() {
 		if fw.decision.WouldDeny {
 			decision = "would_deny"
 		}
-		fields := append(logFields(fw.client, fw.target, fw.addr(), fw.decision, decision),
+		fw.e.logLine(LineForward, fw.client, fw.target, fw.addr(), fw.decision, decision,
 			zap.String("method", fw.method), zap.Int("status", fw.status),
 			zap.Int64("bytes_out", fw.out.Load()), zap.Int64("bytes_in", fw.in.Load()),
 			zap.Duration("duration", time.Since(fw.start)))
-		fw.e.log.Info("forward", fields...)
 	})
 }
 

@@ -1,8 +1,11 @@
-package proxy
+package admin
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
+
+	"github.com/modgate/modgate/cache"
 )
 
 // CacheStats is the answer of GET /api/v1/cache/stats.
@@ -22,10 +25,22 @@ type KindCount struct {
 	Bytes   int64 `json:"bytes"`
 }
 
+// StatsSource reports cache contents. *cache.Store satisfies it.
+type StatsSource interface {
+	Stats(ctx context.Context) (cache.Stats, error)
+}
+
+// Traffic reports the gate's cache hit ratio since start: the share of
+// cacheable requests served from the cache, and how many there were.
+// *proxy.Metrics satisfies it (a nil one reports 0, 0).
+type Traffic interface {
+	HitRatio() (ratio float64, requests int64)
+}
+
 // CacheAPI serves the cache statistics of the admin API.
 type CacheAPI struct {
 	Stats   StatsSource
-	Metrics *Metrics
+	Traffic Traffic
 }
 
 // Register adds GET /api/v1/cache/stats to mux.
@@ -45,7 +60,7 @@ func (a CacheAPI) serveStats(w http.ResponseWriter, r *http.Request) {
 	for kind, ks := range s.Kinds {
 		out.Kinds[kind] = KindCount{Objects: ks.Objects, Bytes: ks.Bytes}
 	}
-	out.HitRatio, out.Requests = a.Metrics.HitRatio()
+	out.HitRatio, out.Requests = a.Traffic.HitRatio()
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(out)
 }

@@ -1,4 +1,4 @@
-package proxy
+package egress
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/modgate/modgate/internal/httperr"
 )
 
 func TestAddrCheck(t *testing.T) {
@@ -87,7 +89,7 @@ func TestAddrCheck(t *testing.T) {
 				t.Errorf("check(%s) = %q, want it to mention %q", tt.addr, err, tt.wantWhy)
 			}
 			var ae *AddressError
-			if !errors.As(err, &ae) || !errors.Is(err, ErrAddress) || !errors.Is(err, ErrRefused) || statusOf(err) != 403 {
+			if !errors.As(err, &ae) || !errors.Is(err, ErrAddress) || !errors.Is(err, ErrRefused) || httperr.Status(err) != 403 {
 				t.Errorf("check(%s) = %#v: want an *AddressError wrapping ErrAddress and ErrRefused (403)", tt.addr, err)
 			}
 		})

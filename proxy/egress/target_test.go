@@ -1,4 +1,4 @@
-package proxy
+package egress
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/modgate/modgate/internal/httperr"
 )
 
 func TestParseTarget(t *testing.T) {
@@ -81,14 +83,14 @@ func TestParseTarget(t *testing.T) {
 				if err == nil {
 					t.Fatalf("ParseTarget(%q) = %v, want an error mentioning %q", tt.in, got, tt.wantErr)
 				}
-				if !errors.Is(err, ErrBadTarget) || !errors.Is(err, ErrBadRequest) {
+				if !errors.Is(err, ErrBadTarget) || !errors.Is(err, httperr.ErrBadRequest) {
 					t.Errorf("ParseTarget(%q): %v does not wrap ErrBadTarget and ErrBadRequest", tt.in, err)
 				}
 				if !strings.Contains(err.Error(), tt.wantErr) {
 					t.Errorf("ParseTarget(%q): %q, want it to mention %q", tt.in, err, tt.wantErr)
 				}
-				if statusOf(err) != 400 {
-					t.Errorf("ParseTarget(%q): status %d, want 400", tt.in, statusOf(err))
+				if httperr.Status(err) != 400 {
+					t.Errorf("ParseTarget(%q): status %d, want 400", tt.in, httperr.Status(err))
 				}
 				return
 			}

@@ -1,10 +1,11 @@
-package proxy
+package egress
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/modgate/modgate/internal/httperr"
 	"github.com/modgate/modgate/policy"
 )
 
@@ -31,10 +33,10 @@ type Resolver interface {
 // DialFunc dials a network address, as net.Dialer.DialContext does.
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// EgressConfig configures an Egress: what a CONNECT (or a plain http://
+// Config configures an Egress: what a CONNECT (or a plain http://
 // proxy request) to a host that the gate does not intercept may reach.
 // The zero value refuses every host.
-type EgressConfig struct {
+type Config struct {
 	// Policy returns the host policy in force. Nil, or a nil result,
 	// refuses every host. (Return a nil interface, not a nil pointer.)
 	Policy func() HostPolicy
@@ -70,7 +72,7 @@ type EgressConfig struct {
 // resolves the target once, checks every address, and dials exactly the
 // address it checked.
 type Egress struct {
-	cfg      EgressConfig
+	cfg      Config
 	addrs    *addrChecker
 	resolver Resolver
 	dial     DialFunc
@@ -78,8 +80,8 @@ type Egress struct {
 	forwardT forwardTransport
 }
 
-// NewEgress returns an Egress for cfg.
-func NewEgress(cfg EgressConfig) (*Egress, error) {
+// New returns an Egress for cfg.
+func New(cfg Config) (*Egress, error) {
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = 10 * time.Second
 	}
@@ -90,7 +92,7 @@ func NewEgress(cfg EgressConfig) (*Egress, error) {
 		cfg.Logger = zap.NewNop()
 	}
 	if p := cfg.ParentProxy; p != nil && ((p.Scheme != "http" && p.Scheme != "https") || p.Hostname() == "") {
-		return nil, fmt.Errorf("parent proxy %s: want http://[user:password@]host:port or https://...", redact(p))
+		return nil, fmt.Errorf("parent proxy %s: want http://[user:password@]host:port or https://...", httperr.Redact(p))
 	}
 	e := &Egress{cfg: cfg, addrs: newAddrChecker(cfg.AllowRanges, cfg.Interfaces), resolver: cfg.Resolver, dial: cfg.Dial, log: cfg.Logger}
 	if e.resolver == nil {
@@ -214,11 +216,53 @@ func refusal(verb string, t Target, err error) error {
 	return fmt.Errorf("%s to %s: %w", verb, t, err)
 }
 
-// logFields are the fields of a decision's log line.
-func logFields(client string, t Target, resolved string, d policy.Decision, decision string) []zap.Field {
-	return []zap.Field{
+// The messages of the Egress's log lines: one per CONNECT and one per
+// plain http:// proxy request, whatever was decided.
+const (
+	LineConnect = "connect"
+	LineForward = "forward"
+)
+
+// logLine writes one "connect" or "forward" line. Every line has the same
+// fields (client, host, port, resolved, decision, rule, reason,
+// would_deny), then what its decision adds (bytes, status, error).
+func (e *Egress) logLine(what, client string, t Target, resolved string, d policy.Decision, decision string,
+	extra ...zap.Field) {
+	fields := append([]zap.Field{
 		zap.String("client", client), zap.String("host", t.Host), zap.Int("port", t.Port),
 		zap.String("resolved", resolved), zap.String("decision", decision),
 		zap.String("rule", d.Rule), zap.String("reason", d.Reason), zap.Bool("would_deny", d.WouldDeny),
+	}, extra...)
+	e.log.Info(what, fields...)
+}
+
+// logRefused logs a refused or failed request; what is LineConnect or
+// LineForward.
+func (e *Egress) logRefused(what, client string, t Target, resolved string, d policy.Decision, start time.Time,
+	err error) {
+	status := httperr.Status(err)
+	decision := "refuse"
+	if status != http.StatusForbidden {
+		decision = "error"
 	}
+	var ae *AddressError
+	if resolved == "" && errors.As(err, &ae) {
+		resolved = ae.Addr.String() // the refused address
+	}
+	e.logLine(what, client, t, resolved, d, decision,
+		zap.Int("status", status), zap.Duration("duration", time.Since(start)), zap.Error(err))
+}
+
+// LogIntercept logs a CONNECT that the gate answers itself (decision
+// "intercept"), in the shape of every other "connect" line.
+func (e *Egress) LogIntercept(client string, t Target) {
+	e.logLine(LineConnect, client, t, "", policy.Decision{}, "intercept")
+}
+
+// LogRefused logs a CONNECT (what is LineConnect) or a plain proxy request
+// (LineForward) that the gate refused before the host rules: a malformed
+// target, or a host the gate answers itself, asked for on another port or
+// scheme. target is the target as the client sent it.
+func (e *Egress) LogRefused(what, client, target string, err error) {
+	e.logRefused(what, client, Target{Host: target}, "", policy.Decision{}, time.Now(), err)
 }

@@ -1,4 +1,4 @@
-package proxy
+package egress
 
 import (
 	"errors"
@@ -7,7 +7,13 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+
+	"github.com/modgate/modgate/internal/httperr"
 )
+
+// ErrRefused is wrapped by every refusal of the egress. It is the gate's
+// one refusal sentinel (proxy.ErrRefused), which clients see as 403.
+var ErrRefused = httperr.ErrRefused
 
 // ErrAddress is wrapped by the errors of an address the gate refuses to
 // connect to (it also wraps ErrRefused, so clients get 403).

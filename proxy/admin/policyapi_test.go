@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"context"
@@ -16,18 +16,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modgate/modgate/cache"
 	"github.com/modgate/modgate/pki"
 	"github.com/modgate/modgate/policy"
+	"github.com/modgate/modgate/proxy/audit"
 )
 
 const adminTestToken = "0123456789abcdef0123456789abcdef"
 
-// adminFixture is a policy API behind RequireAdmin over a temporary
+// adminFixture is a policy API behind RequireAuth over a temporary
 // policy file.
 type adminFixture struct {
 	dir, policyPath, tokenPath string
 	file                       *policy.File
-	audit                      *AuditLog
+	audit                      *audit.Log
 	handler                    http.Handler
 	srv                        *httptest.Server
 	now                        time.Time
@@ -49,7 +51,7 @@ func newAdminFixture(t *testing.T, clientCAs *x509.CertPool) *adminFixture {
 	if f.file, err = policy.OpenFile(ctx, f.policyPath, nil); err != nil {
 		t.Fatal(err)
 	}
-	f.audit = NewAuditLog(openAuditCache(t))
+	f.audit = audit.New(openAuditCache(t))
 	api := NewPolicyAPI(PolicyAPIConfig{
 		File: f.file, Audit: f.audit, Now: func() time.Time { return f.now },
 		Facts: func(ctx context.Context, mod, version string) (policy.Facts, error) {
@@ -61,7 +63,7 @@ func newAdminFixture(t *testing.T, clientCAs *x509.CertPool) *adminFixture {
 	})
 	mux := http.NewServeMux()
 	api.Register(mux)
-	f.handler = RequireAdmin(f.tokenPath, clientCAs, mux)
+	f.handler = RequireAuth(f.tokenPath, clientCAs, mux)
 	f.srv = httptest.NewServer(f.handler)
 	t.Cleanup(f.srv.Close)
 	return f
@@ -218,7 +220,7 @@ func TestRequireAdminClientCertificate(t *testing.T) {
 		t.Errorf("certificate from another CA: %d", resp.StatusCode)
 	}
 
-	// Behind a TLS server that does not verify, RequireAdmin verifies itself.
+	// Behind a TLS server that does not verify, RequireAuth verifies itself.
 	certPEM, keyPEM, _ := other.IssueClient("mallory", time.Hour)
 	pair, _ := tls.X509KeyPair(certPEM, keyPEM)
 	rec := httptest.NewRecorder()
@@ -286,10 +288,10 @@ func TestPolicyAPIRules(t *testing.T) {
 	if err != nil || ruleIDs(onDisk.Current()) != "first,deny-2" {
 		t.Errorf("file after changes: %v %s", err, ruleIDs(onDisk.Current()))
 	}
-	var entries map[string][]AuditEntry
+	var entries map[string][]audit.Entry
 	f.call(t, tok, "GET", "/api/v1/audit?limit=2", "", "", &entries)
 	got := entries["entries"]
-	if len(got) != 2 || got[0].Action != AuditAdd || got[1].Action != AuditRemove || got[1].Subject != "deny-1" ||
+	if len(got) != 2 || got[0].Action != audit.PolicyAdd || got[1].Action != audit.PolicyRemove || got[1].Subject != "deny-1" ||
 		got[1].Who != tokenWho(tok) || !strings.Contains(got[1].Before, "deny-1") || strings.Contains(got[1].After, "deny-1") {
 		t.Errorf("audit entries %+v", got)
 	}
@@ -350,7 +352,7 @@ func TestPolicyAPIImportExport(t *testing.T) {
 		t.Errorf("export: %v\n%s", err, body)
 	}
 	entries, _ := f.audit.List(context.Background(), 0)
-	if len(entries) != 2 || entries[0].Action != AuditReplace || entries[0].Subject != "policy" {
+	if len(entries) != 2 || entries[0].Action != audit.PolicyReplace || entries[0].Subject != "policy" {
 		t.Errorf("audit %+v", entries)
 	}
 }
@@ -404,13 +406,23 @@ func TestPolicyAPIAuditsHandEdits(t *testing.T) {
 	if len(entries) != 2 {
 		t.Fatalf("audit %+v", entries)
 	}
-	if r := entries[0]; r.Action != AuditReload || r.Who != "file" || !strings.Contains(r.After, "mode: report") {
+	if r := entries[0]; r.Action != audit.PolicyReload || r.Who != "file" || !strings.Contains(r.After, "mode: report") {
 		t.Errorf("reload entry %+v", r)
 	}
-	if r := entries[1]; r.Action != AuditInvalid || r.After != "mode: loud\n" || !strings.Contains(r.Reason, "not a mode") {
+	if r := entries[1]; r.Action != audit.PolicyInvalid || r.After != "mode: loud\n" || !strings.Contains(r.Reason, "not a mode") {
 		t.Errorf("invalid entry %+v", r)
 	}
 	if f.file.Current().Mode != policy.Report {
 		t.Error("the refused edit took effect")
 	}
+}
+
+func openAuditCache(t *testing.T) *cache.Store {
+	t.Helper()
+	c, err := cache.Open(context.Background(), cache.Config{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }

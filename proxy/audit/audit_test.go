@@ -1,4 +1,4 @@
-package proxy
+package audit
 
 import (
 	"context"
@@ -23,12 +23,12 @@ func openAuditCache(t *testing.T) *cache.Store {
 func TestAuditLogOrderAndLimit(t *testing.T) {
 	ctx := context.Background()
 	c := openAuditCache(t)
-	log := NewAuditLog(c)
+	log := New(c)
 	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	// Entries at one instant, a later one, then a clock step back.
 	times := []time.Time{base, base, base.Add(time.Second), base.Add(-time.Hour)}
 	for i, tm := range times {
-		if err := log.Append(ctx, AuditEntry{Time: tm, Who: "token:abcd1234", Action: AuditAdd, Subject: fmt.Sprint("r", i)}); err != nil {
+		if err := log.Append(ctx, Entry{Time: tm, Who: "token:abcd1234", Action: PolicyAdd, Subject: fmt.Sprint("r", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -60,7 +60,7 @@ func TestAuditLogOrderAndLimit(t *testing.T) {
 		}
 	}
 	got, _ := log.List(ctx, 1)
-	if got[0].Who != "token:abcd1234" || got[0].Action != AuditAdd || !got[0].Time.Equal(base.Add(-time.Hour)) {
+	if got[0].Who != "token:abcd1234" || got[0].Action != PolicyAdd || !got[0].Time.Equal(base.Add(-time.Hour)) {
 		t.Errorf("entry %+v", got[0])
 	}
 }
@@ -69,7 +69,7 @@ func TestAuditLogCorruptEntry(t *testing.T) {
 	ctx := context.Background()
 	c := openAuditCache(t)
 	c.Put(ctx, "audit/00000000000000000001-000000", []byte("{not json"))
-	if _, err := NewAuditLog(c).List(ctx, 10); !errors.Is(err, cache.ErrCorrupt) {
+	if _, err := New(c).List(ctx, 10); !errors.Is(err, cache.ErrCorrupt) {
 		t.Errorf("List over a corrupt entry: %v", err)
 	}
 }

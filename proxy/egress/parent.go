@@ -1,4 +1,4 @@
-package proxy
+package egress
 
 import (
 	"bufio"
@@ -14,6 +14,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/modgate/modgate/internal/httperr"
 )
 
 // ParentProxyError is a refusal or failure of the parent proxy.
@@ -68,9 +70,9 @@ func (e *Egress) dialParent(ctx context.Context, t Target) (net.Conn, string, er
 // failure is a *ParentProxyError.
 func ConnectVia(ctx context.Context, dial DialFunc, parent *url.URL, target string, roots *x509.CertPool) (net.Conn, error) {
 	perr := func(status int, err error) error {
-		return &ParentProxyError{Proxy: redact(parent), Status: status, Err: err}
+		return &ParentProxyError{Proxy: httperr.Redact(parent), Status: status, Err: err}
 	}
-	c, err := dial(ctx, "tcp", ProxyAddr(parent))
+	c, err := dial(ctx, "tcp", proxyAddr(parent))
 	if err != nil {
 		return nil, perr(0, err)
 	}
@@ -104,10 +106,10 @@ func ConnectVia(ctx context.Context, dial DialFunc, parent *url.URL, target stri
 	if resp.StatusCode != http.StatusOK {
 		reason := resp.Header.Get("X-Modgate-Error")
 		if reason == "" {
-			reason = firstLine(resp)
+			reason = httperr.FirstLine(resp)
 		}
 		c.Close()
-		return nil, &ParentProxyError{Proxy: redact(parent), Status: resp.StatusCode, Reason: reason}
+		return nil, &ParentProxyError{Proxy: httperr.Redact(parent), Status: resp.StatusCode, Reason: reason}
 	}
 	c.SetDeadline(time.Time{})
 	if br.Buffered() > 0 {
@@ -116,8 +118,8 @@ func ConnectVia(ctx context.Context, dial DialFunc, parent *url.URL, target stri
 	return c, nil
 }
 
-// ProxyAddr is the host:port of a proxy URL (port 80 or 443 by default).
-func ProxyAddr(u *url.URL) string {
+// proxyAddr is the host:port of a proxy URL (port 80 or 443 by default).
+func proxyAddr(u *url.URL) string {
 	if u.Port() != "" {
 		return u.Host
 	}

@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/modgate/modgate/proxy/audit"
 	"github.com/modgate/modgate/signer"
 )
 
@@ -23,7 +24,7 @@ type WitnessAPIConfig struct {
 	Witness WitnessAdmin
 	// Audit records every clearing of fork evidence; nil records nothing
 	// (tests only).
-	Audit *AuditLog
+	Audit *audit.Log
 	// Logger is nil for zap.NewNop().
 	Logger *zap.Logger
 }
@@ -32,7 +33,7 @@ type WitnessAPIConfig struct {
 // /api/v1/witness: GET shows the witnessed tree head and any fork
 // evidence; POST /api/v1/witness/clear-fork lets checksum-database traffic
 // through again after an operator has looked at the evidence. Mount it
-// behind RequireAdmin.
+// behind RequireAuth.
 type WitnessAPI struct {
 	cfg WitnessAPIConfig
 	log *zap.Logger
@@ -80,7 +81,7 @@ func (a *WitnessAPI) clearFork(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	who := AdminWho(r.Context())
+	who := Who(r.Context())
 	if who == "" {
 		who = "unknown"
 	}
@@ -96,7 +97,7 @@ func (a *WitnessAPI) clearFork(w http.ResponseWriter, r *http.Request) {
 	}
 	a.log.Warn("fork evidence cleared", zap.String("who", who), zap.Int("records", len(cleared)), zap.String("reason", req.Reason))
 	if a.cfg.Audit != nil && len(cleared) > 0 {
-		e := AuditEntry{Who: who, Action: "witness.clear-fork", Subject: st.Database, Reason: req.Reason}
+		e := audit.Entry{Who: who, Action: "witness.clear-fork", Subject: st.Database, Reason: req.Reason}
 		if err := a.cfg.Audit.Append(r.Context(), e); err != nil {
 			a.log.Error("cannot audit the clearing of fork evidence", zap.Error(err))
 		}

@@ -1,4 +1,4 @@
-package proxy
+package egress
 
 import (
 	"context"
@@ -37,32 +37,16 @@ func (e *Egress) Connect(ctx context.Context, client string, t Target) (*Tunnel,
 	d := e.Decide(t)
 	if !d.Allowed {
 		err := fmt.Errorf("%w: CONNECT to %w", ErrRefused, &DeniedHostError{Target: t, Decision: d})
-		e.logRefused("connect", client, t, "", d, start, err)
+		e.logRefused(LineConnect, client, t, "", d, start, err)
 		return nil, err
 	}
 	conn, resolved, err := e.dialTarget(ctx, t)
 	if err != nil {
 		err = refusal("CONNECT", t, err)
-		e.logRefused("connect", client, t, resolved, d, start, err)
+		e.logRefused(LineConnect, client, t, resolved, d, start, err)
 		return nil, err
 	}
 	return &Tunnel{e: e, client: client, target: t, decision: d, resolved: resolved, conn: conn, start: start}, nil
-}
-
-// logRefused logs a refused or failed request; what is "connect" or
-// "forward".
-func (e *Egress) logRefused(what, client string, t Target, resolved string, d policy.Decision, start time.Time, err error) {
-	decision := "refuse"
-	if statusOf(err) != 403 {
-		decision = "error"
-	}
-	var ae *AddressError
-	if resolved == "" && errors.As(err, &ae) {
-		resolved = ae.Addr.String() // the refused address
-	}
-	fields := append(logFields(client, t, resolved, d, decision),
-		zap.Int("status", statusOf(err)), zap.Duration("duration", time.Since(start)), zap.Error(err))
-	e.log.Info(what, fields...)
 }
 
 // Serve answers the client's CONNECT with 200, copies bytes both ways
@@ -78,9 +62,8 @@ func (tn *Tunnel) Serve(client net.Conn) {
 	if tn.decision.WouldDeny {
 		decision = "would_deny"
 	}
-	fields := append(logFields(tn.client, tn.target, tn.resolved, tn.decision, decision),
+	tn.e.logLine(LineConnect, tn.client, tn.target, tn.resolved, tn.decision, decision,
 		zap.Int64("bytes_out", out), zap.Int64("bytes_in", in), zap.Duration("duration", time.Since(tn.start)))
-	tn.e.log.Info("connect", fields...)
 }
 
 // Close closes the upstream connection of a tunnel that will not be served.

@@ -1,4 +1,4 @@
-package proxy
+package admin
 
 import (
 	"context"
@@ -23,21 +23,21 @@ var ErrUnauthenticated = errors.New("authentication required: a bearer token (th
 
 type whoKey struct{}
 
-// AdminWho returns who made an authenticated admin request: "token:" and
+// Who returns who made an authenticated admin request: "token:" and
 // the first 8 hex digits of the SHA-256 of the token, or "cert:" and the
-// client certificate's subject CN. It is "" outside RequireAdmin.
-func AdminWho(ctx context.Context) string {
+// client certificate's subject CN. It is "" outside RequireAuth.
+func Who(ctx context.Context) string {
 	who, _ := ctx.Value(whoKey{}).(string)
 	return who
 }
 
-// WithAdminWho returns ctx carrying who, as RequireAdmin does.
-func WithAdminWho(ctx context.Context, who string) context.Context {
+// withWho returns ctx carrying who, as RequireAuth does.
+func withWho(ctx context.Context, who string) context.Context {
 	return context.WithValue(ctx, whoKey{}, who)
 }
 
-// RequireAdmin runs next only for requests that authenticate, with
-// AdminWho set in their context; any other request gets 401 with a JSON
+// RequireAuth runs next only for requests that authenticate, with
+// Who set in their context; any other request gets 401 with a JSON
 // error and nothing runs. A request authenticates with
 //
 //   - "Authorization: Bearer <token>" where the token equals the content of
@@ -45,7 +45,7 @@ func WithAdminWho(ctx context.Context, who string) context.Context {
 //     and is read again when it changes; compared in constant time), or
 //   - on a TLS connection, a client certificate that verifies against
 //     clientCAs for client authentication (nil clientCAs: never).
-func RequireAdmin(tokenFile string, clientCAs *x509.CertPool, next http.Handler) http.Handler {
+func RequireAuth(tokenFile string, clientCAs *x509.CertPool, next http.Handler) http.Handler {
 	tok := &tokenSource{path: tokenFile}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		who, err := authenticate(r, tok, clientCAs)
@@ -54,7 +54,7 @@ func RequireAdmin(tokenFile string, clientCAs *x509.CertPool, next http.Handler)
 			writeJSONError(w, http.StatusUnauthorized, err, "")
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(WithAdminWho(r.Context(), who)))
+		next.ServeHTTP(w, r.WithContext(withWho(r.Context(), who)))
 	})
 }
 
