@@ -34,6 +34,15 @@ type ClientOptions struct {
 	StallTimeout time.Duration
 }
 
+// newHTTPClient returns the client for upstream fetches: bounded dials,
+// handshakes and header waits, kept-alive connections, and the system roots
+// plus extra (which may be nil). It ignores HTTPS_PROXY, so that the gate
+// never sends its own fetches back through itself. NewHTTPClientWith
+// takes more options.
+func newHTTPClient(extra []*x509.Certificate) *http.Client {
+	return NewHTTPClientWith(ClientOptions{Roots: extra})
+}
+
 // NewHTTPClientWith returns the client for upstream fetches: bounded
 // dials, handshakes, header waits and pauses (ErrStalled), answers with at
 // most 64 KiB of headers, and kept-alive connections.

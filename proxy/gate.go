@@ -118,7 +118,7 @@ func New(cfg Config) (*Gate, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = NewHTTPClient(nil)
+		cfg.HTTPClient = newHTTPClient(nil)
 	}
 	up := &upstream{base: cfg.Upstream, client: cfg.HTTPClient, offline: cfg.Offline}
 	return &Gate{cfg: cfg, up: up, log: cfg.Logger}, nil

@@ -124,7 +124,7 @@ func newTestGate(t *testing.T, fake *fakeupstream.Server, o gateOptions) *testGa
 		t.Fatal(err)
 	}
 	upstreamURL.User = o.Userinfo
-	client := NewHTTPClient(nil)
+	client := newHTTPClient(nil)
 	t.Cleanup(client.CloseIdleConnections)
 	remote := NewSumDBRemote(fake.Name(), nil, upstreamURL, client, o.Offline)
 	tg.witness, err = signer.New(ctx, signer.Config{

@@ -107,15 +107,15 @@ func (m *Metrics) verifyFailed(kind string) {
 	}
 }
 
-// Decided records a policy decision.
-func (m *Metrics) Decided(action, rule string, enforced bool) {
+// decided records a policy decision.
+func (m *Metrics) decided(action, rule string, enforced bool) {
 	if m != nil {
 		m.decisions.WithLabelValues(action, rule, strconv.FormatBool(enforced)).Inc()
 	}
 }
 
-// Connect records a CONNECT decision ("intercept", "tunnel", "refuse").
-func (m *Metrics) Connect(decision string) {
+// connect records a CONNECT decision ("intercept", "tunnel", "refuse").
+func (m *Metrics) connect(decision string) {
 	if m != nil {
 		m.connects.WithLabelValues(decision).Inc()
 	}

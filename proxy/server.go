@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -19,15 +18,6 @@ import (
 	"github.com/modgate/modgate/proxy/egress"
 	"go.uber.org/zap"
 )
-
-// NewHTTPClient returns the client for upstream fetches: bounded dials,
-// handshakes and header waits, kept-alive connections, and the system roots
-// plus extra (which may be nil). It ignores HTTPS_PROXY, so that the gate
-// never sends its own fetches back through itself. NewHTTPClientWith
-// takes more options.
-func NewHTTPClient(extra []*x509.Certificate) *http.Client {
-	return NewHTTPClientWith(ClientOptions{Roots: extra})
-}
 
 // Server is the listener side of the gate: an HTTP forward proxy
 // (goproxy) that intercepts CONNECTs to the gate's hosts, refuses the
@@ -127,7 +117,7 @@ func (s *Server) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Connect
 	if err == nil && s.gate.Intercepts(t.Host) {
 		if t.Port == 443 {
 			e.LogIntercept(client, t)
-			s.metrics.Connect("intercept")
+			s.metrics.connect("intercept")
 			return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: s.intercept}, host
 		}
 		err = fmt.Errorf("%w: CONNECT to %s: modgate answers for %s itself, on port 443 only", ErrRefused, t, t.Host)
@@ -139,11 +129,11 @@ func (s *Server) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Connect
 		tn, err = e.Connect(ctx.Req.Context(), client, t)
 	}
 	if err != nil {
-		s.metrics.Connect("refuse")
+		s.metrics.connect("refuse")
 		ctx.Resp = errorResponse(ctx.Req, err)
 		return &goproxy.ConnectAction{Action: goproxy.ConnectReject}, host
 	}
-	s.metrics.Connect("tunnel")
+	s.metrics.connect("tunnel")
 	serve := func(_ *http.Request, c net.Conn, _ *goproxy.ProxyCtx) { tn.Serve(c) }
 	return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: serve}, host
 }

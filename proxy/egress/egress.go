@@ -110,8 +110,8 @@ func New(cfg Config) (*Egress, error) {
 // address of the host on that port.
 func (e *Egress) AddSelf(a net.Addr) { e.addrs.addSelf(a) }
 
-// Decide returns the host policy's decision for t.
-func (e *Egress) Decide(t Target) policy.Decision {
+// decide returns the host policy's decision for t.
+func (e *Egress) decide(t Target) policy.Decision {
 	var hp HostPolicy
 	if e.cfg.Policy != nil {
 		hp = e.cfg.Policy()

@@ -72,7 +72,7 @@ func removeHopHeaders(h http.Header) {
 // closed. Errors are as for Connect.
 func (e *Egress) Forward(r *http.Request, client string, t Target) (*http.Response, error) {
 	start := time.Now()
-	d := e.Decide(t)
+	d := e.decide(t)
 	var err error
 	switch {
 	case r.URL.Scheme != "http":

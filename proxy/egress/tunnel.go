@@ -34,7 +34,7 @@ type Tunnel struct {
 // 502. Refusals and failures are logged here; a Tunnel logs when it ends.
 func (e *Egress) Connect(ctx context.Context, client string, t Target) (*Tunnel, error) {
 	start := time.Now()
-	d := e.Decide(t)
+	d := e.decide(t)
 	if !d.Allowed {
 		err := fmt.Errorf("%w: CONNECT to %w", ErrRefused, &DeniedHostError{Target: t, Decision: d})
 		e.logRefused(LineConnect, client, t, "", d, start, err)
