@@ -113,7 +113,7 @@ func (ca *CA) WriteClient(dir, name string, lifetime time.Duration) (certPath, k
 		_ = os.Remove(keyPath)
 		return "", "", err
 	}
-	return certPath, keyPath, syncDir(dir)
+	return certPath, keyPath, nil
 }
 
 // AdminTLSConfig returns the TLS configuration of the admin listener: a

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -166,22 +167,13 @@ func (r HostRule) matches(host string, port int) bool {
 		if port != 443 {
 			return false
 		}
-	} else if !containsInt(r.Ports, port) {
+	} else if !slices.Contains(r.Ports, port) {
 		return false
 	}
 	if parent, ok := strings.CutPrefix(r.Host, "*."); ok {
 		return strings.HasSuffix(host, "."+parent)
 	}
 	return host == r.Host
-}
-
-func containsInt(list []int, n int) bool {
-	for _, x := range list {
-		if x == n {
-			return true
-		}
-	}
-	return false
 }
 
 func verb(a Action) string {

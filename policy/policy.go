@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/modgate/modgate/internal/dnsname"
 )
 
 // ErrInvalid is wrapped by every *ValidationError: the policy (or a rule)
@@ -248,6 +250,19 @@ func prefixed(prefix string, err error) []error {
 	return out
 }
 
+// Problems returns the *ValidationErrors joined in err (by Validate or
+// Parse), in order; nil if there are none.
+func Problems(err error) []*ValidationError {
+	var out []*ValidationError
+	for _, e := range unjoin(err) {
+		var ve *ValidationError
+		if errors.As(e, &ve) {
+			out = append(out, ve)
+		}
+	}
+	return out
+}
+
 // unjoin returns the errors joined in err (or err alone).
 func unjoin(err error) []error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
@@ -358,7 +373,7 @@ func checkHostPattern(host string) error {
 		return fmt.Errorf("%q: longer than 253 bytes", host)
 	}
 	for label := range strings.SplitSeq(name, ".") {
-		if !validLabel(label) {
+		if !dnsname.Label(label) {
 			return fmt.Errorf("%q: bad label %q: want a lower-case DNS name, or *. and one (no port, no trailing dot)", host, label)
 		}
 	}
@@ -366,18 +381,4 @@ func checkHostPattern(host string) error {
 		return fmt.Errorf("%q: IP addresses are not host names", host)
 	}
 	return nil
-}
-
-// validLabel reports whether label is a lower-case DNS label.
-func validLabel(label string) bool {
-	if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(label); i++ {
-		c := label[i]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '_' {
-			return false
-		}
-	}
-	return true
 }

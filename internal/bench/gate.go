@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -89,8 +90,8 @@ func startGate(ctx context.Context, bin, dir string, up *upstream, extra ...stri
 	for g.listen == "" || g.debug == "" {
 		select {
 		case a := <-addrs:
-			g.listen, g.admin = cmpOr(a["listen"], g.listen), cmpOr(a["admin"], g.admin)
-			g.debug = cmpOr(a["debug"], g.debug)
+			g.listen, g.admin = cmp.Or(a["listen"], g.listen), cmp.Or(a["admin"], g.admin)
+			g.debug = cmp.Or(a["debug"], g.debug)
 		case <-g.done:
 			return nil, fmt.Errorf("modgate exited before serving; see %s", logFile.Name())
 		case <-deadline:
@@ -109,13 +110,6 @@ func startGate(ctx context.Context, bin, dir string, up *upstream, extra ...stri
 	}
 	g.verifier = strings.TrimSpace(string(out))
 	return g, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // readLog copies modgate's log to a file and reports the addresses of its

@@ -78,6 +78,9 @@ func TestLayering(t *testing.T) {
 	}{
 		{"internal/httperr", func(string) bool { return false }},
 		{"internal/stall", func(string) bool { return false }},
+		{"internal/atomicfile", func(string) bool { return false }},
+		{"internal/secretfile", func(string) bool { return false }},
+		{"internal/dnsname", func(string) bool { return false }},
 		{"proxy/audit", func(d string) bool { return helper(d) || slices.Contains(leaves, d) }},
 		{"proxy/egress", func(d string) bool { return helper(d) || d == "policy" }},
 		{"proxy/admin", func(d string) bool {

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modgate/modgate/internal/secretfile"
 	"github.com/modgate/modgate/signer"
 )
 
@@ -120,8 +121,8 @@ func (t *tokenSource) get() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s has mode %04o: %w", t.path, fi.Mode().Perm(), signer.ErrInsecureKey)
+	if err := secretfile.CheckMode(t.path, fi.Mode()); err != nil {
+		return "", err
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -407,24 +407,11 @@ type APIError struct {
 }
 
 func writeJSONError(w http.ResponseWriter, status int, err error, field string) {
-	body := APIError{Error: err.Error(), Field: field}
-	for _, e := range unjoin(err) {
-		var ve *policy.ValidationError
-		if errors.As(e, &ve) {
-			body.Problems = append(body.Problems, ve)
-		}
-	}
+	body := APIError{Error: err.Error(), Field: field, Problems: policy.Problems(err)}
 	if len(body.Problems) < 2 {
 		body.Problems = nil
 	}
 	writeJSON(w, status, body)
-}
-
-func unjoin(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
