@@ -73,7 +73,7 @@ func (p *Policy) Decide(in Input) Decision {
 
 func (p *Policy) decide(in Input) Decision {
 	for _, r := range p.Rules {
-		if !r.matches(in.Module, in.Version) {
+		if !p.matches(r, in.Module, in.Version) {
 			continue
 		}
 		reason := r.Reason
@@ -103,16 +103,24 @@ func (p *Policy) decide(in Input) Decision {
 	return Decision{Allowed: true, Action: Allow, Rule: RuleDefault, Reason: "no rule matched; the policy's default is allow"}
 }
 
-// matches reports whether the rule applies to module@version.
-func (r Rule) matches(mod, version string) bool {
+// matches reports whether rule r of p applies to module@version. Its
+// version constraint was parsed when p was loaded; a policy built in code
+// (not through Parse or a File) has it parsed here.
+func (p *Policy) matches(r Rule, mod, version string) bool {
 	if !module.MatchPrefixPatterns(r.Module, mod) {
 		return false
 	}
 	if r.Versions == "" {
 		return true
 	}
-	c, err := ParseConstraint(r.Versions)
-	return err == nil && c.Match(version)
+	c, ok := p.constraints[r.Versions]
+	if !ok {
+		var err error
+		if c, err = ParseConstraint(r.Versions); err != nil {
+			return false
+		}
+	}
+	return c.Match(version)
 }
 
 // Needs reports which facts Decide could use for a version of mod, so that

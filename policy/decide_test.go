@@ -175,3 +175,48 @@ func TestDecideHost(t *testing.T) {
 		})
 	}
 }
+
+// TestConstraintsParsedAtLoad checks that loading parses each version
+// constraint once, that decisions use it, and that normalizing a Clone
+// leaves the original's parsed constraints alone.
+func TestConstraintsParsedAtLoad(t *testing.T) {
+	p, err := Parse([]byte("rules:\n" +
+		"  - {id: a, action: deny, module: example.com/a, versions: \"<v1.2.0\", reason: r}\n" +
+		"  - {id: b, action: deny, module: example.com/b, versions: \" <v1.2.0 \", reason: r}\n" +
+		"  - {id: c, action: allow, module: example.com/c}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.constraints) != 1 {
+		t.Fatalf("parsed constraints = %v, want one for \"<v1.2.0\"", p.constraints)
+	}
+	tests := []struct {
+		mod, version string
+		allowed      bool
+	}{
+		{"example.com/a", "v1.1.0", false},
+		{"example.com/a", "v1.2.0", true},
+		{"example.com/b", "v1.0.0", false},
+		{"example.com/c", "v9.0.0", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mod+"@"+tt.version, func(t *testing.T) {
+			if d := p.Decide(Input{Module: tt.mod, Version: tt.version}); d.Allowed != tt.allowed {
+				t.Errorf("Decide = %+v, want allowed %v", d, tt.allowed)
+			}
+		})
+	}
+	c := p.Clone()
+	c.Rules[0].Versions = ">=v2.0.0"
+	c.normalize()
+	if _, ok := p.constraints[">=v2.0.0"]; ok || len(p.constraints) != 1 {
+		t.Errorf("normalizing a clone changed the original's constraints: %v", p.constraints)
+	}
+	if d := c.Decide(Input{Module: "example.com/a", Version: "v2.1.0"}); d.Allowed {
+		t.Errorf("clone: Decide(v2.1.0) = %+v, want denied by the new constraint", d)
+	}
+	hand := &Policy{Rules: []Rule{{ID: "h", Action: Deny, Module: "example.com/a", Versions: "<v1.0.0"}}}
+	if d := hand.Decide(Input{Module: "example.com/a", Version: "v0.9.0"}); d.Allowed {
+		t.Errorf("policy built in code: Decide = %+v, want denied", d)
+	}
+}

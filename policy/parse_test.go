@@ -54,6 +54,7 @@ func TestParseFull(t *testing.T) {
 		},
 		Egress: Egress{Mode: Enforce, Default: Allow, Rules: []HostRule{{ID: "gh", Action: Allow, Host: "*.github.com", Ports: []int{443, 22}}}},
 	}
+	want.normalize() // parses the version constraints, as loading does
 	if !reflect.DeepEqual(p, want) {
 		t.Fatalf("Parse =\n%+v\nwant\n%+v", p, want)
 	}

@@ -127,6 +127,11 @@ type Policy struct {
 	Rules []Rule
 	// Egress is the policy for other hosts.
 	Egress Egress
+
+	// constraints are the rules' Versions, parsed once when the policy is
+	// loaded (normalize), by their text. Never modified after: a Clone
+	// shares it until it is normalized again.
+	constraints map[string]Constraint
 }
 
 // Clone returns a deep copy of p.

@@ -55,7 +55,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "modgate_verification_failures_total", Help: "Upstream answers refused by verification, by kind.",
 		}, []string{"kind"}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "modgate_policy_decisions_total", Help: "Module policy decisions, by action and rule.",
+			Name: "modgate_policy_decisions_total",
+			Help: "Module policy decisions, by action and rule; enforced is false for a denial that report mode let through.",
 		}, []string{"action", "rule", "enforced"}),
 		connects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "modgate_connect_total", Help: "CONNECT requests, by decision.",
@@ -107,7 +108,8 @@ func (m *Metrics) verifyFailed(kind string) {
 	}
 }
 
-// decided records a policy decision.
+// decided records a policy decision; enforced is false only for a denial
+// that report mode let through (Decision.WouldDeny).
 func (m *Metrics) decided(action, rule string, enforced bool) {
 	if m != nil {
 		m.decisions.WithLabelValues(action, rule, strconv.FormatBool(enforced)).Inc()

@@ -73,7 +73,7 @@ func (g *Gate) allow(ctx context.Context, mod, vers string) error {
 
 // record counts, logs and (for report mode) audits a decision.
 func (g *Gate) record(ctx context.Context, d policy.Decision, target string, logIt bool) policy.Decision {
-	g.cfg.Metrics.decided(string(d.Action), d.Rule, !d.Allowed)
+	g.cfg.Metrics.decided(string(d.Action), d.Rule, !d.WouldDeny)
 	info := infoFrom(ctx)
 	if logIt && (info.decision == "" || d.Action == policy.Deny) {
 		info.decision, info.rule = string(d.Action), d.Rule
