@@ -134,29 +134,27 @@ func (g *Gate) Intercepts(host string) bool {
 }
 
 // ServeHTTP serves a GOPROXY or checksum-database request, direct or
-// decrypted from an intercepted connection.
+// decrypted from an intercepted connection, and logs it in one line.
 func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	lw, info := g.startLog(w, r)
-	defer g.endLog(lw, r, info)
+	start := time.Now()
+	lw := &logWriter{ResponseWriter: w}
 	req, err := g.route(r)
-	info.req = req
-	if err != nil {
-		writeError(lw, err)
-		return
-	}
-	ctx := withInfo(r.Context(), info)
-	switch req.Kind {
-	case KindSupported, KindSumLatest, KindLookup, KindTile:
-		err = g.serveSumDB(ctx, lw, r, req)
-	case KindZip:
-		err = g.serveZip(ctx, lw, r, req)
-	default:
-		err = g.serveFile(ctx, lw, r, req)
+	var o outcome
+	if err == nil {
+		ctx := r.Context()
+		switch req.Kind {
+		case KindSupported, KindSumLatest, KindLookup, KindTile:
+			o, err = g.serveSumDB(ctx, lw, r, req)
+		case KindZip:
+			o, err = g.serveZip(ctx, lw, r, req)
+		default:
+			o, err = g.serveFile(ctx, lw, r, req)
+		}
 	}
 	if err != nil {
-		info.err = err
 		writeError(lw, err)
 	}
+	g.logRequest(lw, r, req, o, err, start)
 }
 
 // route checks the method and parses (host, path) into a Request.
@@ -191,16 +189,30 @@ func intercepted(ctx context.Context) bool {
 	return v
 }
 
+// fetchResult is what a shared fetch returns to every caller.
+type fetchResult struct {
+	body     []byte
+	upstream upstreamTime
+}
+
 // shared runs fn once for all concurrent callers with the same key, in a
-// context that the first caller's cancellation does not end.
-func (g *Gate) shared(ctx context.Context, key string, fn func(ctx context.Context) ([]byte, error)) ([]byte, error) {
+// context that the first caller's cancellation does not end. Every caller
+// gets fn's body and error, and an outcome: the upstream time of the
+// fetch (fn's own, plus the witness's reads in its context), and whether
+// this caller waited on another's fetch rather than running fn.
+func (g *Gate) shared(ctx context.Context, key string,
+	fn func(ctx context.Context) ([]byte, upstreamTime, error)) ([]byte, outcome, error) {
+	ran := false // set only in the caller that runs fn (singleflight runs it there)
 	v, err, _ := g.group.Do(key, func() (any, error) {
+		ran = true
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
 		defer cancel()
-		return fn(ctx)
+		clock := &remoteClock{}
+		body, up, err := fn(withRemoteClock(ctx, clock))
+		return fetchResult{body: body, upstream: up.plus(clock.total())}, err
 	})
-	b, _ := v.([]byte)
-	return b, err
+	res, _ := v.(fetchResult)
+	return res.body, outcome{waited: !ran, upstream: res.upstream}, err
 }
 
 // private reports whether path skips the public checksum database, by

@@ -71,6 +71,8 @@ type gateOptions struct {
 	Userinfo *url.Userinfo // credentials in the upstream URL
 	// WrapCache, if set, wraps the cache the gate sees (not the witness's).
 	WrapCache func(Cache) Cache
+	// Logger is the gate's logger (its access log); nil means zap.NewNop().
+	Logger *zap.Logger
 }
 
 // noteKey is an enterprise note key.
@@ -141,7 +143,7 @@ func newTestGate(t *testing.T, fake *fakeupstream.Server, o gateOptions) *testGa
 	tg.gate, err = New(Config{
 		Upstream: upstreamURL, HTTPClient: client, Cache: c, Witness: tg.witness,
 		Private: o.Private, Offline: o.Offline, ListTTL: o.ListTTL, SpoolDir: t.TempDir(),
-		Logger: zap.NewNop(), Now: tg.clock.Now,
+		Logger: o.Logger, Now: tg.clock.Now,
 	})
 	if err != nil {
 		t.Fatalf("proxy.New: %v", err)

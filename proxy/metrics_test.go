@@ -30,7 +30,7 @@ func TestDecisionMetricEnforced(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			reg := prometheus.NewRegistry()
 			g := &Gate{cfg: Config{Metrics: NewMetrics(reg), Now: time.Now}, log: zap.NewNop()}
-			g.record(context.Background(), tt.d, "example.com/m@v1.0.0", false)
+			g.record(context.Background(), tt.d, "example.com/m@v1.0.0")
 			got := decisionLabels(t, reg)
 			want := "action=" + string(tt.d.Action) + " enforced=" + tt.enforced + " rule=r"
 			if len(got) != 1 || got[0] != want {

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/modgate/modgate/internal/httperr"
+	"github.com/modgate/modgate/internal/logfield"
 	"github.com/modgate/modgate/policy"
 )
 
@@ -229,9 +230,10 @@ const (
 func (e *Egress) logLine(what, client string, t Target, resolved string, d policy.Decision, decision string,
 	extra ...zap.Field) {
 	fields := append([]zap.Field{
-		zap.String("client", client), zap.String("host", t.Host), zap.Int("port", t.Port),
-		zap.String("resolved", resolved), zap.String("decision", decision),
-		zap.String("rule", d.Rule), zap.String("reason", d.Reason), zap.Bool("would_deny", d.WouldDeny),
+		zap.String(logfield.Client, client), zap.String(logfield.Host, t.Host), zap.Int(logfield.Port, t.Port),
+		zap.String(logfield.Resolved, resolved), zap.String(logfield.Decision, decision),
+		zap.String(logfield.Rule, d.Rule), zap.String(logfield.Reason, d.Reason),
+		zap.Bool(logfield.WouldDeny, d.WouldDeny),
 	}, extra...)
 	e.log.Info(what, fields...)
 }
@@ -250,7 +252,7 @@ func (e *Egress) logRefused(what, client string, t Target, resolved string, d po
 		resolved = ae.Addr.String() // the refused address
 	}
 	e.logLine(what, client, t, resolved, d, decision,
-		zap.Int("status", status), zap.Duration("duration", time.Since(start)), zap.Error(err))
+		zap.Int(logfield.Status, status), zap.Duration(logfield.Duration, time.Since(start)), zap.Error(err))
 }
 
 // LogIntercept logs a CONNECT that the gate answers itself (decision

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/modgate/modgate/internal/httperr"
+	"github.com/modgate/modgate/internal/logfield"
 	"github.com/modgate/modgate/internal/stall"
 	"github.com/modgate/modgate/policy"
 )
@@ -153,9 +154,9 @@ func (fw *forwarded) log() {
 			decision = "would_deny"
 		}
 		fw.e.logLine(LineForward, fw.client, fw.target, fw.addr(), fw.decision, decision,
-			zap.String("method", fw.method), zap.Int("status", fw.status),
-			zap.Int64("bytes_out", fw.out.Load()), zap.Int64("bytes_in", fw.in.Load()),
-			zap.Duration("duration", time.Since(fw.start)))
+			zap.String(logfield.Method, fw.method), zap.Int(logfield.Status, fw.status),
+			zap.Int64(logfield.BytesOut, fw.out.Load()), zap.Int64(logfield.BytesIn, fw.in.Load()),
+			zap.Duration(logfield.Duration, time.Since(fw.start)))
 	})
 }
 

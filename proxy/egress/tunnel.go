@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/modgate/modgate/internal/logfield"
 	"github.com/modgate/modgate/policy"
 )
 
@@ -63,7 +64,8 @@ func (tn *Tunnel) Serve(client net.Conn) {
 		decision = "would_deny"
 	}
 	tn.e.logLine(LineConnect, tn.client, tn.target, tn.resolved, tn.decision, decision,
-		zap.Int64("bytes_out", out), zap.Int64("bytes_in", in), zap.Duration("duration", time.Since(tn.start)))
+		zap.Int64(logfield.BytesOut, out), zap.Int64(logfield.BytesIn, in),
+		zap.Duration(logfield.Duration, time.Since(tn.start)))
 }
 
 // Close closes the upstream connection of a tunnel that will not be served.
