@@ -121,3 +121,34 @@ func TestSettingsFromFlagsEnvAndConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestUsageExitCodes checks that every kind of command-line mistake exits
+// 2 with cobra's message (through SetFlagErrorFunc, the Args validators
+// and Find), and that a command that runs and fails exits 1.
+func TestUsageExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name   string
+		args   []string
+		want   int
+		wantIn string
+	}{
+		{"unknown command", []string{"bogus"}, exitUsage, `unknown command "bogus"`},
+		{"unknown subcommand of NoArgs", []string{"version", "extra"}, exitUsage, `unknown command "extra"`},
+		{"too many args", []string{"ca", "issue-client", "a", "b", "--data-dir", dir}, exitUsage, "accepts 1 arg"},
+		{"too few args", []string{"ca", "issue-client", "--data-dir", dir}, exitUsage, "accepts 1 arg"},
+		{"unknown flag", []string{"version", "--nope"}, exitUsage, "unknown flag"},
+		{"flag needs an argument", []string{"key", "verifier", "--data-dir"}, exitUsage, "flag needs an argument"},
+		{"invalid flag value", []string{"healthcheck", "--timeout", "soon"}, exitUsage, "invalid argument"},
+		{"runs and fails", []string{"key", "verifier", "--data-dir", dir}, exitFail, "note.key"},
+		{"ok", []string{"version"}, exitOK, "modgate "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, code := runCLI(t, tt.args...)
+			if code != tt.want || !strings.Contains(out, tt.wantIn) {
+				t.Errorf("modgate %v: exit %d, want %d, with %q in:\n%s", tt.args, code, tt.want, tt.wantIn, out)
+			}
+		})
+	}
+}

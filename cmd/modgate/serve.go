@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/modgate/modgate/cache"
 	"github.com/modgate/modgate/pki"
@@ -196,30 +197,21 @@ func (g *gateParts) close() {
 }
 
 // openGate loads the keys (refusing secrets readable by others), opens the
-// cache and builds the witness, the pipeline and the server.
-func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbURL string, upstreamURL *url.URL, intercept []string) (*gateParts, error) {
+// cache and builds the witness, the pipeline and the server. On error it
+// releases what it opened, in one place.
+func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbURL string, upstreamURL *url.URL,
+	intercept []string) (_ *gateParts, err error) {
 	g := &gateParts{registry: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			g.close()
+		}
+	}()
 	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	g.metrics = proxy.NewMetrics(g.registry)
-	var err error
-	if g.ca, err = pki.Load(o.dataDir); err != nil {
-		return nil, err
-	}
-	for _, h := range intercept {
-		if !g.ca.Permits(h) {
-			return nil, fmt.Errorf("intercepted host %s is outside the CA's name constraints (%s): create a new data directory, or remove ca.pem and ca-key.pem and redistribute the new CA", h, strings.Join(g.ca.Names(), ", "))
-		}
-	}
-	sig, verifier, err := signer.LoadKey(o.dataDir)
+	sig, err := g.loadKeys(o.dataDir, dbName, intercept)
 	if err != nil {
 		return nil, err
-	}
-	g.verifier = verifier
-	if sig.Name() != dbName {
-		return nil, fmt.Errorf("the enterprise note key is named %s but the upstream checksum database is %s: clients could not use it as GOSUMDB", sig.Name(), dbName)
-	}
-	if _, err := signer.ReadSecret(filepath.Join(o.dataDir, adminTokenFile)); err != nil {
-		return nil, fmt.Errorf("admin token: %w", err)
 	}
 	if g.policy, err = openPolicy(ctx, o, log); err != nil {
 		return nil, err
@@ -232,53 +224,77 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	if err != nil {
 		return nil, err
 	}
-	if g.cache, err = cache.Open(ctx, cache.Config{Dir: filepath.Join(o.dataDir, "cache"), Logger: log, MaxSize: int64(o.cacheMaxSize)}); err != nil {
-		return nil, err
-	}
 	var base *url.URL
 	if dbURL != "" {
 		if base, err = parseUpstream(dbURL); err != nil {
-			g.close()
 			return nil, usageError{fmt.Errorf("--upstream-sumdb URL: %v", err)}
 		}
 	}
-	remote := proxy.NewSumDBRemote(dbName, base, upstreamURL, client, o.offline)
-	remote.Metrics = g.metrics
-	vkey := strings.Fields(o.upstreamSumDB)[0]
-	w, err := signer.New(ctx, signer.Config{Upstream: vkey, Signer: sig, Store: proxy.WitnessStore{Cache: g.cache}, Remote: remote, Logger: log.Named("witness")})
-	if err != nil {
-		g.close()
+	cc := cache.Config{Dir: filepath.Join(o.dataDir, "cache"), Logger: log, MaxSize: int64(o.cacheMaxSize)}
+	if g.cache, err = cache.Open(ctx, cc); err != nil {
 		return nil, err
 	}
-	g.witness = w
+	remote := proxy.NewSumDBRemote(dbName, base, upstreamURL, client, o.offline)
+	remote.Metrics = g.metrics
+	g.witness, err = signer.New(ctx, signer.Config{Upstream: strings.Fields(o.upstreamSumDB)[0], Signer: sig,
+		Store: proxy.WitnessStore{Cache: g.cache}, Remote: remote, Logger: log.Named("witness")})
+	if err != nil {
+		return nil, err
+	}
 	spool, err := cleanSpool(filepath.Join(o.dataDir, "spool"))
 	if err != nil {
-		g.close()
 		return nil, err
 	}
 	g.audit = audit.New(g.cache)
-	gate, err := proxy.New(proxy.Config{
-		Upstream: upstreamURL, HTTPClient: client, Cache: g.cache, Witness: w, Intercept: intercept,
-		Private: splitList(o.private), Offline: o.offline, ListTTL: o.listTTL, SpoolDir: spool, Logger: log.Named("access"),
-		Metrics: g.metrics, Policy: g.policy.Current, Audit: g.audit,
+	g.gate, err = proxy.New(proxy.Config{
+		Upstream: upstreamURL, HTTPClient: client, Cache: g.cache, Witness: g.witness, Intercept: intercept,
+		Private: splitList(o.private), Offline: o.offline, ListTTL: o.listTTL, SpoolDir: spool,
+		Logger: log.Named("access"), Metrics: g.metrics, Policy: g.policy.Current, Audit: g.audit,
 	})
 	if err != nil {
-		g.close()
 		return nil, err
 	}
-	if g.leaves, err = pki.NewLeaves(ctx, pki.LeavesConfig{CA: g.ca, Dir: o.dataDir, Allow: o.tls.allow(gate.Intercepts), Logger: log.Named("certs")}); err != nil {
-		g.close()
+	lc := pki.LeavesConfig{CA: g.ca, Dir: o.dataDir, Allow: o.tls.allow(g.gate.Intercepts), Logger: log.Named("certs")}
+	if g.leaves, err = pki.NewLeaves(ctx, lc); err != nil {
 		return nil, err
 	}
-	g.gate = gate
-	g.server = proxy.NewServer(gate, g.leaves.TLSConfig(), log.Named("proxy"))
+	g.server = proxy.NewServer(g.gate, g.leaves.TLSConfig(), log.Named("proxy"))
 	if g.egress, err = newEgress(o, parent, hostPolicy(g.policy), log.Named("egress")); err != nil {
-		g.close()
 		return nil, err
 	}
 	g.server.SetEgress(g.egress)
-	g.registry.MustRegister(proxy.NewCollector(g.cache, w))
+	g.registry.MustRegister(proxy.NewCollector(g.cache, g.witness))
 	return g, nil
+}
+
+// loadKeys loads the CA and the enterprise note key from dataDir and
+// checks that the admin token is private. The CA must permit every
+// intercepted host, and the note key must be named for database dbName.
+func (g *gateParts) loadKeys(dataDir, dbName string, intercept []string) (note.Signer, error) {
+	var err error
+	if g.ca, err = pki.Load(dataDir); err != nil {
+		return nil, err
+	}
+	for _, h := range intercept {
+		if !g.ca.Permits(h) {
+			return nil, fmt.Errorf("intercepted host %s is outside the CA's name constraints (%s): "+
+				"create a new data directory, or remove ca.pem and ca-key.pem and redistribute the new CA",
+				h, strings.Join(g.ca.Names(), ", "))
+		}
+	}
+	sig, verifier, err := signer.LoadKey(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	g.verifier = verifier
+	if sig.Name() != dbName {
+		return nil, fmt.Errorf("the enterprise note key is named %s but the upstream checksum database is %s: "+
+			"clients could not use it as GOSUMDB", sig.Name(), dbName)
+	}
+	if _, err := signer.ReadSecret(filepath.Join(dataDir, adminTokenFile)); err != nil {
+		return nil, fmt.Errorf("admin token: %w", err)
+	}
+	return sig, nil
 }
 
 // cleanSpool makes the spool directory and removes zips that a killed
