@@ -216,7 +216,12 @@ func checkName(name string) error {
 	}
 	for label := range strings.SplitSeq(name, ".") {
 		if !dnsname.HostLabel(label) {
-			return fmt.Errorf("%w: %q: bad label %q (want lower-case letters, digits and inner hyphens)", ErrInvalidName, name, label)
+			return fmt.Errorf(
+				"%w: %q: bad label %q (want lower-case letters, digits and inner hyphens)",
+				ErrInvalidName,
+				name,
+				label,
+			)
 		}
 	}
 	return nil

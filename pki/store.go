@@ -171,14 +171,26 @@ func LoadOrCreate(dir string, names []string) (ca *CA, created bool, err error) 
 		}
 		return ca, true, nil
 	case certExists != keyExists:
-		return nil, false, fmt.Errorf("pki: incomplete CA in %s: need both %s and %s: %w", dir, CertFile, KeyFile, fs.ErrNotExist)
+		return nil, false, fmt.Errorf(
+			"pki: incomplete CA in %s: need both %s and %s: %w",
+			dir,
+			CertFile,
+			KeyFile,
+			fs.ErrNotExist,
+		)
 	}
 	if ca, err = Load(dir); err != nil {
 		return nil, false, err
 	}
 	for _, n := range names {
 		if !ca.Permits(n) {
-			return nil, false, fmt.Errorf("%w: the CA in %s does not permit %q (it permits %q); a new CA is needed", ErrNotPermitted, dir, n, ca.Names())
+			return nil, false, fmt.Errorf(
+				"%w: the CA in %s does not permit %q (it permits %q); a new CA is needed",
+				ErrNotPermitted,
+				dir,
+				n,
+				ca.Names(),
+			)
 		}
 	}
 	return ca, false, nil

@@ -100,7 +100,12 @@ func (p *Policy) decide(in Input) Decision {
 	if p.Default == Deny {
 		return Decision{Action: Deny, Rule: RuleDefault, Reason: "no rule allows it and the policy's default is deny"}
 	}
-	return Decision{Allowed: true, Action: Allow, Rule: RuleDefault, Reason: "no rule matched; the policy's default is allow"}
+	return Decision{
+		Allowed: true,
+		Action:  Allow,
+		Rule:    RuleDefault,
+		Reason:  "no rule matched; the policy's default is allow",
+	}
 }
 
 // matches reports whether rule r of p applies to module@version. Its
@@ -164,7 +169,12 @@ func (p *Policy) decideHost(host string, port int) Decision {
 		return Decision{Allowed: r.Action != Deny, Action: r.Action, Rule: r.ID, Reason: reason}
 	}
 	if p.Egress.Default == Allow {
-		return Decision{Allowed: true, Action: Allow, Rule: RuleDefault, Reason: "no egress rule matched; the egress default is allow"}
+		return Decision{
+			Allowed: true,
+			Action:  Allow,
+			Rule:    RuleDefault,
+			Reason:  "no egress rule matched; the egress default is allow",
+		}
 	}
 	return Decision{Action: Deny, Rule: RuleDefault, Reason: fmt.Sprintf("no egress rule allows %s:%d", host, port)}
 }

@@ -300,7 +300,8 @@ func readStable(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	if st1.Size() != st2.Size() || !st1.ModTime().Equal(st2.ModTime()) || int64(len(data)) != st2.Size() && len(data) <= MaxFileSize {
+	if st1.Size() != st2.Size() || !st1.ModTime().Equal(st2.ModTime()) ||
+		int64(len(data)) != st2.Size() && len(data) <= MaxFileSize {
 		return nil, errUnstable
 	}
 	return data, nil

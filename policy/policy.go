@@ -310,7 +310,8 @@ func checkID(add addFunc, id string) {
 	case len(id) > MaxIDLen:
 		add("id", "longer than %d bytes", MaxIDLen)
 	case strings.IndexFunc(id, func(r rune) bool {
-		return !(r < utf8.RuneSelf && (r == '.' || r == '_' || r == '-' || '0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z'))
+		return !(r < utf8.RuneSelf && (r == '.' || r == '_' || r == '-' ||
+			'0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z'))
 	}) >= 0:
 		add("id", "%q: use only letters, digits, '.', '_' and '-'", id)
 	}
@@ -379,7 +380,11 @@ func checkHostPattern(host string) error {
 	}
 	for label := range strings.SplitSeq(name, ".") {
 		if !dnsname.Label(label) {
-			return fmt.Errorf("%q: bad label %q: want a lower-case DNS name, or *. and one (no port, no trailing dot)", host, label)
+			return fmt.Errorf(
+				"%q: bad label %q: want a lower-case DNS name, or *. and one (no port, no trailing dot)",
+				host,
+				label,
+			)
 		}
 	}
 	if _, err := strconv.Atoi(strings.ReplaceAll(name, ".", "")); err == nil {

@@ -194,14 +194,26 @@ func (g *Gate) checkSum(ctx context.Context, req Request, suffix, hash string) e
 		}
 	}
 	if want == "" {
-		return fmt.Errorf("%w: the checksum database has no %s line for %s", ErrMismatch, strings.TrimPrefix(suffix, "/"), req.Target())
+		return fmt.Errorf(
+			"%w: the checksum database has no %s line for %s",
+			ErrMismatch,
+			strings.TrimPrefix(suffix, "/"),
+			req.Target(),
+		)
 	}
 	if hash != want {
 		what := "zip"
 		if suffix != "" {
 			what = "go.mod"
 		}
-		return fmt.Errorf("%w: upstream %s of %s has hash %s,\nbut the checksum database says %s", ErrMismatch, what, req.Target(), hash, want)
+		return fmt.Errorf(
+			"%w: upstream %s of %s has hash %s,\nbut the checksum database says %s",
+			ErrMismatch,
+			what,
+			req.Target(),
+			hash,
+			want,
+		)
 	}
 	return nil
 }

@@ -177,10 +177,20 @@ type gateCollector struct {
 func NewCollector(stats StatsSource, w WitnessState) prometheus.Collector {
 	return &gateCollector{
 		stats: stats, witness: w,
-		objects:  prometheus.NewDesc("modgate_cache_objects", "Objects in the cache, by kind.", []string{"kind"}, nil),
-		bytes:    prometheus.NewDesc("modgate_cache_bytes", "Bytes in the cache, by kind.", []string{"kind"}, nil),
-		treeSize: prometheus.NewDesc("modgate_witness_tree_size", "Size of the newest witnessed checksum-database tree.", nil, nil),
-		forked:   prometheus.NewDesc("modgate_witness_forks_detected", "1 if fork evidence is on record (checksum-database traffic fails closed).", nil, nil),
+		objects: prometheus.NewDesc("modgate_cache_objects", "Objects in the cache, by kind.", []string{"kind"}, nil),
+		bytes:   prometheus.NewDesc("modgate_cache_bytes", "Bytes in the cache, by kind.", []string{"kind"}, nil),
+		treeSize: prometheus.NewDesc(
+			"modgate_witness_tree_size",
+			"Size of the newest witnessed checksum-database tree.",
+			nil,
+			nil,
+		),
+		forked: prometheus.NewDesc(
+			"modgate_witness_forks_detected",
+			"1 if fork evidence is on record (checksum-database traffic fails closed).",
+			nil,
+			nil,
+		),
 	}
 }
 

@@ -107,7 +107,11 @@ func moduleRequest(kind Kind, escPath, escVers string) (Request, error) {
 		return Request{}, badRequest("%v", err)
 	}
 	if kind != KindInfo && module.CanonicalVersion(vers) != vers {
-		return Request{}, badRequest("version %q of %s is not canonical: .mod and .zip are served by exact version only", vers, path)
+		return Request{}, badRequest(
+			"version %q of %s is not canonical: .mod and .zip are served by exact version only",
+			vers,
+			path,
+		)
 	}
 	if strings.Contains(vers, "..") || strings.ContainsAny(vers, "/") {
 		return Request{}, badRequest("invalid version %q", vers)

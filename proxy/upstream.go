@@ -64,7 +64,11 @@ func (u *upstream) fetch(ctx context.Context, path string) ([]byte, error) {
 		return nil, &UpstreamError{URL: redact(resp.Request.URL), Status: resp.StatusCode, Err: err}
 	}
 	if len(b) > maxSmallBody {
-		return nil, &UpstreamError{URL: redact(resp.Request.URL), Status: resp.StatusCode, Err: fmt.Errorf("answer larger than %d bytes", maxSmallBody)}
+		return nil, &UpstreamError{
+			URL:    redact(resp.Request.URL),
+			Status: resp.StatusCode,
+			Err:    fmt.Errorf("answer larger than %d bytes", maxSmallBody),
+		}
 	}
 	return b, nil
 }
@@ -88,7 +92,8 @@ func (u *upstream) spool(ctx context.Context, path, dir string, limit int64) (*o
 	if err == nil && n > limit {
 		err = fmt.Errorf("%w: upstream sent more than %d bytes", ErrTooLarge, limit)
 	} else if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
-		err = &UpstreamError{URL: redact(resp.Request.URL), Status: resp.StatusCode, Err: fmt.Errorf("truncated: got %d of %d bytes", n, resp.ContentLength)}
+		err = &UpstreamError{URL: redact(resp.Request.URL), Status: resp.StatusCode,
+			Err: fmt.Errorf("truncated: got %d of %d bytes", n, resp.ContentLength)}
 	} else if err != nil {
 		err = &UpstreamError{URL: redact(resp.Request.URL), Status: resp.StatusCode, Err: err}
 	}

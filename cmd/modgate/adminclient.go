@@ -39,7 +39,12 @@ func addAdminFlags(cmd *cobra.Command, getenv env) *adminOptions {
 	f.StringVar(&o.dataDir, "data-dir", defaultDataDir(getenv), "data directory whose admin.token (and ca.pem) to use")
 	f.StringVar(&o.cert, "cert", "", "client certificate (PEM) for an https --admin URL, from modgate ca issue-client")
 	f.StringVar(&o.key, "key", "", "the client certificate's key (PEM)")
-	f.StringVar(&o.adminCA, "admin-ca", "", "CA certificate that signed the admin listener's certificate (default: the data directory's ca.pem)")
+	f.StringVar(
+		&o.adminCA,
+		"admin-ca",
+		"",
+		"CA certificate that signed the admin listener's certificate (default: the data directory's ca.pem)",
+	)
 	f.BoolVar(&o.json, "json", false, "print JSON instead of a table")
 	return o
 }
@@ -68,7 +73,10 @@ func (o *adminOptions) client(getenv env) (*adminClient, error) {
 	if c.token = getenv("MODGATE_ADMIN_TOKEN"); c.token == "" {
 		path := filepath.Join(o.dataDir, adminTokenFile)
 		if c.token, err = signer.ReadSecret(path); err != nil {
-			c.tokenNote = fmt.Sprintf("no admin token (set MODGATE_ADMIN_TOKEN, or --data-dir to the gate's data directory): %v", err)
+			c.tokenNote = fmt.Sprintf(
+				"no admin token (set MODGATE_ADMIN_TOKEN, or --data-dir to the gate's data directory): %v",
+				err,
+			)
 		}
 	}
 	tr := &http.Transport{Proxy: nil, TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: time.Minute}
@@ -147,7 +155,11 @@ func (c *adminClient) do(ctx context.Context, method, path, contentType string, 
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("admin API %s: %w (is modgate serve running there? see --admin)", c.base.Redacted(), unwrapURLError(err))
+		return nil, fmt.Errorf(
+			"admin API %s: %w (is modgate serve running there? see --admin)",
+			c.base.Redacted(),
+			unwrapURLError(err),
+		)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -205,7 +217,14 @@ func newIssueClientCmd(getenv env, stdout io.Writer) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s\n%s\nuse: modgate policy list --admin https://<admin address> --cert %s --key %s\n", certPath, keyPath, certPath, keyPath)
+		fmt.Fprintf(
+			stdout,
+			"%s\n%s\nuse: modgate policy list --admin https://<admin address> --cert %s --key %s\n",
+			certPath,
+			keyPath,
+			certPath,
+			keyPath,
+		)
 		return nil
 	}
 	return cmd

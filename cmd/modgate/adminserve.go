@@ -41,10 +41,18 @@ func openPolicy(ctx context.Context, o serveOptions, log *zap.Logger) (*policy.F
 // adminAPI returns the authenticated admin API (/api/): the policy API
 // over the policy file, auditing into the cache, and the other APIs in
 // more (such as the witness API). facts may be nil.
-func adminAPI(dataDir string, ca *x509.Certificate, file *policy.File, audit *audit.Log,
-	facts func(ctx context.Context, module, version string) (policy.Facts, error), log *zap.Logger, more ...apiRoutes) http.Handler {
+func adminAPI(
+	dataDir string,
+	ca *x509.Certificate,
+	file *policy.File,
+	audit *audit.Log,
+	facts func(ctx context.Context, module, version string) (policy.Facts, error),
+	log *zap.Logger,
+	more ...apiRoutes,
+) http.Handler {
 	mux := http.NewServeMux()
-	admin.NewPolicyAPI(admin.PolicyAPIConfig{File: file, Audit: audit, Facts: facts, Logger: log.Named("admin")}).Register(mux)
+	admin.NewPolicyAPI(admin.PolicyAPIConfig{File: file, Audit: audit, Facts: facts, Logger: log.Named("admin")}).
+		Register(mux)
 	for _, api := range more {
 		api.Register(mux)
 	}

@@ -25,7 +25,10 @@ func (g *gateParts) serveDebug(addr string, log *zap.Logger) (func(), error) {
 		g.egress.AddSelf(ln.Addr()) // never reachable through a tunnel
 	}
 	if ip := ln.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
-		log.Warn("the debug listener is unauthenticated and not on a loopback address", zap.String("debug", ln.Addr().String()))
+		log.Warn(
+			"the debug listener is unauthenticated and not on a loopback address",
+			zap.String("debug", ln.Addr().String()),
+		)
 	}
 	counters := func() map[string]int64 {
 		return map[string]int64{"leaves_issued": g.leaves.Issued()}

@@ -14,7 +14,12 @@ import (
 // gate does not intercept may reach: hostPolicy decides (nil refuses every
 // host), --allow-range opens address ranges refused by default, and
 // --parent-proxy carries the tunnels.
-func newEgress(o serveOptions, parent *url.URL, hostPolicy func() egress.HostPolicy, log *zap.Logger) (*egress.Egress, error) {
+func newEgress(
+	o serveOptions,
+	parent *url.URL,
+	hostPolicy func() egress.HostPolicy,
+	log *zap.Logger,
+) (*egress.Egress, error) {
 	ranges, err := egress.ParseRanges(o.allowRange)
 	if err != nil {
 		return nil, usageError{fmt.Errorf("--allow-range: %w", err)}
@@ -38,7 +43,9 @@ func parseParentProxy(s string) (*url.URL, error) {
 		return nil, nil
 	}
 	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" ||
+		(u.Path != "" && u.Path != "/") ||
+		u.RawQuery != "" {
 		return nil, fmt.Errorf("--parent-proxy: want http://[user:password@]host:port (or https://), got %q", redactURL(s))
 	}
 	return u, nil

@@ -51,7 +51,12 @@ func newPolicyCmd(getenv env, stdout io.Writer) *cobra.Command {
 
 // adminCommand makes a subcommand that calls the admin API: run gets the
 // client and the options once the flags are applied.
-func adminCommand(getenv env, use, short string, args cobra.PositionalArgs, run func(cmd *cobra.Command, c *adminClient, o *adminOptions, args []string) error) *cobra.Command {
+func adminCommand(
+	getenv env,
+	use, short string,
+	args cobra.PositionalArgs,
+	run func(cmd *cobra.Command, c *adminClient, o *adminOptions, args []string) error,
+) *cobra.Command {
 	cmd := &cobra.Command{Use: use, Short: short, Args: usageArgs(args)}
 	o := addAdminFlags(cmd, getenv)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -100,7 +105,14 @@ func printPolicy(w io.Writer, p *policy.Policy) {
 	if p.Cooldown > 0 {
 		cooldown = policy.FormatDuration(p.Cooldown)
 	}
-	fmt.Fprintf(w, "mode: %s  default: %s  deny_retracted: %v  cooldown: %s\n", p.Mode, p.Default, p.DenyRetracted, cooldown)
+	fmt.Fprintf(
+		w,
+		"mode: %s  default: %s  deny_retracted: %v  cooldown: %s\n",
+		p.Mode,
+		p.Default,
+		p.DenyRetracted,
+		cooldown,
+	)
 	if len(p.Private) > 0 {
 		fmt.Fprintf(w, "private: %s\n", strings.Join(p.Private, ", "))
 	}
@@ -115,7 +127,13 @@ func printPolicy(w io.Writer, p *policy.Policy) {
 		tw.Flush()
 	}
 	if len(p.Egress.Rules) > 0 || p.Egress.Default == policy.Allow {
-		fmt.Fprintf(w, "egress: mode: %s  default: %s  (%d rules; see export)\n", p.Egress.Mode, p.Egress.Default, len(p.Egress.Rules))
+		fmt.Fprintf(
+			w,
+			"egress: mode: %s  default: %s  (%d rules; see export)\n",
+			p.Egress.Mode,
+			p.Egress.Default,
+			len(p.Egress.Rules),
+		)
 	}
 }
 
@@ -130,14 +148,22 @@ func orDash(s string) string {
 func policyRuleCmd(getenv env, stdout io.Writer, action policy.Action) *cobra.Command {
 	var reason, id string
 	var position int
-	cmd := adminCommand(getenv, string(action)+" PATTERN[@CONSTRAINT]",
-		fmt.Sprintf("Add a rule that %s matching modules (and versions, such as example.com/m@<v1.2.0)", map[policy.Action]string{policy.Allow: "allows", policy.Deny: "denies"}[action]), cobra.ExactArgs(1),
+	cmd := adminCommand(
+		getenv,
+		string(action)+" PATTERN[@CONSTRAINT]",
+		fmt.Sprintf(
+			"Add a rule that %s matching modules (and versions, such as example.com/m@<v1.2.0)",
+			map[policy.Action]string{policy.Allow: "allows", policy.Deny: "denies"}[action],
+		),
+		cobra.ExactArgs(1),
 		func(cmd *cobra.Command, c *adminClient, o *adminOptions, args []string) error {
 			if action == policy.Deny && strings.TrimSpace(reason) == "" {
 				return usageError{errors.New("deny needs --reason (a CVE, a ticket, a sentence)")}
 			}
 			pattern, constraint := splitPattern(args[0])
-			req := admin.AddRuleRequest{Rule: policy.Rule{ID: id, Action: action, Module: pattern, Versions: constraint, Reason: reason}}
+			req := admin.AddRuleRequest{
+				Rule: policy.Rule{ID: id, Action: action, Module: pattern, Versions: constraint, Reason: reason},
+			}
 			if cmd.Flags().Changed("position") {
 				req.Position = &position
 			}
@@ -152,9 +178,19 @@ func policyRuleCmd(getenv env, stdout io.Writer, action policy.Action) *cobra.Co
 				return err
 			}
 			r := resp.Rule
-			fmt.Fprintf(stdout, "added rule %s at position %d: %s %s %s  (%s)\n", r.ID, resp.Position, r.Action, r.Module, orDash(r.Versions), orDash(r.Reason))
+			fmt.Fprintf(
+				stdout,
+				"added rule %s at position %d: %s %s %s  (%s)\n",
+				r.ID,
+				resp.Position,
+				r.Action,
+				r.Module,
+				orDash(r.Versions),
+				orDash(r.Reason),
+			)
 			return nil
-		})
+		},
+	)
 	cmd.Flags().StringVar(&reason, "reason", "", "why (required for deny): shown to go users with the denial")
 	cmd.Flags().StringVar(&id, "id", "", "the rule's id (default: "+string(action)+"-<n>)")
 	cmd.Flags().IntVar(&position, "position", 0, "where the rule goes, 0 being first (default: last)")
@@ -195,7 +231,11 @@ type deniedError struct{ what, rule string }
 func (e deniedError) Error() string { return fmt.Sprintf("%s is denied by rule %s", e.what, e.rule) }
 
 func policyTestCmd(getenv env, stdout io.Writer) *cobra.Command {
-	return adminCommand(getenv, "test MODULE@VERSION", "Show what the policy decides for a module version (exit 1 when denied)", cobra.ExactArgs(1),
+	return adminCommand(
+		getenv,
+		"test MODULE@VERSION",
+		"Show what the policy decides for a module version (exit 1 when denied)",
+		cobra.ExactArgs(1),
 		func(cmd *cobra.Command, c *adminClient, o *adminOptions, args []string) error {
 			i := strings.LastIndexByte(args[0], '@')
 			if i <= 0 || i == len(args[0])-1 {
@@ -217,7 +257,8 @@ func policyTestCmd(getenv env, stdout io.Writer) *cobra.Command {
 				return deniedError{what: args[0], rule: resp.Decision.Rule}
 			}
 			return nil
-		})
+		},
+	)
 }
 
 // printTest prints a decision as "key: value" lines.
@@ -298,7 +339,11 @@ func policyImportCmd(getenv env, stdout io.Writer) *cobra.Command {
 
 func policyLogCmd(getenv env, stdout io.Writer) *cobra.Command {
 	var limit int
-	cmd := adminCommand(getenv, "log", "Print the audit log (policy changes, hand edits, would-be denials, fork clearings), newest last", cobra.NoArgs,
+	cmd := adminCommand(
+		getenv,
+		"log",
+		"Print the audit log (policy changes, hand edits, would-be denials, fork clearings), newest last",
+		cobra.NoArgs,
 		func(cmd *cobra.Command, c *adminClient, o *adminOptions, _ []string) error {
 			var resp map[string][]audit.Entry
 			data, err := c.do(cmd.Context(), http.MethodGet, fmt.Sprintf("/api/v1/audit?limit=%d", limit), "", nil, &resp)
@@ -312,10 +357,19 @@ func policyLogCmd(getenv env, stdout io.Writer) *cobra.Command {
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "TIME\tWHO\tACTION\tSUBJECT\tREASON")
 			for _, e := range resp["entries"] {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.UTC().Format(time.RFC3339), e.Who, e.Action, orDash(e.Subject), orDash(reasonLine(e.Reason)))
+				fmt.Fprintf(
+					tw,
+					"%s\t%s\t%s\t%s\t%s\n",
+					e.Time.UTC().Format(time.RFC3339),
+					e.Who,
+					e.Action,
+					orDash(e.Subject),
+					orDash(reasonLine(e.Reason)),
+				)
 			}
 			return tw.Flush()
-		})
+		},
+	)
 	cmd.Flags().IntVar(&limit, "limit", 50, "how many of the newest entries")
 	return cmd
 }

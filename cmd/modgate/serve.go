@@ -63,24 +63,82 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 	f.StringVar(&o.config, "config", "", "YAML file of settings named like the flags")
 	dataDir := addDataDir(cmd, getenv)
 	f.StringVar(&o.listen, "listen", defaultListen, "proxy and GOPROXY listen address")
-	f.StringVar(&o.adminListen, "admin-listen", defaultAdminListen, "admin listen address (/healthz, /readyz, /ca.pem, /verifier.txt, /metrics and the authenticated /api/)")
+	f.StringVar(
+		&o.adminListen,
+		"admin-listen",
+		defaultAdminListen,
+		"admin listen address (/healthz, /readyz, /ca.pem, /verifier.txt, /metrics and the authenticated /api/)",
+	)
 	f.StringVar(&o.upstream, "upstream", defaultUpstream, "upstream module proxy")
-	f.StringVar(&o.upstreamSumDB, "upstream-sumdb", defaultUpstreamSumDB, "upstream checksum database verifier key, optionally followed by a space and its URL")
+	f.StringVar(
+		&o.upstreamSumDB,
+		"upstream-sumdb",
+		defaultUpstreamSumDB,
+		"upstream checksum database verifier key, optionally followed by a space and its URL",
+	)
 	f.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of extra roots for the upstream's TLS")
-	f.StringVar(&o.intercept, "intercept", strings.Join(proxy.DefaultIntercept, ","), "comma list of hosts whose CONNECTs are intercepted")
-	f.StringVar(&o.private, "private", "", "comma list of module path patterns that skip the public checksum database (as GONOSUMDB)")
+	f.StringVar(
+		&o.intercept,
+		"intercept",
+		strings.Join(proxy.DefaultIntercept, ","),
+		"comma list of hosts whose CONNECTs are intercepted",
+	)
+	f.StringVar(
+		&o.private,
+		"private",
+		"",
+		"comma list of module path patterns that skip the public checksum database (as GONOSUMDB)",
+	)
 	f.BoolVar(&o.offline, "offline", false, "serve from the cache only; a miss answers 504")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "json", "json, or console for people reading a terminal")
 	f.DurationVar(&o.listTTL, "list-ttl", time.Minute, "how long list and @latest answers stay fresh")
-	f.StringVar(&o.debugListen, "debug-listen", "", "address of an unauthenticated debug listener (pprof, counters); off by default, use a loopback address")
-	f.StringSliceVar(&o.allowRange, "allow-range", nil, "CIDR range that tunnels may reach although it is refused by default (loopback, private, link-local, ...); repeatable or a comma list")
-	f.StringVar(&o.parentProxy, "parent-proxy", "", "http://[user:password@]host:port of a corporate proxy for the upstream fetches and the tunnels")
-	f.DurationVar(&o.stallTimeout, "upstream-stall-timeout", proxy.DefaultStallTimeout, "how long the upstream may send nothing before a fetch fails with 504")
-	f.StringVar(&o.policy, "policy", "", "policy file (default <data-dir>/policy.yaml, written with a commented default if missing); hand edits take effect within 2s")
-	f.BoolVar(&o.adminTLS, "admin-tls", false, "serve the admin listener over TLS (certificate for modgate.admin from the CA; client certificates from the CA authenticate)")
+	f.StringVar(
+		&o.debugListen,
+		"debug-listen",
+		"",
+		"address of an unauthenticated debug listener (pprof, counters); off by default, use a loopback address",
+	)
+	f.StringSliceVar(
+		&o.allowRange,
+		"allow-range",
+		nil,
+		"CIDR range that tunnels may reach although it is refused by default (loopback, private, link-local, ...); "+
+			"repeatable or a comma list",
+	)
+	f.StringVar(
+		&o.parentProxy,
+		"parent-proxy",
+		"",
+		"http://[user:password@]host:port of a corporate proxy for the upstream fetches and the tunnels",
+	)
+	f.DurationVar(
+		&o.stallTimeout,
+		"upstream-stall-timeout",
+		proxy.DefaultStallTimeout,
+		"how long the upstream may send nothing before a fetch fails with 504",
+	)
+	f.StringVar(
+		&o.policy,
+		"policy",
+		"",
+		"policy file (default <data-dir>/policy.yaml, written with a commented default if missing); "+
+			"hand edits take effect within 2s",
+	)
+	f.BoolVar(
+		&o.adminTLS,
+		"admin-tls",
+		false,
+		"serve the admin listener over TLS (certificate for modgate.admin from the CA; "+
+			"client certificates from the CA authenticate)",
+	)
 	addTLSFlags(f, &o.tls)
-	f.Var(&o.cacheMaxSize, "cache-max-size", "bound on the cache, such as 20GiB: past it the least recently used zips, .mod, .info and checksum data are evicted (default unbounded)")
+	f.Var(
+		&o.cacheMaxSize,
+		"cache-max-size",
+		"bound on the cache, such as 20GiB: past it the least recently used zips, .mod, .info and checksum data "+
+			"are evicted (default unbounded)",
+	)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if !f.Changed("config") {
 			o.config = getenv("MODGATE_CONFIG")
@@ -377,8 +435,21 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 		return err
 	}
 	defer stopTLS()
-	log.Info("modgate serving", zap.String("listen", ln.Addr().String()), zap.String("tls_listen", tlsAddr), zap.String("admin", aln.Addr().String()), zap.Bool("admin_tls", o.adminTLS), zap.String("policy", g.policy.Path()),
-		zap.String("upstream", o.upstream), zap.String("data_dir", o.dataDir), zap.Bool("offline", o.offline), zap.String("version", version))
+	log.Info(
+		"modgate serving",
+		zap.String("listen", ln.Addr().String()),
+		zap.String("tls_listen", tlsAddr),
+		zap.String("admin", aln.Addr().String()),
+		zap.Bool("admin_tls", o.adminTLS),
+		zap.String("policy", g.policy.Path()),
+		zap.String(
+			"upstream",
+			o.upstream,
+		),
+		zap.String("data_dir", o.dataDir),
+		zap.Bool("offline", o.offline),
+		zap.String("version", version),
+	)
 	mode := "upstream " + o.upstream
 	if o.offline {
 		mode = "offline, from the cache only"

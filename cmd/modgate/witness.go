@@ -65,7 +65,10 @@ func witnessStatusCmd(getenv env, stdout io.Writer) *cobra.Command {
 
 func witnessClearForkCmd(getenv env, stdout io.Writer) *cobra.Command {
 	var reason string
-	cmd := witnessCommand(getenv, "clear-fork", "Mark the fork evidence as cleared (it is kept) and let checksum-database traffic through again",
+	cmd := witnessCommand(
+		getenv,
+		"clear-fork",
+		"Mark the fork evidence as cleared (it is kept) and let checksum-database traffic through again",
 		func(cmd *cobra.Command, c *adminClient, o *adminOptions) error {
 			body, _ := json.Marshal(admin.ClearForkRequest{Reason: reason})
 			var resp admin.ClearForkResponse
@@ -79,9 +82,14 @@ func witnessClearForkCmd(getenv env, stdout io.Writer) *cobra.Command {
 			if o.json {
 				return writeJSONTo(stdout, resp)
 			}
-			fmt.Fprintf(stdout, "cleared %d fork evidence record(s); they stay on record (modgate witness status shows them)\n", len(resp.Cleared))
+			fmt.Fprintf(
+				stdout,
+				"cleared %d fork evidence record(s); they stay on record (modgate witness status shows them)\n",
+				len(resp.Cleared),
+			)
 			return printStatus(stdout, resp.Status, false)
-		})
+		},
+	)
 	cmd.Flags().StringVar(&reason, "reason", "", "why the evidence is cleared, for the audit log")
 	return cmd
 }
@@ -92,10 +100,20 @@ type forkOnRecord struct{}
 func (forkOnRecord) Error() string { return "checksum database fork on record" }
 
 // witnessCommand is adminCommand for the witness subcommands.
-func witnessCommand(getenv env, use, short string, run func(cmd *cobra.Command, c *adminClient, o *adminOptions) error) *cobra.Command {
-	return adminCommand(getenv, use, short, cobra.NoArgs, func(cmd *cobra.Command, c *adminClient, o *adminOptions, _ []string) error {
-		return run(cmd, c, o)
-	})
+func witnessCommand(
+	getenv env,
+	use, short string,
+	run func(cmd *cobra.Command, c *adminClient, o *adminOptions) error,
+) *cobra.Command {
+	return adminCommand(
+		getenv,
+		use,
+		short,
+		cobra.NoArgs,
+		func(cmd *cobra.Command, c *adminClient, o *adminOptions, _ []string) error {
+			return run(cmd, c, o)
+		},
+	)
 }
 
 // offlineFallback reports whether a failed API call should be retried on
@@ -115,7 +133,12 @@ func openCacheOffline(ctx context.Context, dataDir string) (*cache.Store, string
 	st, err := cache.Open(ctx, cache.Config{Dir: filepath.Join(dataDir, "cache")})
 	if err != nil {
 		if strings.Contains(err.Error(), "lock") {
-			return nil, "", fmt.Errorf("the cache in %s is in use by a running modgate whose admin API did not answer: pass its --admin URL, or stop it: %w", dataDir, err)
+			return nil, "", fmt.Errorf(
+				"the cache in %s is in use by a running modgate whose admin API did not answer: "+
+					"pass its --admin URL, or stop it: %w",
+				dataDir,
+				err,
+			)
 		}
 		return nil, "", err
 	}
@@ -172,7 +195,11 @@ func printStatus(w io.Writer, st signer.Status, asJSON bool) error {
 		fmt.Fprintf(w, "signed note\n%s", indent(st.Tree.Note))
 	}
 	if st.Forked {
-		fmt.Fprintln(w, "status             FORKED: checksum-database requests fail until the evidence is cleared (modgate witness clear-fork)")
+		fmt.Fprintln(
+			w,
+			"status             FORKED: checksum-database requests fail until the evidence is cleared "+
+				"(modgate witness clear-fork)",
+		)
 	} else {
 		fmt.Fprintln(w, "status             ok")
 	}

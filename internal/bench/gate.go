@@ -35,7 +35,11 @@ func startUpstream(ctx context.Context, fx *fixture, logf func(string, ...any)) 
 	if err != nil {
 		return nil, err
 	}
-	logf("local upstream: %d module versions hashed and in the checksum database (%v)", s.TreeSize(), time.Since(start).Round(time.Millisecond))
+	logf(
+		"local upstream: %d module versions hashed and in the checksum database (%v)",
+		s.TreeSize(),
+		time.Since(start).Round(time.Millisecond),
+	)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err

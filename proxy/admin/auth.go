@@ -20,7 +20,9 @@ import (
 
 // ErrUnauthenticated reports an admin request with neither a valid bearer
 // token nor a valid client certificate.
-var ErrUnauthenticated = errors.New("authentication required: a bearer token (the data directory's admin.token) or a client certificate from modgate's CA")
+var ErrUnauthenticated = errors.New(
+	"authentication required: a bearer token (the data directory's admin.token) or a client certificate from modgate's CA",
+)
 
 type whoKey struct{}
 
@@ -99,7 +101,9 @@ func verifyClient(chain []*x509.Certificate, roots *x509.CertPool) (string, erro
 	for _, c := range chain[1:] {
 		inter.AddCert(c)
 	}
-	_, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	_, err := chain[0].Verify(
+		x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}},
+	)
 	if err != nil {
 		return "", fmt.Errorf("%w (client certificate: %v)", ErrUnauthenticated, err)
 	}

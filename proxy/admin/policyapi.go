@@ -154,7 +154,12 @@ func (a *PolicyAPI) addRule(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, err)
 		return
 	}
-	a.audit(r.Context(), audit.Entry{Action: audit.PolicyAdd, Subject: rule.ID, Rule: rule.ID, Reason: rule.Reason}, before, after)
+	a.audit(
+		r.Context(),
+		audit.Entry{Action: audit.PolicyAdd, Subject: rule.ID, Rule: rule.ID, Reason: rule.Reason},
+		before,
+		after,
+	)
 	writeJSON(w, http.StatusCreated, AddRuleResponse{Rule: rule, Position: pos})
 }
 
@@ -167,8 +172,13 @@ func insertRule(p *policy.Policy, rule policy.Rule, pos *int) (policy.Rule, int,
 	if err := rule.Validate(); err != nil {
 		return rule, 0, ruleError(err)
 	}
-	if p.Rule(rule.ID) >= 0 || slices.ContainsFunc(p.Egress.Rules, func(h policy.HostRule) bool { return h.ID == rule.ID }) {
-		return rule, 0, &apiError{status: http.StatusConflict, field: "rule.id", err: fmt.Errorf("a rule with id %q exists", rule.ID)}
+	if p.Rule(rule.ID) >= 0 ||
+		slices.ContainsFunc(p.Egress.Rules, func(h policy.HostRule) bool { return h.ID == rule.ID }) {
+		return rule, 0, &apiError{
+			status: http.StatusConflict,
+			field:  "rule.id",
+			err:    fmt.Errorf("a rule with id %q exists", rule.ID),
+		}
 	}
 	at := len(p.Rules)
 	if pos != nil {
@@ -223,7 +233,12 @@ func (a *PolicyAPI) removeRule(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, err)
 		return
 	}
-	a.audit(r.Context(), audit.Entry{Action: audit.PolicyRemove, Subject: id, Rule: id, Reason: removed.Reason}, before, after)
+	a.audit(
+		r.Context(),
+		audit.Entry{Action: audit.PolicyRemove, Subject: id, Rule: id, Reason: removed.Reason},
+		before,
+		after,
+	)
 	writeJSON(w, http.StatusOK, map[string]policy.Rule{"removed": removed})
 }
 
@@ -321,7 +336,12 @@ func (a *PolicyAPI) audit(ctx context.Context, e audit.Entry, before, after *pol
 		e.Who = "unknown"
 	}
 	e.Before, e.After = yamlOf(before), yamlOf(after)
-	a.log.Info("policy changed", zap.String("who", e.Who), zap.String("action", e.Action), zap.String("subject", e.Subject))
+	a.log.Info(
+		"policy changed",
+		zap.String("who", e.Who),
+		zap.String("action", e.Action),
+		zap.String("subject", e.Subject),
+	)
 	a.append(ctx, e)
 }
 
@@ -348,7 +368,12 @@ func (a *PolicyAPI) append(ctx context.Context, e audit.Entry) {
 	}
 	e.Time = a.cfg.Now()
 	if err := a.cfg.Audit.Append(context.WithoutCancel(ctx), e); err != nil {
-		a.log.Error("audit log append failed", zap.String("action", e.Action), zap.String("subject", e.Subject), zap.Error(err))
+		a.log.Error(
+			"audit log append failed",
+			zap.String("action", e.Action),
+			zap.String("subject", e.Subject),
+			zap.Error(err),
+		)
 	}
 }
 

@@ -95,7 +95,12 @@ func (a *WitnessAPI) clearFork(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, err)
 		return
 	}
-	a.log.Warn("fork evidence cleared", zap.String("who", who), zap.Int("records", len(cleared)), zap.String("reason", req.Reason))
+	a.log.Warn(
+		"fork evidence cleared",
+		zap.String("who", who),
+		zap.Int("records", len(cleared)),
+		zap.String("reason", req.Reason),
+	)
 	if a.cfg.Audit != nil && len(cleared) > 0 {
 		e := audit.Entry{Who: who, Action: "witness.clear-fork", Subject: st.Database, Reason: req.Reason}
 		if err := a.cfg.Audit.Append(r.Context(), e); err != nil {

@@ -95,7 +95,13 @@ func New(cfg Config) (*Egress, error) {
 	if p := cfg.ParentProxy; p != nil && ((p.Scheme != "http" && p.Scheme != "https") || p.Hostname() == "") {
 		return nil, fmt.Errorf("parent proxy %s: want http://[user:password@]host:port or https://...", httperr.Redact(p))
 	}
-	e := &Egress{cfg: cfg, addrs: newAddrChecker(cfg.AllowRanges, cfg.Interfaces), resolver: cfg.Resolver, dial: cfg.Dial, log: cfg.Logger}
+	e := &Egress{
+		cfg:      cfg,
+		addrs:    newAddrChecker(cfg.AllowRanges, cfg.Interfaces),
+		resolver: cfg.Resolver,
+		dial:     cfg.Dial,
+		log:      cfg.Logger,
+	}
 	if e.resolver == nil {
 		e.resolver = net.DefaultResolver
 	}
@@ -212,7 +218,13 @@ func refusal(verb string, t Target, err error) error {
 		return fmt.Errorf("%w: %s to %s: %w; that would loop back into the gate", ErrRefused, verb, t, err)
 	}
 	if errors.Is(err, ErrAddress) {
-		return fmt.Errorf("%w: %s to %s: %w; modgate connects there only if --allow-range covers it", ErrRefused, verb, t, err)
+		return fmt.Errorf(
+			"%w: %s to %s: %w; modgate connects there only if --allow-range covers it",
+			ErrRefused,
+			verb,
+			t,
+			err,
+		)
 	}
 	return fmt.Errorf("%s to %s: %w", verb, t, err)
 }

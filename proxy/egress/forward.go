@@ -77,7 +77,11 @@ func (e *Egress) Forward(r *http.Request, client string, t Target) (*http.Respon
 	var err error
 	switch {
 	case r.URL.Scheme != "http":
-		err = httperr.BadRequest("proxy request for %s://%s: only http:// is forwarded; use CONNECT for https", r.URL.Scheme, t)
+		err = httperr.BadRequest(
+			"proxy request for %s://%s: only http:// is forwarded; use CONNECT for https",
+			r.URL.Scheme,
+			t,
+		)
 	case !d.Allowed:
 		err = fmt.Errorf("%w: request to %w", ErrRefused, &DeniedHostError{Target: t, Decision: d})
 	case e.cfg.ParentProxy != nil:

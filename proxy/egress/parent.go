@@ -28,7 +28,13 @@ type ParentProxyError struct {
 
 func (e *ParentProxyError) Error() string {
 	if e.Status != 0 && e.Reason != "" {
-		return fmt.Sprintf("parent proxy %s answered CONNECT with %d %s: %s", e.Proxy, e.Status, http.StatusText(e.Status), e.Reason)
+		return fmt.Sprintf(
+			"parent proxy %s answered CONNECT with %d %s: %s",
+			e.Proxy,
+			e.Status,
+			http.StatusText(e.Status),
+			e.Reason,
+		)
 	}
 	if e.Status != 0 {
 		return fmt.Sprintf("parent proxy %s answered CONNECT with %d %s", e.Proxy, e.Status, http.StatusText(e.Status))
@@ -68,7 +74,13 @@ func (e *Egress) dialParent(ctx context.Context, t Target) (net.Conn, string, er
 // nil means the system's) and asks it for a tunnel to target (host:port),
 // with Basic Proxy-Authorization from the URL's userinfo. A refusal or
 // failure is a *ParentProxyError.
-func ConnectVia(ctx context.Context, dial DialFunc, parent *url.URL, target string, roots *x509.CertPool) (net.Conn, error) {
+func ConnectVia(
+	ctx context.Context,
+	dial DialFunc,
+	parent *url.URL,
+	target string,
+	roots *x509.CertPool,
+) (net.Conn, error) {
 	perr := func(status int, err error) error {
 		return &ParentProxyError{Proxy: httperr.Redact(parent), Status: status, Err: err}
 	}

@@ -156,7 +156,8 @@ func checkHostName(host string) (string, error) {
 		}
 	}
 	last := labels[len(labels)-1]
-	if strings.Trim(last, "0123456789") == "" || (strings.HasPrefix(last, "0x") && strings.Trim(last[2:], "0123456789abcdef") == "") {
+	if strings.Trim(last, "0123456789") == "" ||
+		(strings.HasPrefix(last, "0x") && strings.Trim(last[2:], "0123456789abcdef") == "") {
 		return "", badTarget("%q is neither a host name nor a dotted-quad IPv4 address", host)
 	}
 	return name, nil
