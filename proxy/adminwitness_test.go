@@ -71,12 +71,14 @@ func TestWitnessAPI(t *testing.T) {
 	}
 	code, body := call("POST", "/api/v1/witness/clear-fork", "t0ken", `{"reason": "checked with the sumdb operators"}`)
 	var resp admin.ClearForkResponse
-	if code != 200 || json.Unmarshal(body, &resp) != nil || len(resp.Cleared) != 1 || resp.Status.Forked || len(resp.Status.Cleared) != 1 {
+	if code != 200 || json.Unmarshal(body, &resp) != nil || len(resp.Cleared) != 1 || resp.Status.Forked ||
+		len(resp.Status.Cleared) != 1 {
 		t.Fatalf("clear-fork: %d %s", code, body)
 	}
 	entries, err := audit.List(t.Context(), 0)
 	if err != nil || len(entries) != 1 || entries[0].Action != "witness.clear-fork" || !strings.HasPrefix(entries[0].Who, "token:") ||
-		entries[0].Reason != "checked with the sumdb operators" || entries[0].Subject != "sum.golang.org" {
+		entries[0].Reason != "checked with the sumdb operators" ||
+		entries[0].Subject != "sum.golang.org" {
 		t.Errorf("audit after clear-fork: %+v, %v", entries, err)
 	}
 	if code, body := call("POST", "/api/v1/witness/clear-fork", "t0ken", `{"unknown": 1}`); code != http.StatusBadRequest {

@@ -51,7 +51,11 @@ func (h hostRules) DecideHost(host string, port int) policy.Decision {
 	if a, ok := h.rules[fmt.Sprintf("%s:%d", host, port)]; ok && a == policy.Allow {
 		return policy.Decision{Allowed: true, Action: policy.Allow, Rule: "allow-" + host, Reason: "allowed by a test rule"}
 	}
-	d := policy.Decision{Action: policy.Deny, Rule: "default", Reason: fmt.Sprintf("no egress rule allows %s:%d", host, port)}
+	d := policy.Decision{
+		Action: policy.Deny,
+		Rule:   "default",
+		Reason: fmt.Sprintf("no egress rule allows %s:%d", host, port),
+	}
 	if h.report {
 		d.Allowed, d.WouldDeny = true, true
 	}
@@ -187,21 +191,112 @@ func TestEgressConnect(t *testing.T) {
 		{"IPv4-mapped answer in an allowed range", hostRules{rules: allowAll}, loopback, "mapped.test:" + ep, 200, nil},
 		{"report mode lets a denial through", hostRules{report: true}, loopback, "allowed.test:" + ep, 200, nil},
 		{"no egress rules", nil, loopback, "allowed.test:" + ep, 403, []string{"refused", "no egress rules are configured"}},
-		{"denied by the host rules", hostRules{rules: map[string]policy.Action{}}, loopback, "allowed.test:" + ep, 403, []string{"refused", "no egress rule allows allowed.test:" + ep, "egress rule default"}},
-		{"other port than allowed", hostRules{rules: allowAll}, loopback, "allowed.test:8443", 403, []string{"no egress rule allows allowed.test:8443"}},
-		{"loopback without --allow-range", hostRules{rules: allowAll}, nil, "allowed.test:" + ep, 403, []string{"allowed.test resolves to an address modgate may not reach: 127.0.0.1", "loopback", "--allow-range"}},
-		{"loopback literal without --allow-range", hostRules{rules: allowAll}, nil, "127.0.0.1:" + ep, 403, []string{"127.0.0.1 is a loopback address"}},
-		{"IPv6 loopback literal", hostRules{rules: allowAll}, loopback, "[::1]:443", 403, []string{"::1 is a loopback address"}},
-		{"IPv6 loopback answer", hostRules{rules: allowAll}, loopback, "v6.test:443", 403, []string{"v6.test resolves to an address modgate may not reach: ::1"}},
-		{"private answer", hostRules{rules: allowAll}, loopback, "private.test:443", 403, []string{"10.0.0.7 is a private address"}},
+		{
+			"denied by the host rules",
+			hostRules{rules: map[string]policy.Action{}},
+			loopback,
+			"allowed.test:" + ep,
+			403,
+			[]string{"refused", "no egress rule allows allowed.test:" + ep, "egress rule default"},
+		},
+		{
+			"other port than allowed",
+			hostRules{rules: allowAll},
+			loopback,
+			"allowed.test:8443",
+			403,
+			[]string{"no egress rule allows allowed.test:8443"},
+		},
+		{
+			"loopback without --allow-range",
+			hostRules{rules: allowAll},
+			nil,
+			"allowed.test:" + ep,
+			403,
+			[]string{"allowed.test resolves to an address modgate may not reach: 127.0.0.1", "loopback", "--allow-range"},
+		},
+		{
+			"loopback literal without --allow-range",
+			hostRules{rules: allowAll},
+			nil,
+			"127.0.0.1:" + ep,
+			403,
+			[]string{"127.0.0.1 is a loopback address"},
+		},
+		{
+			"IPv6 loopback literal",
+			hostRules{rules: allowAll},
+			loopback,
+			"[::1]:443",
+			403,
+			[]string{"::1 is a loopback address"},
+		},
+		{
+			"IPv6 loopback answer",
+			hostRules{rules: allowAll},
+			loopback,
+			"v6.test:443",
+			403,
+			[]string{"v6.test resolves to an address modgate may not reach: ::1"},
+		},
+		{
+			"private answer",
+			hostRules{rules: allowAll},
+			loopback,
+			"private.test:443",
+			403,
+			[]string{"10.0.0.7 is a private address"},
+		},
 		{"private literal", hostRules{rules: allowAll}, loopback, "10.0.0.7:443", 403, []string{"private address"}},
-		{"one private answer among others", hostRules{rules: allowAll}, loopback, "mixed.test:" + ep, 403, []string{"mixed.test resolves to an address modgate may not reach: 10.0.0.7"}},
-		{"metadata answer", hostRules{rules: allowAll}, loopback, "metadata.test:443", 403, []string{"169.254.169.254 is a link-local address"}},
+		{
+			"one private answer among others",
+			hostRules{rules: allowAll},
+			loopback,
+			"mixed.test:" + ep,
+			403,
+			[]string{"mixed.test resolves to an address modgate may not reach: 10.0.0.7"},
+		},
+		{
+			"metadata answer",
+			hostRules{rules: allowAll},
+			loopback,
+			"metadata.test:443",
+			403,
+			[]string{"169.254.169.254 is a link-local address"},
+		},
 		{"metadata literal", hostRules{rules: allowAll}, loopback, "169.254.169.254:443", 403, []string{"link-local"}},
-		{"NAT64 embedding loopback", hostRules{rules: allowAll}, nil, "nat64.test:443", 403, []string{"NAT64 address embedding 127.0.0.1"}},
-		{"IPv4-mapped loopback", hostRules{rules: allowAll}, nil, "mapped.test:443", 403, []string{"127.0.0.1 is a loopback address"}},
-		{"name that does not resolve", hostRules{rules: allowAll}, loopback, "gone.test:443", 502, []string{"resolving gone.test"}},
-		{"intercepted host on another port", hostRules{rules: allowAll}, loopback, "proxy.golang.org:80", 403, []string{"modgate answers for proxy.golang.org itself, on port 443 only"}},
+		{
+			"NAT64 embedding loopback",
+			hostRules{rules: allowAll},
+			nil,
+			"nat64.test:443",
+			403,
+			[]string{"NAT64 address embedding 127.0.0.1"},
+		},
+		{
+			"IPv4-mapped loopback",
+			hostRules{rules: allowAll},
+			nil,
+			"mapped.test:443",
+			403,
+			[]string{"127.0.0.1 is a loopback address"},
+		},
+		{
+			"name that does not resolve",
+			hostRules{rules: allowAll},
+			loopback,
+			"gone.test:443",
+			502,
+			[]string{"resolving gone.test"},
+		},
+		{
+			"intercepted host on another port",
+			hostRules{rules: allowAll},
+			loopback,
+			"proxy.golang.org:80",
+			403,
+			[]string{"modgate answers for proxy.golang.org itself, on port 443 only"},
+		},
 		{"no port", hostRules{rules: allowAll}, loopback, "allowed.test", 400, []string{"want host:port"}},
 		{"odd port 0", hostRules{rules: allowAll}, loopback, "allowed.test:0", 400, []string{"port must be"}},
 		{"port too large", hostRules{rules: allowAll}, loopback, "allowed.test:70000", 400, []string{"port must be"}},
@@ -252,7 +347,9 @@ func TestEgressConnect(t *testing.T) {
 				wantDecision = "would_deny"
 			}
 			if rec["decision"] != wantDecision || rec["resolved"] != "127.0.0.1:"+ep || rec["bytes_out"] != int64(5) || rec["bytes_in"] != int64(5) ||
-				rec["port"] != int64(echoPort) || rec["client"] == "" || rec["rule"] == "" {
+				rec["port"] != int64(echoPort) ||
+				rec["client"] == "" ||
+				rec["rule"] == "" {
 				t.Errorf("log line %v: want decision %s, resolved 127.0.0.1:%s, 5 bytes each way", rec, wantDecision, ep)
 			}
 		})
@@ -303,7 +400,14 @@ func TestEgressIdleTunnel(t *testing.T) {
 	host, port := echoServer(t)
 	loopback, _ := egress.ParseRanges([]string{"127.0.0.0/8"})
 	allowAny := hostRules{report: true}
-	s := startEgressServer(t, egress.Config{Policy: func() egress.HostPolicy { return allowAny }, AllowRanges: loopback, IdleTimeout: 200 * time.Millisecond})
+	s := startEgressServer(
+		t,
+		egress.Config{
+			Policy:      func() egress.HostPolicy { return allowAny },
+			AllowRanges: loopback,
+			IdleTimeout: 200 * time.Millisecond,
+		},
+	)
 	r, c, br := s.connect(t, net.JoinHostPort(host, fmt.Sprint(port)))
 	if r.status != 200 {
 		t.Fatalf("CONNECT: %d %s", r.status, r.body)
@@ -335,7 +439,10 @@ func TestEgressForward(t *testing.T) {
 	resolver := fakeResolver{"site.test": {"127.0.0.1"}, "private.test": {"10.0.0.7"}}
 	rules := hostRules{rules: map[string]policy.Action{"site.test:" + port: policy.Allow, "private.test:80": policy.Allow}}
 	loopback, _ := egress.ParseRanges([]string{"127.0.0.0/8"})
-	s := startEgressServer(t, egress.Config{Policy: func() egress.HostPolicy { return rules }, AllowRanges: loopback, Resolver: resolver})
+	s := startEgressServer(
+		t,
+		egress.Config{Policy: func() egress.HostPolicy { return rules }, AllowRanges: loopback, Resolver: resolver},
+	)
 	proxyURL := &url.URL{Scheme: "http", Host: s.addr}
 	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
 	tests := []struct {
@@ -376,7 +483,9 @@ func TestEgressForward(t *testing.T) {
 				t.Errorf("target saw headers %v: want X-Keep and no Proxy-Authorization", seen)
 			}
 			waitLog(t, s.logs, "forward", func(rec map[string]any) bool {
-				return rec["decision"] == "forward" && rec["bytes_in"] == int64(len(body)) && rec["resolved"] == "127.0.0.1:"+port && rec["status"] == int64(200)
+				return rec["decision"] == "forward" && rec["bytes_in"] == int64(len(body)) &&
+					rec["resolved"] == "127.0.0.1:"+port &&
+					rec["status"] == int64(200)
 			})
 		})
 	}

@@ -22,9 +22,21 @@ func TestServerRefusesOverlongRequests(t *testing.T) {
 	tests := []struct {
 		name, request string
 	}{
-		{"overlong header on a GOPROXY request", "GET /example.com/lib/@v/list HTTP/1.1\r\nHost: x\r\nX-Big: " + big + "\r\n\r\n"},
-		{"many headers on a GOPROXY request", "GET /example.com/lib/@v/list HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-A: "+strings.Repeat("b", 1000)+"\r\n", 80) + "\r\n"},
-		{"overlong header on a CONNECT", "CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\nX-Big: " + big + "\r\n\r\n"},
+		{
+			"overlong header on a GOPROXY request",
+			"GET /example.com/lib/@v/list HTTP/1.1\r\nHost: x\r\nX-Big: " + big + "\r\n\r\n",
+		},
+		{
+			"many headers on a GOPROXY request",
+			"GET /example.com/lib/@v/list HTTP/1.1\r\nHost: x\r\n" + strings.Repeat(
+				"X-A: "+strings.Repeat("b", 1000)+"\r\n",
+				80,
+			) + "\r\n",
+		},
+		{
+			"overlong header on a CONNECT",
+			"CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\nX-Big: " + big + "\r\n\r\n",
+		},
 		{"overlong request line", "GET /" + big + " HTTP/1.1\r\nHost: x\r\n\r\n"},
 		{"overlong CONNECT target", "CONNECT " + big + ":443 HTTP/1.1\r\nHost: x\r\n\r\n"},
 	}

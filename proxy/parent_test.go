@@ -74,7 +74,10 @@ func (p *fakeParent) serve(c net.Conn) {
 	p.requests = append(p.requests, req.Method+" "+target)
 	p.mu.Unlock()
 	if req.Header.Get("Proxy-Authorization") != p.auth {
-		io.WriteString(c, "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\nContent-Length: 0\r\n\r\n")
+		io.WriteString(
+			c,
+			"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\nContent-Length: 0\r\n\r\n",
+		)
 		return
 	}
 	host, port, _ := net.SplitHostPort(req.Host)
@@ -130,7 +133,10 @@ func TestEgressParentProxy(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			before := len(parent.log())
-			s := startEgressServer(t, egress.Config{Policy: func() egress.HostPolicy { return rules }, Resolver: resolver, ParentProxy: tt.parent})
+			s := startEgressServer(
+				t,
+				egress.Config{Policy: func() egress.HostPolicy { return rules }, Resolver: resolver, ParentProxy: tt.parent},
+			)
 			r, c, br := s.connect(t, tt.target)
 			seen := strings.Join(parent.log()[before:], "\n")
 			if tt.wantSeen == "" && seen != "" {
@@ -158,7 +164,10 @@ func TestEgressParentProxy(t *testing.T) {
 	}
 	t.Run("plain http through the parent", func(t *testing.T) {
 		before := len(parent.log())
-		s := startEgressServer(t, egress.Config{Policy: func() egress.HostPolicy { return rules }, Resolver: resolver, ParentProxy: parent.url})
+		s := startEgressServer(
+			t,
+			egress.Config{Policy: func() egress.HostPolicy { return rules }, Resolver: resolver, ParentProxy: parent.url},
+		)
 		client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: s.addr})}}
 		resp, err := client.Get("http://site.test:" + sitePort + "/x")
 		if err != nil {
@@ -181,7 +190,9 @@ func TestEgressParentProxy(t *testing.T) {
 func TestHTTPClientParentProxy(t *testing.T) {
 	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "plain") }))
 	defer plain.Close()
-	secure := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "secure") }))
+	secure := httptest.NewTLSServer(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "secure") }),
+	)
 	defer secure.Close()
 	parent := startParent(t, map[string]string{"plain.test": "127.0.0.1", "127.0.0.1": "127.0.0.1"})
 	client := NewHTTPClientWith(ClientOptions{ParentProxy: parent.url, Roots: []*x509.Certificate{secure.Certificate()}})

@@ -32,7 +32,14 @@ func TestInitCreatesSecretsOnceAndPrintsClientLines(t *testing.T) {
 			t.Errorf("init output lacks %q:\n%s", want, stderr)
 		}
 	}
-	modes := map[string]os.FileMode{"": 0o700, "ca-key.pem": 0o600, "note.key": 0o600, "admin.token": 0o600, "ca.pem": 0o644, "note.pub": 0o644}
+	modes := map[string]os.FileMode{
+		"":            0o700,
+		"ca-key.pem":  0o600,
+		"note.key":    0o600,
+		"admin.token": 0o600,
+		"ca.pem":      0o644,
+		"note.pub":    0o644,
+	}
 	before := map[string][]byte{}
 	for name, mode := range modes {
 		fi, err := os.Stat(filepath.Join(dir, name))
@@ -76,7 +83,17 @@ func TestServeRefusesReadableSecrets(t *testing.T) {
 			if err := os.Chmod(filepath.Join(dir, secret), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			code, _, stderr := runCmd(t, nil, "serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
+			code, _, stderr := runCmd(
+				t,
+				nil,
+				"serve",
+				"--data-dir",
+				dir,
+				"--listen",
+				"127.0.0.1:0",
+				"--admin-listen",
+				"127.0.0.1:0",
+			)
 			if code != exitFail || !strings.Contains(stderr, secret) || !strings.Contains(stderr, "chmod 600") {
 				t.Errorf("serve with a readable %s: exit %d\n%s", secret, code, stderr)
 			}
@@ -99,8 +116,22 @@ func TestSettingsFromFlagsEnvAndConfig(t *testing.T) {
 		{"bad config value", "offline: maybe\n", nil, nil, exitUsage, "offline"},
 		{"bad env value", "", map[string]string{"MODGATE_OFFLINE": "maybe"}, nil, exitUsage, "MODGATE_OFFLINE"},
 		{"bad upstream from config", "upstream: ftp://example.com\n", nil, nil, exitUsage, "--upstream"},
-		{"env beats config", "upstream: ftp://example.com\n", map[string]string{"MODGATE_UPSTREAM": "gopher://x"}, nil, exitUsage, "gopher://x"},
-		{"flag beats env", "", map[string]string{"MODGATE_UPSTREAM": "gopher://x"}, []string{"--upstream", "mailto:y"}, exitUsage, "mailto:y"},
+		{
+			"env beats config",
+			"upstream: ftp://example.com\n",
+			map[string]string{"MODGATE_UPSTREAM": "gopher://x"},
+			nil,
+			exitUsage,
+			"gopher://x",
+		},
+		{
+			"flag beats env",
+			"",
+			map[string]string{"MODGATE_UPSTREAM": "gopher://x"},
+			[]string{"--upstream", "mailto:y"},
+			exitUsage,
+			"mailto:y",
+		},
 		{"bad sumdb key", "", nil, []string{"--upstream-sumdb", "nonsense"}, exitUsage, "invalid verifier key"},
 		{"unknown flag", "", nil, []string{"--no-such-flag"}, exitUsage, "unknown flag"},
 		{"bad log level", "", nil, []string{"--log-level", "loud"}, exitUsage, "--log-level"},

@@ -34,7 +34,16 @@ func TestAdminHandler(t *testing.T) {
 			tc.h.ServeHTTP(rec, httptest.NewRequest("GET", tc.path, nil))
 			body, _ := io.ReadAll(rec.Body)
 			if rec.Code != tc.code || string(body) != tc.body || rec.Header().Get("Content-Type") != tc.ct {
-				t.Errorf("GET %s: %d %q %q; want %d %q %q", tc.path, rec.Code, rec.Header().Get("Content-Type"), body, tc.code, tc.ct, tc.body)
+				t.Errorf(
+					"GET %s: %d %q %q; want %d %q %q",
+					tc.path,
+					rec.Code,
+					rec.Header().Get("Content-Type"),
+					body,
+					tc.code,
+					tc.ct,
+					tc.body,
+				)
 			}
 		})
 	}

@@ -204,7 +204,10 @@ func TestRequireAdminClientCertificate(t *testing.T) {
 		}
 		return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
 	}
-	resp, err := client(ca, "alice").Post(ts.URL+"/api/v1/policy/rules", "application/json", strings.NewReader(`{"rule":{"id":"c1","action":"allow","module":"corp.example.com"}}`))
+	resp, err := client(
+		ca,
+		"alice",
+	).Post(ts.URL+"/api/v1/policy/rules", "application/json", strings.NewReader(`{"rule":{"id":"c1","action":"allow","module":"corp.example.com"}}`))
 	if err != nil || resp.StatusCode != http.StatusCreated {
 		t.Fatalf("client certificate from the CA: %v %v", resp, err)
 	}
@@ -213,10 +216,12 @@ func TestRequireAdminClientCertificate(t *testing.T) {
 	if len(entries) != 1 || entries[0].Who != "cert:alice" {
 		t.Errorf("audit entries %+v, want who cert:alice", entries)
 	}
-	if resp, err := client(nil, "").Get(ts.URL + "/api/v1/policy"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+	if resp, err := client(nil, "").Get(ts.URL + "/api/v1/policy"); err != nil ||
+		resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("TLS without a certificate or token: %v %v", resp, err)
 	}
-	if resp, err := client(other, "mallory").Get(ts.URL + "/api/v1/policy"); err == nil && resp.StatusCode != http.StatusUnauthorized {
+	if resp, err := client(other, "mallory").Get(ts.URL + "/api/v1/policy"); err == nil &&
+		resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("certificate from another CA: %d", resp.StatusCode)
 	}
 
@@ -236,13 +241,25 @@ func TestPolicyAPIRules(t *testing.T) {
 	f := newAdminFixture(t, nil)
 	tok := adminTestToken
 	var added AddRuleResponse
-	if code := f.call(t, tok, "POST", "/api/v1/policy/rules", "", `{"rule":{"action":"deny","module":"example.com/bad","versions":"<v1.2.0","reason":"CVE-2099-0001"}}`, &added); code != http.StatusCreated || added.Rule.ID != "deny-1" || added.Position != 0 {
+	if code := f.call(t, tok, "POST", "/api/v1/policy/rules", "", `{"rule":{"action":"deny","module":"example.com/bad","versions":"<v1.2.0","reason":"CVE-2099-0001"}}`, &added); code != http.StatusCreated ||
+		added.Rule.ID != "deny-1" ||
+		added.Position != 0 {
 		t.Fatalf("add: %d %+v", code, added)
 	}
-	if code := f.call(t, tok, "POST", "/api/v1/policy/rules", "", `{"rule":{"id":"first","action":"allow","module":"corp.example.com/*","versions":["v1.0.0","v1.1.0"]},"position":0}`, &added); code != http.StatusCreated || added.Position != 0 || added.Rule.Versions != "v1.0.0, v1.1.0" {
+	if code := f.call(t, tok, "POST", "/api/v1/policy/rules", "", `{"rule":{"id":"first","action":"allow","module":"corp.example.com/*","versions":["v1.0.0","v1.1.0"]},"position":0}`, &added); code != http.StatusCreated ||
+		added.Position != 0 ||
+		added.Rule.Versions != "v1.0.0, v1.1.0" {
 		t.Fatalf("add at 0: %d %+v", code, added)
 	}
-	f.call(t, tok, "POST", "/api/v1/policy/rules", "", `{"rule":{"action":"deny","module":"example.com/x","reason":"r"}}`, &added)
+	f.call(
+		t,
+		tok,
+		"POST",
+		"/api/v1/policy/rules",
+		"",
+		`{"rule":{"action":"deny","module":"example.com/x","reason":"r"}}`,
+		&added,
+	)
 	if added.Rule.ID != "deny-2" {
 		t.Errorf("derived id %q, want deny-2", added.Rule.ID)
 	}
@@ -255,8 +272,18 @@ func TestPolicyAPIRules(t *testing.T) {
 		field      string
 	}{
 		{"duplicate id", `{"rule":{"id":"first","action":"allow","module":"m"}}`, http.StatusConflict, "rule.id"},
-		{"bad versions", `{"rule":{"action":"deny","module":"m","versions":"<=1.2","reason":"r"}}`, http.StatusBadRequest, "rule.versions"},
-		{"versions of the wrong type", `{"rule":{"action":"deny","module":"m","versions":3,"reason":"r"}}`, http.StatusBadRequest, "rule.versions"},
+		{
+			"bad versions",
+			`{"rule":{"action":"deny","module":"m","versions":"<=1.2","reason":"r"}}`,
+			http.StatusBadRequest,
+			"rule.versions",
+		},
+		{
+			"versions of the wrong type",
+			`{"rule":{"action":"deny","module":"m","versions":3,"reason":"r"}}`,
+			http.StatusBadRequest,
+			"rule.versions",
+		},
 		{"no reason", `{"rule":{"action":"deny","module":"m"}}`, http.StatusBadRequest, "rule.reason"},
 		{"bad action", `{"rule":{"action":"block","module":"m"}}`, http.StatusBadRequest, "rule.action"},
 		{"bad module", `{"rule":{"action":"allow","module":"a b"}}`, http.StatusBadRequest, "rule.module"},
@@ -268,7 +295,9 @@ func TestPolicyAPIRules(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			before, _ := os.ReadFile(f.policyPath)
 			var e APIError
-			if code := f.call(t, tok, "POST", "/api/v1/policy/rules", "application/json", tt.body, &e); code != tt.status || e.Field != tt.field || e.Error == "" {
+			if code := f.call(t, tok, "POST", "/api/v1/policy/rules", "application/json", tt.body, &e); code != tt.status ||
+				e.Field != tt.field ||
+				e.Error == "" {
 				t.Errorf("status %d %+v; want %d field %q", code, e, tt.status, tt.field)
 			}
 			if after, _ := os.ReadFile(f.policyPath); string(after) != string(before) {
@@ -277,11 +306,13 @@ func TestPolicyAPIRules(t *testing.T) {
 		})
 	}
 	var e APIError
-	if code := f.call(t, tok, "DELETE", "/api/v1/policy/rules/nope", "", "", &e); code != http.StatusNotFound || e.Field != "id" {
+	if code := f.call(t, tok, "DELETE", "/api/v1/policy/rules/nope", "", "", &e); code != http.StatusNotFound ||
+		e.Field != "id" {
 		t.Errorf("delete unknown: %d %+v", code, e)
 	}
 	var removed map[string]policy.Rule
-	if code := f.call(t, tok, "DELETE", "/api/v1/policy/rules/deny-1", "", "", &removed); code != http.StatusOK || removed["removed"].Reason != "CVE-2099-0001" {
+	if code := f.call(t, tok, "DELETE", "/api/v1/policy/rules/deny-1", "", "", &removed); code != http.StatusOK ||
+		removed["removed"].Reason != "CVE-2099-0001" {
 		t.Errorf("delete: %d %+v", code, removed)
 	}
 	onDisk, err := policy.OpenFile(context.Background(), f.policyPath, nil)
@@ -291,11 +322,15 @@ func TestPolicyAPIRules(t *testing.T) {
 	var entries map[string][]audit.Entry
 	f.call(t, tok, "GET", "/api/v1/audit?limit=2", "", "", &entries)
 	got := entries["entries"]
-	if len(got) != 2 || got[0].Action != audit.PolicyAdd || got[1].Action != audit.PolicyRemove || got[1].Subject != "deny-1" ||
-		got[1].Who != tokenWho(tok) || !strings.Contains(got[1].Before, "deny-1") || strings.Contains(got[1].After, "deny-1") {
+	if len(got) != 2 || got[0].Action != audit.PolicyAdd || got[1].Action != audit.PolicyRemove ||
+		got[1].Subject != "deny-1" ||
+		got[1].Who != tokenWho(tok) ||
+		!strings.Contains(got[1].Before, "deny-1") ||
+		strings.Contains(got[1].After, "deny-1") {
 		t.Errorf("audit entries %+v", got)
 	}
-	if code := f.call(t, tok, "GET", "/api/v1/audit?limit=x", "", "", &e); code != http.StatusBadRequest || e.Field != "limit" {
+	if code := f.call(t, tok, "GET", "/api/v1/audit?limit=x", "", "", &e); code != http.StatusBadRequest ||
+		e.Field != "limit" {
 		t.Errorf("bad limit: %d %+v", code, e)
 	}
 	if code := f.call(t, tok, "GET", "/api/v1/nope", "", "", &e); code != http.StatusNotFound {
@@ -316,7 +351,8 @@ func TestPolicyAPIImportExport(t *testing.T) {
 	tok := adminTestToken
 	yamlPolicy := "mode: report\ncooldown: 72h\nrules:\n  - id: a\n    action: deny\n    module: example.com/a\n    reason: r\n"
 	var out map[string]*policy.Policy
-	if code := f.call(t, tok, "PUT", "/api/v1/policy", "application/yaml", yamlPolicy, &out); code != http.StatusOK || out["policy"].Mode != policy.Report {
+	if code := f.call(t, tok, "PUT", "/api/v1/policy", "application/yaml", yamlPolicy, &out); code != http.StatusOK ||
+		out["policy"].Mode != policy.Report {
 		t.Fatalf("import YAML: %d %+v", code, out["policy"])
 	}
 	if f.file.Current().Cooldown != 72*time.Hour {
@@ -328,12 +364,16 @@ func TestPolicyAPIImportExport(t *testing.T) {
 		t.Errorf("GET policy: %+v", got)
 	}
 	jsonPolicy := `{"mode":"enforce","default":"deny","rules":[{"id":"b","action":"allow","module":"example.com/b"}]}`
-	if code := f.call(t, tok, "PUT", "/api/v1/policy", "application/json", jsonPolicy, &out); code != http.StatusOK || f.file.Current().Default != policy.Deny {
+	if code := f.call(t, tok, "PUT", "/api/v1/policy", "application/json", jsonPolicy, &out); code != http.StatusOK ||
+		f.file.Current().Default != policy.Deny {
 		t.Fatalf("import JSON: %d", code)
 	}
 	var e APIError
 	bad := "rules:\n  - id: a\n    action: deny\n    module: m\n  - id: a\n    action: nope\n    module: m\n"
-	if code := f.call(t, tok, "PUT", "/api/v1/policy", "text/yaml", bad, &e); code != http.StatusBadRequest || e.Field != "rules[0].reason" || len(e.Problems) != 3 || e.Problems[0].Line != 2 {
+	if code := f.call(t, tok, "PUT", "/api/v1/policy", "text/yaml", bad, &e); code != http.StatusBadRequest ||
+		e.Field != "rules[0].reason" ||
+		len(e.Problems) != 3 ||
+		e.Problems[0].Line != 2 {
 		t.Errorf("invalid import: %d %+v", code, e)
 	}
 	if code := f.call(t, tok, "PUT", "/api/v1/policy", "application/json", `{"modes":"x"}`, &e); code != http.StatusBadRequest {
@@ -360,7 +400,15 @@ func TestPolicyAPIImportExport(t *testing.T) {
 func TestPolicyAPITest(t *testing.T) {
 	f := newAdminFixture(t, nil)
 	tok := adminTestToken
-	f.call(t, tok, "PUT", "/api/v1/policy", "application/yaml", "cooldown: 72h\nrules:\n  - {id: bad, action: deny, module: example.com/bad, versions: <v1.2.0, reason: CVE-2099-0001}\n", nil)
+	f.call(
+		t,
+		tok,
+		"PUT",
+		"/api/v1/policy",
+		"application/yaml",
+		"cooldown: 72h\nrules:\n  - {id: bad, action: deny, module: example.com/bad, versions: <v1.2.0, reason: CVE-2099-0001}\n",
+		nil,
+	)
 	tests := []struct {
 		module, version string
 		allowed         bool
@@ -372,16 +420,27 @@ func TestPolicyAPITest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var resp TestResponse
-		code := f.call(t, tok, "POST", "/api/v1/policy/test", "", `{"module":"`+tt.module+`","version":"`+tt.version+`"}`, &resp)
-		if code != http.StatusOK || resp.Decision.Allowed != tt.allowed || resp.Decision.Rule != tt.rule || resp.Facts.Now.IsZero() {
+		code := f.call(
+			t,
+			tok,
+			"POST",
+			"/api/v1/policy/test",
+			"",
+			`{"module":"`+tt.module+`","version":"`+tt.version+`"}`,
+			&resp,
+		)
+		if code != http.StatusOK || resp.Decision.Allowed != tt.allowed || resp.Decision.Rule != tt.rule ||
+			resp.Facts.Now.IsZero() {
 			t.Errorf("test %s@%s: %d %+v", tt.module, tt.version, code, resp)
 		}
 	}
 	var e APIError
-	if code := f.call(t, tok, "POST", "/api/v1/policy/test", "", `{"module":"Bad Path","version":"v1.0.0"}`, &e); code != http.StatusBadRequest || e.Field != "module" {
+	if code := f.call(t, tok, "POST", "/api/v1/policy/test", "", `{"module":"Bad Path","version":"v1.0.0"}`, &e); code != http.StatusBadRequest ||
+		e.Field != "module" {
 		t.Errorf("bad module: %d %+v", code, e)
 	}
-	if code := f.call(t, tok, "POST", "/api/v1/policy/test", "", `{"module":"example.com/a","version":"1.0"}`, &e); code != http.StatusBadRequest || e.Field != "version" {
+	if code := f.call(t, tok, "POST", "/api/v1/policy/test", "", `{"module":"example.com/a","version":"1.0"}`, &e); code != http.StatusBadRequest ||
+		e.Field != "version" {
 		t.Errorf("bad version: %d %+v", code, e)
 	}
 	if entries, _ := f.audit.List(context.Background(), 0); len(entries) != 1 {
@@ -409,7 +468,8 @@ func TestPolicyAPIAuditsHandEdits(t *testing.T) {
 	if r := entries[0]; r.Action != audit.PolicyReload || r.Who != "file" || !strings.Contains(r.After, "mode: report") {
 		t.Errorf("reload entry %+v", r)
 	}
-	if r := entries[1]; r.Action != audit.PolicyInvalid || r.After != "mode: loud\n" || !strings.Contains(r.Reason, "not a mode") {
+	if r := entries[1]; r.Action != audit.PolicyInvalid || r.After != "mode: loud\n" ||
+		!strings.Contains(r.Reason, "not a mode") {
 		t.Errorf("invalid entry %+v", r)
 	}
 	if f.file.Current().Mode != policy.Report {

@@ -101,7 +101,11 @@ func TestAddrCheck(t *testing.T) {
 // a wildcard listener, while other ports of the same address are not.
 func TestAddrCheckSelf(t *testing.T) {
 	ifaces := func() ([]netip.Addr, error) {
-		return []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr("2001:db8::7")}, nil
+		return []netip.Addr{
+			netip.MustParseAddr("127.0.0.1"),
+			netip.MustParseAddr("203.0.113.7"),
+			netip.MustParseAddr("2001:db8::7"),
+		}, nil
 	}
 	allow, _ := ParseRanges([]string{"127.0.0.0/8", "::1/128"})
 	c := newAddrChecker(allow, ifaces)

@@ -131,7 +131,8 @@ func FuzzParseTarget(f *testing.F) {
 		if got.Port < 1 || got.Port > 65535 {
 			t.Fatalf("ParseTarget(%q): port %d", s, got.Port)
 		}
-		if got.Host == "" || strings.ContainsAny(got.Host, "@/?#\\ \r\n%") || !utf8.ValidString(got.Host) || strings.ToLower(got.Host) != got.Host {
+		if got.Host == "" || strings.ContainsAny(got.Host, "@/?#\\ \r\n%") || !utf8.ValidString(got.Host) ||
+			strings.ToLower(got.Host) != got.Host {
 			t.Fatalf("ParseTarget(%q): host %q", s, got.Host)
 		}
 		again, err := ParseTarget(got.String(), 0)
