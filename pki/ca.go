@@ -100,10 +100,17 @@ func NewCA(names []string) (*CA, error) {
 		ExtKeyUsage:                 []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		PermittedDNSDomainsCritical: true,
 		PermittedDNSDomains:         names,
+		// The CA vouches for the permitted DNS names and nothing else. Every
+		// IP address is excluded. For e-mail addresses and URIs, see
+		// nothingName.
 		ExcludedIPRanges: []*net.IPNet{
 			{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)},
 			{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)},
 		},
+		PermittedEmailAddresses: []string{nothingName},
+		ExcludedEmailAddresses:  []string{nothingName},
+		PermittedURIDomains:     []string{nothingName},
+		ExcludedURIDomains:      []string{nothingName},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
@@ -111,6 +118,15 @@ func NewCA(names []string) (*CA, error) {
 	}
 	return newCA(der, key)
 }
+
+// nothingName is the one host that e-mail addresses and URIs of the CA's
+// leaves may name, and the one they may not: together, no name of either
+// type verifies. Once a name type has a permitted subtree, every name of
+// that type must lie inside it (RFC 5280, 4.2.1.10); "invalid" is a
+// reserved name (RFC 6761) that no real mailbox or host has, and excluding
+// it as well leaves nothing. An empty excluded constraint would be shorter,
+// but OpenSSL reads it as matching nothing rather than everything.
+const nothingName = "invalid"
 
 // newCA parses der, checks it against key and the rules modgate relies on,
 // and returns the CA.
@@ -127,7 +143,9 @@ func newCA(der []byte, key *ecdsa.PrivateKey) (*CA, error) {
 }
 
 // checkCA reports whether cert is a CA certificate modgate may use with key:
-// a CA with critical DNS name constraints that exclude every IP address.
+// a CA with critical DNS name constraints that exclude every IP address,
+// e-mail address and URI. A CA made by an older modgate lacks the last two:
+// it is refused with the way out.
 func checkCA(cert *x509.Certificate, key *ecdsa.PrivateKey) error {
 	switch {
 	case !cert.IsCA || !cert.BasicConstraintsValid:
@@ -136,6 +154,11 @@ func checkCA(cert *x509.Certificate, key *ecdsa.PrivateKey) error {
 		return fmt.Errorf("%w: certificate has no critical DNS name constraints", ErrInvalidCA)
 	case !excludesAllIPs(cert.ExcludedIPRanges):
 		return fmt.Errorf("%w: certificate does not exclude all IP addresses", ErrInvalidCA)
+	case !excludesEveryName(cert.PermittedEmailAddresses, cert.ExcludedEmailAddresses) ||
+		!excludesEveryName(cert.PermittedURIDomains, cert.ExcludedURIDomains):
+		return fmt.Errorf("%w: certificate does not exclude all e-mail addresses and URIs "+
+			"(a CA made before modgate constrained every name type: move ca.pem and ca-key.pem "+
+			"away, start modgate to make a new CA, and hand the new ca.pem to clients)", ErrInvalidCA)
 	case key == nil || !key.PublicKey.Equal(cert.PublicKey):
 		return fmt.Errorf("%w: private key does not match the certificate", ErrInvalidCA)
 	}
@@ -154,6 +177,12 @@ func excludesAllIPs(ranges []*net.IPNet) bool {
 		v6 = v6 || bits == 128
 	}
 	return v4 && v6
+}
+
+// excludesEveryName reports whether a name type's constraints let no name
+// through: its only permitted subtree is nothingName, which is excluded.
+func excludesEveryName(permitted, excluded []string) bool {
+	return slices.Equal(permitted, []string{nothingName}) && slices.Contains(excluded, nothingName)
 }
 
 // Names returns the DNS names the CA permits, in the order of its name

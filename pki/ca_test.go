@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"net"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -160,6 +161,43 @@ func TestNameConstraintsEnforced(t *testing.T) {
 	}
 }
 
+// TestOtherNameTypesExcluded checks that a leaf signed with the CA key does
+// not verify when it names an e-mail address or a URI, alone or next to a
+// permitted DNS name: the CA vouches for its DNS names only.
+func TestOtherNameTypesExcluded(t *testing.T) {
+	ca := newTestCA(t)
+	mustURL := func(s string) *url.URL {
+		u, err := url.Parse(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u
+	}
+	tests := []struct {
+		name string
+		tmpl x509.Certificate
+	}{
+		{"e-mail", x509.Certificate{EmailAddresses: []string{"ceo@example.com"}}},
+		{"e-mail at a permitted host", x509.Certificate{EmailAddresses: []string{"x@proxy.golang.org"}}},
+		{"e-mail at the placeholder host", x509.Certificate{EmailAddresses: []string{"x@invalid"}}},
+		{"URI of the placeholder host", x509.Certificate{URIs: []*url.URL{mustURL("https://invalid/")}}},
+		{"URI", x509.Certificate{URIs: []*url.URL{mustURL("spiffe://example.com/admin")}}},
+		{"URI of a permitted host", x509.Certificate{URIs: []*url.URL{mustURL("https://proxy.golang.org/x")}}},
+		{"DNS and e-mail", x509.Certificate{DNSNames: []string{"proxy.golang.org"}, EmailAddresses: []string{"a@b.example"}}},
+		{"DNS and URI", x509.Certificate{DNSNames: []string{"proxy.golang.org"}, URIs: []*url.URL{mustURL("urn:x:y")}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			leaf := signDirect(t, ca, &tc.tmpl)
+			_, err := leaf.Verify(x509.VerifyOptions{Roots: ca.pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+			var inv x509.CertificateInvalidError
+			if !errors.As(err, &inv) || inv.Reason != x509.CANotAuthorizedForThisName {
+				t.Fatalf("Verify = %v, want a CANotAuthorizedForThisName error", err)
+			}
+		})
+	}
+}
+
 func TestCheckCA(t *testing.T) {
 	ca := newTestCA(t)
 	otherKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -172,6 +210,10 @@ func TestCheckCA(t *testing.T) {
 	ipsAllowed.ExcludedIPRanges = ipsAllowed.ExcludedIPRanges[:1]
 	notCA := *ca.Cert
 	notCA.IsCA = false
+	emailsAllowed := *ca.Cert
+	emailsAllowed.PermittedEmailAddresses = nil
+	urisAllowed := *ca.Cert
+	urisAllowed.ExcludedURIDomains = nil
 	tests := []struct {
 		name string
 		cert *x509.Certificate
@@ -184,6 +226,8 @@ func TestCheckCA(t *testing.T) {
 		{"unconstrained", &unconstrained, ca.Key, false},
 		{"IPv6 not excluded", &ipsAllowed, ca.Key, false},
 		{"not a CA", &notCA, ca.Key, false},
+		{"e-mail addresses not excluded (older CA)", &emailsAllowed, ca.Key, false},
+		{"URIs not excluded (older CA)", &urisAllowed, ca.Key, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
