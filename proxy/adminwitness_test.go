@@ -76,7 +76,8 @@ func TestWitnessAPI(t *testing.T) {
 		t.Fatalf("clear-fork: %d %s", code, body)
 	}
 	entries, err := audit.List(t.Context(), 0)
-	if err != nil || len(entries) != 1 || entries[0].Action != "witness.clear-fork" || !strings.HasPrefix(entries[0].Who, "token:") ||
+	if err != nil || len(entries) != 1 || entries[0].Action != "witness.clear-fork" ||
+		!strings.HasPrefix(entries[0].Who, "token:") ||
 		entries[0].Reason != "checked with the sumdb operators" ||
 		entries[0].Subject != "sum.golang.org" {
 		t.Errorf("audit after clear-fork: %+v, %v", entries, err)

@@ -172,7 +172,8 @@ func TestEgressConnect(t *testing.T) {
 		"v6.test":       {"::1"},
 	}
 	allowAll := map[string]policy.Action{}
-	for _, h := range []string{"allowed.test", "private.test", "mixed.test", "metadata.test", "nat64.test", "mapped.test", "v6.test", "gone.test", "127.0.0.1", "169.254.169.254", "::1", "10.0.0.7"} {
+	for _, h := range []string{"allowed.test", "private.test", "mixed.test", "metadata.test", "nat64.test",
+		"mapped.test", "v6.test", "gone.test", "127.0.0.1", "169.254.169.254", "::1", "10.0.0.7"} {
 		allowAll[h+":"+ep] = policy.Allow
 		allowAll[h+":443"] = policy.Allow
 	}
@@ -346,7 +347,8 @@ func TestEgressConnect(t *testing.T) {
 			if tt.name == "report mode lets a denial through" {
 				wantDecision = "would_deny"
 			}
-			if rec["decision"] != wantDecision || rec["resolved"] != "127.0.0.1:"+ep || rec["bytes_out"] != int64(5) || rec["bytes_in"] != int64(5) ||
+			if rec["decision"] != wantDecision || rec["resolved"] != "127.0.0.1:"+ep ||
+				rec["bytes_out"] != int64(5) || rec["bytes_in"] != int64(5) ||
 				rec["port"] != int64(echoPort) ||
 				rec["client"] == "" ||
 				rec["rule"] == "" {

@@ -125,11 +125,14 @@ func TestEgressParentProxy(t *testing.T) {
 		wantBody string
 		wantSeen string // what the parent must have been asked
 	}{
-		{"tunnel by name through the parent", parent.url, "outside.test:" + fmt.Sprint(echoPort), 200, "", "CONNECT outside.test:" + fmt.Sprint(echoPort)},
-		{"name modgate resolves to a private address", parent.url, "private.test:443", 403, "10.0.0.7 is a private address", ""},
+		{"tunnel by name through the parent", parent.url, "outside.test:" + fmt.Sprint(echoPort), 200, "",
+			"CONNECT outside.test:" + fmt.Sprint(echoPort)},
+		{"name modgate resolves to a private address", parent.url, "private.test:443", 403,
+			"10.0.0.7 is a private address", ""},
 		{"private IP literal", parent.url, "10.1.2.3:443", 403, "private address", ""},
 		{"denied host never reaches the parent", parent.url, "denied.test:443", 403, "no egress rule allows", ""},
-		{"wrong credentials", &url.URL{Scheme: "http", User: url.UserPassword("corp", "wrong"), Host: parent.url.Host}, "outside.test:" + fmt.Sprint(echoPort), 502, "answered CONNECT with 407", "CONNECT outside.test"},
+		{"wrong credentials", &url.URL{Scheme: "http", User: url.UserPassword("corp", "wrong"), Host: parent.url.Host},
+			"outside.test:" + fmt.Sprint(echoPort), 502, "answered CONNECT with 407", "CONNECT outside.test"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			before := len(parent.log())

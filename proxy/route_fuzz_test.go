@@ -98,8 +98,9 @@ func FuzzRoute(f *testing.F) {
 // it: no panic, errors wrap ErrBadRequest, and an accepted path escapes
 // back to itself.
 func FuzzRouteSumDB(f *testing.F) {
-	for _, p := range []string{"/supported", "/latest", "/lookup/example.com/lib@v1.2.0", "/lookup/example.com/!upper@v1.0.0",
-		"/tile/8/0/000", "/tile/8/1/000.p/3", "/tile/8/0/x001/234.p/5", "/lookup/../x@v1.0.0", "/tile/8/0/000.p/0", "latest", ""} {
+	for _, p := range []string{"/supported", "/latest", "/lookup/example.com/lib@v1.2.0",
+		"/lookup/example.com/!upper@v1.0.0", "/tile/8/0/000", "/tile/8/1/000.p/3", "/tile/8/0/x001/234.p/5",
+		"/lookup/../x@v1.0.0", "/tile/8/0/000.p/0", "latest", ""} {
 		f.Add("sum.golang.org", p)
 	}
 	f.Add("..", "/latest")

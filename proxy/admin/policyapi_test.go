@@ -137,7 +137,11 @@ func TestRequireAdminToken(t *testing.T) {
 		})
 	}
 	for _, tok := range []string{"", "wrong"} {
-		for _, req := range [][3]string{{"POST", "/api/v1/policy/rules", addBody}, {"PUT", "/api/v1/policy", "mode: report\n"}, {"DELETE", "/api/v1/policy/rules/x", ""}} {
+		for _, req := range [][3]string{
+			{"POST", "/api/v1/policy/rules", addBody},
+			{"PUT", "/api/v1/policy", "mode: report\n"},
+			{"DELETE", "/api/v1/policy/rules/x", ""},
+		} {
 			if code := f.call(t, tok, req[0], req[1], "application/json", req[2], nil); code != http.StatusUnauthorized {
 				t.Errorf("%s %s with token %q: %d", req[0], req[1], tok, code)
 			}
@@ -207,7 +211,8 @@ func TestRequireAdminClientCertificate(t *testing.T) {
 	resp, err := client(
 		ca,
 		"alice",
-	).Post(ts.URL+"/api/v1/policy/rules", "application/json", strings.NewReader(`{"rule":{"id":"c1","action":"allow","module":"corp.example.com"}}`))
+	).Post(ts.URL+"/api/v1/policy/rules", "application/json",
+		strings.NewReader(`{"rule":{"id":"c1","action":"allow","module":"corp.example.com"}}`))
 	if err != nil || resp.StatusCode != http.StatusCreated {
 		t.Fatalf("client certificate from the CA: %v %v", resp, err)
 	}
@@ -241,12 +246,15 @@ func TestPolicyAPIRules(t *testing.T) {
 	f := newAdminFixture(t, nil)
 	tok := adminTestToken
 	var added AddRuleResponse
-	if code := f.call(t, tok, "POST", "/api/v1/policy/rules", "", `{"rule":{"action":"deny","module":"example.com/bad","versions":"<v1.2.0","reason":"CVE-2099-0001"}}`, &added); code != http.StatusCreated ||
+	deny := `{"rule":{"action":"deny","module":"example.com/bad","versions":"<v1.2.0","reason":"CVE-2099-0001"}}`
+	if code := f.call(t, tok, "POST", "/api/v1/policy/rules", "", deny, &added); code != http.StatusCreated ||
 		added.Rule.ID != "deny-1" ||
 		added.Position != 0 {
 		t.Fatalf("add: %d %+v", code, added)
 	}
-	if code := f.call(t, tok, "POST", "/api/v1/policy/rules", "", `{"rule":{"id":"first","action":"allow","module":"corp.example.com/*","versions":["v1.0.0","v1.1.0"]},"position":0}`, &added); code != http.StatusCreated ||
+	first := `{"rule":{"id":"first","action":"allow","module":"corp.example.com/*","versions":["v1.0.0","v1.1.0"]},` +
+		`"position":0}`
+	if code := f.call(t, tok, "POST", "/api/v1/policy/rules", "", first, &added); code != http.StatusCreated ||
 		added.Position != 0 ||
 		added.Rule.Versions != "v1.0.0, v1.1.0" {
 		t.Fatalf("add at 0: %d %+v", code, added)
@@ -349,7 +357,8 @@ func ruleIDs(p *policy.Policy) string {
 func TestPolicyAPIImportExport(t *testing.T) {
 	f := newAdminFixture(t, nil)
 	tok := adminTestToken
-	yamlPolicy := "mode: report\ncooldown: 72h\nrules:\n  - id: a\n    action: deny\n    module: example.com/a\n    reason: r\n"
+	yamlPolicy := "mode: report\ncooldown: 72h\nrules:\n" +
+		"  - id: a\n    action: deny\n    module: example.com/a\n    reason: r\n"
 	var out map[string]*policy.Policy
 	if code := f.call(t, tok, "PUT", "/api/v1/policy", "application/yaml", yamlPolicy, &out); code != http.StatusOK ||
 		out["policy"].Mode != policy.Report {
@@ -376,7 +385,8 @@ func TestPolicyAPIImportExport(t *testing.T) {
 		e.Problems[0].Line != 2 {
 		t.Errorf("invalid import: %d %+v", code, e)
 	}
-	if code := f.call(t, tok, "PUT", "/api/v1/policy", "application/json", `{"modes":"x"}`, &e); code != http.StatusBadRequest {
+	code := f.call(t, tok, "PUT", "/api/v1/policy", "application/json", `{"modes":"x"}`, &e)
+	if code != http.StatusBadRequest {
 		t.Errorf("invalid JSON import: %d", code)
 	}
 	req, _ := http.NewRequest("GET", f.srv.URL+"/api/v1/policy/export", nil)
@@ -406,7 +416,8 @@ func TestPolicyAPITest(t *testing.T) {
 		"PUT",
 		"/api/v1/policy",
 		"application/yaml",
-		"cooldown: 72h\nrules:\n  - {id: bad, action: deny, module: example.com/bad, versions: <v1.2.0, reason: CVE-2099-0001}\n",
+		"cooldown: 72h\nrules:\n"+
+			"  - {id: bad, action: deny, module: example.com/bad, versions: <v1.2.0, reason: CVE-2099-0001}\n",
 		nil,
 	)
 	tests := []struct {
@@ -435,11 +446,13 @@ func TestPolicyAPITest(t *testing.T) {
 		}
 	}
 	var e APIError
-	if code := f.call(t, tok, "POST", "/api/v1/policy/test", "", `{"module":"Bad Path","version":"v1.0.0"}`, &e); code != http.StatusBadRequest ||
+	badPath := `{"module":"Bad Path","version":"v1.0.0"}`
+	if code := f.call(t, tok, "POST", "/api/v1/policy/test", "", badPath, &e); code != http.StatusBadRequest ||
 		e.Field != "module" {
 		t.Errorf("bad module: %d %+v", code, e)
 	}
-	if code := f.call(t, tok, "POST", "/api/v1/policy/test", "", `{"module":"example.com/a","version":"1.0"}`, &e); code != http.StatusBadRequest ||
+	badVersion := `{"module":"example.com/a","version":"1.0"}`
+	if code := f.call(t, tok, "POST", "/api/v1/policy/test", "", badVersion, &e); code != http.StatusBadRequest ||
 		e.Field != "version" {
 		t.Errorf("bad version: %d %+v", code, e)
 	}
@@ -458,7 +471,8 @@ func TestPolicyAPIAuditsHandEdits(t *testing.T) {
 	os.WriteFile(f.policyPath, []byte("mode: loud\n"), 0o644)
 	f.file.Reload(ctx)
 	var e APIError
-	if code := f.call(t, adminTestToken, "POST", "/api/v1/policy/rules", "", `{"rule":{"action":"allow","module":"m"}}`, &e); code != http.StatusConflict {
+	allowM := `{"rule":{"action":"allow","module":"m"}}`
+	if code := f.call(t, adminTestToken, "POST", "/api/v1/policy/rules", "", allowM, &e); code != http.StatusConflict {
 		t.Errorf("change over a refused hand edit: %d %+v", code, e)
 	}
 	entries, _ := f.audit.List(ctx, 0)

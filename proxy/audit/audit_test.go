@@ -28,7 +28,8 @@ func TestAuditLogOrderAndLimit(t *testing.T) {
 	// Entries at one instant, a later one, then a clock step back.
 	times := []time.Time{base, base, base.Add(time.Second), base.Add(-time.Hour)}
 	for i, tm := range times {
-		if err := log.Append(ctx, Entry{Time: tm, Who: "token:abcd1234", Action: PolicyAdd, Subject: fmt.Sprint("r", i)}); err != nil {
+		e := Entry{Time: tm, Who: "token:abcd1234", Action: PolicyAdd, Subject: fmt.Sprint("r", i)}
+		if err := log.Append(ctx, e); err != nil {
 			t.Fatal(err)
 		}
 	}
