@@ -27,7 +27,8 @@ func TestInitCreatesSecretsOnceAndPrintsClientLines(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("init: exit %d\n%s", code, stderr)
 	}
-	for _, want := range []string{"HTTPS_PROXY=http://127.0.0.1:3128", "SSL_CERT_FILE=" + dir + "/ca.pem", "GOSUMDB='sum.golang.org+", "Import-Certificate", "pkg/sumdb/sum.golang.org/latest"} {
+	for _, want := range []string{"HTTPS_PROXY=http://127.0.0.1:3128", "SSL_CERT_FILE=" + dir + "/ca.pem",
+		"GOSUMDB='sum.golang.org+", "Import-Certificate", "pkg/sumdb/sum.golang.org/latest"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("init output lacks %q:\n%s", want, stderr)
 		}
