@@ -111,6 +111,7 @@ func (s *Store) FlushAccess(ctx context.Context) error {
 	if len(pending) == 0 {
 		return nil
 	}
+	s.disk.preallocate()
 	wb := s.db.NewWriteBatch()
 	var rec [8]byte
 	for key, t := range pending {

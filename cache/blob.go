@@ -34,17 +34,28 @@ func (s *Store) PutBlob(ctx context.Context, key string, r io.Reader, size int64
 	if err := checkCall(ctx, key); err != nil {
 		return err
 	}
+	what := describe(key, size)
+	if size >= 0 {
+		if err := s.disk.admit(what, size, true); err != nil {
+			return fmt.Errorf("cache: put blob %q: %w", key, err)
+		}
+	}
 	gen := s.beginGen()
 	defer s.endGen(gen)
-	m, err := s.writeChunks(ctx, gen, r, size)
+	m, err := s.writeChunks(ctx, what, gen, r, size)
 	var old *manifest
 	if err == nil {
 		old, err = s.commitManifest(ctx, key, m)
 	}
 	if err != nil {
 		s.dropGen(gen, m.chunks)
-		return fmt.Errorf("cache: put blob %q: %w", key, err)
+		return fmt.Errorf("cache: put blob %q: %w", key, s.disk.classify(what, err))
 	}
+	oldSize := int64(-1)
+	if old != nil {
+		oldSize = old.size
+	}
+	s.stats.replace(key, oldSize, m.size)
 	if old != nil && old.gen != gen {
 		s.dropGen(old.gen, old.chunks)
 	}
@@ -54,8 +65,15 @@ func (s *Store) PutBlob(ctx context.Context, key string, r io.Reader, size int64
 
 // writeChunks copies r into the chunks of generation gen. The returned
 // manifest counts the chunks written even when err is not nil.
-func (s *Store) writeChunks(ctx context.Context, gen uint64, r io.Reader, size int64) (manifest, error) {
+//
+// The bytes not yet written of a blob of known size count as pending in
+// the space accounting (disk.go) until they are; every chunk is admitted
+// before it is written, so a disk that fills up under a PutBlob ends it
+// with a *DiskFullError instead of a write into a full disk.
+func (s *Store) writeChunks(ctx context.Context, what string, gen uint64, r io.Reader, size int64) (manifest, error) {
 	m := manifest{gen: gen, chunkSize: int64(s.chunkSize)}
+	pending := s.disk.hold(size)
+	defer pending.release()
 	bufp := s.getBuf()
 	defer s.bufs.Put(bufp)
 	buf, h := *bufp, sha256.New()
@@ -69,9 +87,13 @@ func (s *Store) writeChunks(ctx context.Context, gen uint64, r io.Reader, size i
 		}
 		n, rerr := io.ReadFull(r, buf[:want])
 		if n > 0 {
+			if err := pending.admit(what, int64(n)); err != nil {
+				return m, err
+			}
 			if err := s.setChunk(gen, m.chunks, buf[:n]); err != nil {
 				return m, err
 			}
+			pending.wrote(int64(n))
 			h.Write(buf[:n])
 			m.chunks++
 			m.size += int64(n)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"container/heap"
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -155,21 +154,13 @@ func (s *Store) deleteVictims(ctx context.Context, victims []victim) (int, int64
 	for len(victims) > 0 {
 		batch := victims[:min(evictBatch, len(victims))]
 		victims = victims[len(batch):]
-		var olds []*manifest
+		s.disk.preallocate()
+		removals := make([]removal, len(batch))
 		err := s.update(ctx, func(txn *badger.Txn) error {
-			olds = olds[:0]
-			for _, v := range batch {
-				old, err := s.getManifestForReplace(txn, v.key)
-				if err != nil {
+			for i, v := range batch {
+				var err error
+				if removals[i], err = s.removeInTxn(txn, v.key); err != nil {
 					return err
-				}
-				if old != nil {
-					olds = append(olds, old)
-				}
-				for _, k := range [][]byte{valueKey(v.key), blobKey(v.key), accessKey(v.key)} {
-					if err := txn.Delete(k); err != nil {
-						return err
-					}
 				}
 			}
 			return nil
@@ -177,8 +168,8 @@ func (s *Store) deleteVictims(ctx context.Context, victims []victim) (int, int64
 		if err != nil {
 			return n, size, err
 		}
-		for _, old := range olds {
-			s.dropGen(old.gen, old.chunks)
+		for i, v := range batch {
+			s.removed(v.key, removals[i])
 		}
 		for _, v := range batch {
 			n++
@@ -320,20 +311,20 @@ func (s *Store) evictLoop(ctx context.Context) {
 	}
 }
 
-// initSize computes the size estimate at Open and starts a pass if the
-// store is already over MaxSize.
+// initSize counts the objects at Open (the incremental Stats, and the
+// size estimate of a bounded store) and starts a pass if the store is
+// already over MaxSize.
 func (s *Store) initSize(ctx context.Context) error {
+	st, err := s.scanStats(ctx)
+	if err != nil {
+		return err
+	}
+	s.stats.set(st)
 	if s.maxSize <= 0 {
 		return nil
 	}
-	txn := s.db.NewTransaction(false)
-	defer txn.Discard()
-	total, _, err := s.totalSize(ctx, txn)
-	if err != nil && !errors.Is(err, ErrCorrupt) {
-		return err
-	}
-	s.size.Store(total)
-	if total > s.maxSize {
+	s.size.Store(st.TotalBytes)
+	if st.TotalBytes > s.maxSize {
 		signal(s.evictNow)
 	}
 	return nil

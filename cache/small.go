@@ -41,19 +41,42 @@ func (s *Store) Put(ctx context.Context, key string, value []byte) error {
 	if err := checkCall(ctx, key); err != nil {
 		return err
 	}
+	what := describe(key, int64(len(value)))
+	if err := s.disk.admit(what, int64(len(value)), s.floorApplies(key)); err != nil {
+		return fmt.Errorf("cache: put %q: %w", key, err)
+	}
 	now := s.now()
 	rec := encodeValue(value, now)
+	var old int64
 	err := s.update(ctx, func(txn *badger.Txn) error {
+		var err error
+		if old, err = valueSize(txn, key); err != nil {
+			return err
+		}
 		if err := s.setAccess(txn, key, now); err != nil {
 			return err
 		}
 		return txn.Set(valueKey(key), rec)
 	})
 	if err != nil {
-		return fmt.Errorf("cache: put %q: %w", key, err)
+		return fmt.Errorf("cache: put %q: %w", key, s.disk.classify(what, err))
 	}
+	s.stats.replace(key, old, int64(len(value)))
 	s.grew(int64(len(value)))
 	return nil
+}
+
+// valueSize returns the size of the small value under key, or -1 if there
+// is none. It reads the key only.
+func valueSize(txn *badger.Txn, key string) (int64, error) {
+	item, err := txn.Get(valueKey(key))
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return -1, nil
+	case err != nil:
+		return 0, err
+	}
+	return itemValueSize(item), nil
 }
 
 // CompareAndSwap stores new under key (with the current time) only if the
@@ -66,14 +89,21 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, new []byte)
 		return err
 	}
 	k := valueKey(key)
+	what := describe(key, int64(len(new)))
+	if err := s.disk.admit(what, int64(len(new)), false); err != nil {
+		return fmt.Errorf("cache: compare-and-swap %q: %w", key, err)
+	}
 	rec := encodeValue(new, s.now())
+	var prev int64
 	err := s.update(ctx, func(txn *badger.Txn) error {
 		cur, err := getEntry(txn, k)
+		prev = int64(len(cur.Value))
 		switch {
 		case errors.Is(err, ErrNotFound):
 			if old != nil {
 				return ErrConflict
 			}
+			prev = -1
 		case err != nil:
 			return err
 		case old == nil || !bytes.Equal(cur.Value, old):
@@ -85,8 +115,9 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, new []byte)
 		err = fmt.Errorf("%w: too much contention: %w", ErrConflict, err)
 	}
 	if err != nil {
-		return fmt.Errorf("cache: compare-and-swap %q: %w", key, err)
+		return fmt.Errorf("cache: compare-and-swap %q: %w", key, s.disk.classify(what, err))
 	}
+	s.stats.replace(key, prev, int64(len(new)))
 	return nil
 }
 
@@ -98,29 +129,56 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := checkCall(ctx, key); err != nil {
 		return err
 	}
-	var old *manifest
+	s.disk.preallocate()
+	var r removal
 	err := s.update(ctx, func(txn *badger.Txn) error {
 		var err error
-		if old, err = s.getManifestForReplace(txn, key); err != nil {
-			return err
-		}
-		if err := txn.Delete(valueKey(key)); err != nil {
-			return err
-		}
-		if s.tracks(key) {
-			if err := txn.Delete(accessKey(key)); err != nil {
-				return err
-			}
-		}
-		return txn.Delete(blobKey(key))
+		r, err = s.removeInTxn(txn, key)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("cache: delete %q: %w", key, err)
 	}
-	if old != nil {
-		s.dropGen(old.gen, old.chunks)
-	}
+	s.removed(key, r)
 	return nil
+}
+
+// removal is what removeInTxn deleted under a key.
+type removal struct {
+	value int64     // size of the small value; -1 if there was none
+	blob  *manifest // the blob's manifest; nil if there was none
+}
+
+// removeInTxn deletes the small value, the blob manifest and the access
+// record of key in txn, and returns what was there.
+func (s *Store) removeInTxn(txn *badger.Txn, key string) (removal, error) {
+	var r removal
+	var err error
+	if r.blob, err = s.getManifestForReplace(txn, key); err != nil {
+		return r, err
+	}
+	if r.value, err = valueSize(txn, key); err != nil {
+		return r, err
+	}
+	if err := txn.Delete(valueKey(key)); err != nil {
+		return r, err
+	}
+	if s.tracks(key) {
+		if err := txn.Delete(accessKey(key)); err != nil {
+			return r, err
+		}
+	}
+	return r, txn.Delete(blobKey(key))
+}
+
+// removed accounts for a committed removal and deletes the chunks of the
+// removed blob.
+func (s *Store) removed(key string, r removal) {
+	s.stats.remove(key, r.value)
+	if r.blob != nil {
+		s.stats.remove(key, r.blob.size)
+		s.dropGen(r.blob.gen, r.blob.chunks)
+	}
 }
 
 // Scan calls fn for every small value whose key starts with prefix, in key

@@ -52,6 +52,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -215,6 +216,20 @@ type Config struct {
 	// dropPages). With it, RSS grows by every blob byte served, as page
 	// cache that the kernel reclaims only under memory pressure.
 	KeepPagesResident bool
+
+	// MinFree is the free space that stores of objects (blobs and
+	// evictable values) must leave on the filesystem of Dir, on top of the
+	// reserve that Badger needs for its own growth (see disk.go). Below it
+	// they fail with a *DiskFullError and write nothing; what is stored
+	// stays readable, and stores resume by themselves once space returns.
+	// The zero value means DefaultMinFree (the larger of 1 GiB and 5%).
+	// Checked on Linux only; unused when InMemory.
+	MinFree FreeSpace
+
+	// noAdmission and noPrealloc turn off the two measures against writing
+	// into a full disk, for the tests that measure which one prevents the
+	// fault (TestDiskFullNeverFaults).
+	noAdmission, noPrealloc bool
 }
 
 // Store is a Badger store of small values and chunked blobs. It is safe for
@@ -243,6 +258,9 @@ type Store struct {
 	accessMu  sync.Mutex
 	access    map[string]int64 // key → Unix nanoseconds of its last read, not yet flushed
 
+	disk  *diskGuard // nil: no free-space checks (in memory, or not Linux)
+	stats statsCounter
+
 	cancel    context.CancelFunc // stops background work
 	done      sync.WaitGroup
 	closeOnce sync.Once
@@ -257,9 +275,22 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	log := cfg.Logger.Named("cache")
+	if !cfg.InMemory {
+		if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("cache: %w", err)
+		}
+		if err := checkWritable(cfg.Dir); err != nil {
+			return nil, err
+		}
+	}
 	db, err := badger.Open(cfg.badgerOptions(log.Named("badger")))
 	if err != nil {
 		return nil, fmt.Errorf("cache: open %q: %w", cfg.Dir, err)
+	}
+	disk, err := newDiskGuard(cfg)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
 	}
 	s := &Store{
 		db:             db,
@@ -275,6 +306,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		evictNow:       make(chan struct{}, 1),
 		flushNow:       make(chan struct{}, 1),
 		access:         make(map[string]int64),
+		disk:           disk,
 	}
 	maxGen, err := s.sweep(ctx)
 	if err != nil {
@@ -319,6 +351,36 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
+// ErrCloseAbandoned is returned by CloseContext when the database did not
+// close in time.
+var ErrCloseAbandoned = errors.New("cache: close abandoned")
+
+// CloseContext is Close bounded by ctx. If the database has not closed
+// when ctx is done (a disk that fails or was removed keeps Badger retrying
+// its memtable flush forever), it returns ErrCloseAbandoned with what was
+// abandoned, and leaves the close running for the process to end. What
+// the store acknowledged is in Badger's write-ahead log and value log
+// (chunks of blobs are synced before their manifest commits), which the
+// next Open replays; blob writes in progress are swept as orphans.
+func (s *Store) CloseContext(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- s.Close() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	blobs := len(s.inflight)
+	s.mu.Unlock()
+	s.accessMu.Lock()
+	access := len(s.access)
+	s.accessMu.Unlock()
+	return fmt.Errorf("%w (%w): %d blob writes in progress, %d access times unwritten, "+
+		"the memtable flush and table sync unfinished; the next start replays the write-ahead log",
+		ErrCloseAbandoned, ctx.Err(), blobs, access)
+}
+
 // withDefaults fills in the zero values of c and checks the result.
 func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
@@ -340,6 +402,9 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.ValueLogFileSize, DefaultValueLogFileSize)
 	setDefault(&c.ValueThreshold, DefaultValueThreshold)
 	setDefault(&c.GCInterval, DefaultGCInterval)
+	if c.MinFree == (FreeSpace{}) {
+		c.MinFree = DefaultMinFree
+	}
 	return c, c.check()
 }
 
@@ -372,7 +437,7 @@ func (c Config) check() error {
 	case int64(c.ChunkSize) > c.ValueLogFileSize/2:
 		return fmt.Errorf("%w: ChunkSize %d above half of ValueLogFileSize", ErrInvalidConfig, c.ChunkSize)
 	}
-	return nil
+	return c.MinFree.check()
 }
 
 // badgerOptions turns a checked Config into Badger options.
@@ -392,7 +457,11 @@ func (c Config) badgerOptions(log *zap.Logger) badger.Options {
 		WithIndexCacheSize(max(c.IndexCacheSize, 0)).
 		WithNumCompactors(c.NumCompactors).
 		WithValueLogFileSize(c.ValueLogFileSize).
-		WithValueThreshold(threshold)
+		WithValueThreshold(threshold).
+		// Read errors are detected, never served: the CRC of every value
+		// read from the value log, and of every table block read.
+		WithVerifyValueChecksum(true).
+		WithChecksumVerificationMode(options.OnBlockRead)
 }
 
 // badgerLogger sends Badger's logs to zap: errors at error level, warnings at

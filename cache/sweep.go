@@ -128,6 +128,12 @@ func (s *Store) RunGC(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		// A rewrite writes the live part of a value log file (at most
+		// ValueLogFileSize) into the newest one, perhaps into a new file:
+		// only with Badger's reserve free, never into a full disk.
+		if err := s.disk.roomForRewrite(); err != nil {
+			return fmt.Errorf("cache: value log gc skipped: %w", err)
+		}
 		err := s.db.RunValueLogGC(gcDiscardRatio)
 		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
 			return nil

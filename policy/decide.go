@@ -26,12 +26,32 @@ type Facts struct {
 	RetractedKnown bool `json:"retracted_known"`
 	// Rationale is the comment of the retract directive, if any.
 	Rationale string `json:"rationale,omitempty"`
-	// Published is when the version was published (its .info Time); zero
-	// means unknown.
+	// Published is the effective publication time the cooldown is measured
+	// from: the later of InfoTime and FirstSeen (Decide takes the latest of
+	// the three). Zero means unknown.
 	Published time.Time `json:"published,omitzero"`
+	// InfoTime is the Time of the version's .info. Whoever tags the
+	// version chooses it, so it can be backdated. Zero means unknown.
+	InfoTime time.Time `json:"info_time,omitzero"`
+	// FirstSeen is when the gate's witness first saw a checksum-database
+	// tree head holding the version's record: the gate's own observation,
+	// which nobody outside can backdate. Zero when the record is unknown or
+	// was already in the first tree head the gate witnessed.
+	FirstSeen time.Time `json:"first_seen,omitzero"`
+	// Record is the index of the version's record in the checksum
+	// database, when RecordKnown.
+	Record      int64 `json:"record,omitempty"`
+	RecordKnown bool  `json:"record_known,omitempty"`
+	// BeforeWitness reports a record that was already in the first tree
+	// head the gate witnessed: only its .info dates it.
+	BeforeWitness bool `json:"before_witness,omitempty"`
 	// Now is the time of the decision; the cooldown is measured up to it.
 	// Zero means unknown (and no cooldown applies).
 	Now time.Time `json:"now,omitzero"`
+	// Commit is the version's commit hash as the upstream's .info names it
+	// (Origin.Hash), lower-case; empty means unknown. A pseudo-version
+	// names its own (see CommitOf).
+	Commit string `json:"commit,omitempty"`
 }
 
 // Input is what Decide decides on.
@@ -57,7 +77,9 @@ type Input struct {
 //  2. DenyRetracted: a version the facts say is retracted is denied (rule
 //     "retracted").
 //  3. Cooldown: a version published less than Cooldown before Facts.Now is
-//     denied (rule "cooldown").
+//     denied (rule "cooldown"). Its publication time is the latest of
+//     Facts.Published, InfoTime and FirstSeen, and the reason says which
+//     one it is.
 //  4. Default (rule "default").
 //
 // Facts that are unknown (RetractedKnown false, Published or Now zero)
@@ -73,12 +95,16 @@ func (p *Policy) Decide(in Input) Decision {
 
 func (p *Policy) decide(in Input) Decision {
 	for _, r := range p.Rules {
-		if !p.matches(r, in.Module, in.Version) {
+		if !p.matches(r, in) {
 			continue
 		}
 		reason := r.Reason
 		if reason == "" {
 			reason = fmt.Sprintf("%s by rule %s", verb(r.Action), r.ID)
+		}
+		if r.Commit != "" {
+			hash, source := CommitOf(in)
+			reason += fmt.Sprintf(" (commit %s, from %s)", hash, source)
 		}
 		return Decision{Allowed: r.Action != Deny, Action: r.Action, Rule: r.ID, Reason: reason}
 	}
@@ -90,30 +116,72 @@ func (p *Policy) decide(in Input) Decision {
 		}
 		return Decision{Action: Deny, Rule: RuleRetracted, Reason: reason}
 	}
-	if p.Cooldown > 0 && !f.Published.IsZero() && !f.Now.IsZero() {
-		if age := f.Now.Sub(f.Published); age < p.Cooldown {
-			reason := fmt.Sprintf("published %s (%s), within the %s cooldown",
-				ago(age), f.Published.UTC().Format(time.RFC3339), FormatDuration(p.Cooldown))
-			return Decision{Action: Deny, Rule: RuleCooldown, Reason: reason}
+	published := f.effective()
+	if p.Cooldown > 0 && !published.IsZero() && !f.Now.IsZero() {
+		if age := f.Now.Sub(published); age < p.Cooldown {
+			return Decision{Action: Deny, Rule: RuleCooldown, Reason: cooldownReason(f, published, p.Cooldown)}
 		}
 	}
 	if p.Default == Deny {
 		return Decision{Action: Deny, Rule: RuleDefault, Reason: "no rule allows it and the policy's default is deny"}
 	}
-	return Decision{
-		Allowed: true,
-		Action:  Allow,
-		Rule:    RuleDefault,
-		Reason:  "no rule matched; the policy's default is allow",
+	reason := "no rule matched; the policy's default is allow"
+	if p.Cooldown > 0 && (published.IsZero() || f.Now.IsZero()) {
+		reason += " (publication time unknown: the cooldown does not hold it back)"
 	}
+	return Decision{Allowed: true, Action: Allow, Rule: RuleDefault, Reason: reason}
 }
 
-// matches reports whether rule r of p applies to module@version. Its
-// version constraint was parsed when p was loaded; a policy built in code
-// (not through Parse or a File) has it parsed here.
-func (p *Policy) matches(r Rule, mod, version string) bool {
-	if !module.MatchPrefixPatterns(r.Module, mod) {
+// effective is the latest of the publication times the facts hold.
+func (f Facts) effective() time.Time {
+	t := f.Published
+	for _, u := range []time.Time{f.InfoTime, f.FirstSeen} {
+		if u.After(t) {
+			t = u
+		}
+	}
+	return t
+}
+
+// cooldownReason says how old a version is within the cooldown, and where
+// its time comes from: the witness's first sight of its record, or the
+// .info (with what the other source says).
+func cooldownReason(f Facts, published time.Time, cooldown time.Duration) string {
+	stamp := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	within := fmt.Sprintf("within the %s cooldown", FormatDuration(cooldown))
+	if !f.FirstSeen.IsZero() && f.FirstSeen.Equal(published) {
+		reason := fmt.Sprintf("first seen in the checksum database %s (%s, record %d), %s",
+			ago(f.Now.Sub(published)), stamp(published), f.Record, within)
+		if !f.InfoTime.IsZero() {
+			reason += "; its .info claims " + stamp(f.InfoTime)
+		}
+		return reason
+	}
+	source := ""
+	if f.InfoTime.Equal(published) {
+		source = ", its .info Time"
+	}
+	reason := fmt.Sprintf("published %s (%s%s), %s", ago(f.Now.Sub(published)), stamp(published), source, within)
+	switch {
+	case !f.FirstSeen.IsZero():
+		reason += fmt.Sprintf("; first seen in the checksum database %s (record %d)", stamp(f.FirstSeen), f.Record)
+	case f.BeforeWitness:
+		reason += fmt.Sprintf("; record %d predates the gate's first witnessed tree head, so only its .info dates it", f.Record)
+	}
+	return reason
+}
+
+// matches reports whether rule r of p applies to the input's module and
+// version (and, for a commit rule, its commit). Its version constraint was
+// parsed when p was loaded; a policy built in code (not through Parse or a
+// File) has it parsed here.
+func (p *Policy) matches(r Rule, in Input) bool {
+	if !module.MatchPrefixPatterns(r.Module, in.Module) {
 		return false
+	}
+	if r.Commit != "" {
+		hash, _ := CommitOf(in)
+		return SameCommit(r.Commit, hash)
 	}
 	if r.Versions == "" {
 		return true
@@ -125,21 +193,70 @@ func (p *Policy) matches(r Rule, mod, version string) bool {
 			return false
 		}
 	}
-	return c.Match(version)
+	return c.Match(in.Version)
+}
+
+// everyVersion reports whether the rule matches every version of the
+// modules it matches: no versions constraint, no commit.
+func (r Rule) everyVersion() bool { return r.Versions == "" && r.Commit == "" }
+
+// CommitOf returns the commit hash of in's version as far as it is known,
+// and where it comes from: the .info's Origin.Hash (Facts.Commit), else
+// the hash prefix a pseudo-version names. "" if unknown, as for a tagged
+// version whose upstream's .info has no Origin.
+func CommitOf(in Input) (hash, source string) {
+	if in.Facts.Commit != "" {
+		return strings.ToLower(in.Facts.Commit), "Origin.Hash of the .info"
+	}
+	if module.IsPseudoVersion(in.Version) {
+		if rev, err := module.PseudoVersionRev(in.Version); err == nil {
+			return strings.ToLower(rev), "the pseudo-version"
+		}
+	}
+	return "", ""
+}
+
+// SameCommit reports whether two commit hashes (or hash prefixes) name the
+// same commit: the shorter, of at least MinCommitLen digits, is a prefix
+// of the longer.
+func SameCommit(a, b string) bool {
+	if len(a) > len(b) {
+		a, b = b, a
+	}
+	return len(a) >= MinCommitLen && strings.HasPrefix(b, a)
 }
 
 // Needs reports which facts Decide could use for a version of mod, so that
 // the gate fetches nothing it does not need. When a rule without a
-// versions constraint matches mod, every version of mod is decided by that
-// rule or one before it, and no facts are needed; otherwise retraction
-// facts are needed if DenyRetracted is on, publish times if a Cooldown is.
+// versions constraint or commit matches mod, every version of mod is
+// decided by that rule or one before it, and no facts are needed;
+// otherwise retraction facts are needed if DenyRetracted is on, publish
+// times if a Cooldown is. NeedsCommit says whether the commit is.
 func (p *Policy) Needs(mod string) (retractions, published bool) {
 	for _, r := range p.Rules {
-		if module.MatchPrefixPatterns(r.Module, mod) && r.Versions == "" {
+		if module.MatchPrefixPatterns(r.Module, mod) && r.everyVersion() {
 			return false, false
 		}
 	}
 	return p.DenyRetracted, p.Cooldown > 0
+}
+
+// NeedsCommit reports whether a commit rule could decide a version of mod
+// (one that no earlier rule decides for every version), so that the gate
+// reads the commit of tagged versions from their .info.
+func (p *Policy) NeedsCommit(mod string) bool {
+	for _, r := range p.Rules {
+		if !module.MatchPrefixPatterns(r.Module, mod) {
+			continue
+		}
+		if r.Commit != "" {
+			return true
+		}
+		if r.everyVersion() {
+			return false
+		}
+	}
+	return false
 }
 
 // DecideHost decides a CONNECT to host:port by the egress rules: the first

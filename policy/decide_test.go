@@ -356,3 +356,41 @@ func TestConstraintsParsedAtLoad(t *testing.T) {
 		t.Errorf("policy built in code: Decide = %+v, want denied", d)
 	}
 }
+
+// TestDecideCooldownSources checks that the cooldown measures from the
+// latest publication time the facts hold, and that its reason says where
+// that time comes from.
+func TestDecideCooldownSources(t *testing.T) {
+	now := time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC)
+	p := &Policy{Cooldown: 72 * time.Hour}
+	backdated := time.Date(2019, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name    string
+		facts   Facts
+		allowed bool
+		reason  string // exact
+	}{
+		{"backdated .info, fresh record", Facts{Now: now, InfoTime: backdated, FirstSeen: now.Add(-2 * time.Hour), Record: 72101234, RecordKnown: true},
+			false, "first seen in the checksum database 2h ago (2026-12-01T12:00:00Z, record 72101234), within the 72h cooldown; its .info claims 2019-01-01T00:00:00Z"},
+		{"fresh .info, record seen earlier", Facts{Now: now, InfoTime: now.Add(-time.Hour), FirstSeen: now.Add(-2 * time.Hour), Record: 7, RecordKnown: true},
+			false, "published 1h ago (2026-12-01T13:00:00Z, its .info Time), within the 72h cooldown; first seen in the checksum database 2026-12-01T12:00:00Z (record 7)"},
+		{"record before the first witnessed head", Facts{Now: now, InfoTime: now.Add(-time.Hour), Record: 3, RecordKnown: true, BeforeWitness: true},
+			false, "published 1h ago (2026-12-01T13:00:00Z, its .info Time), within the 72h cooldown; record 3 predates the gate's first witnessed tree head, so only its .info dates it"},
+		{"private module: .info only", Facts{Now: now, InfoTime: now.Add(-time.Hour)},
+			false, "published 1h ago (2026-12-01T13:00:00Z, its .info Time), within the 72h cooldown"},
+		{"both old", Facts{Now: now, InfoTime: backdated, FirstSeen: now.Add(-100 * time.Hour), Record: 1, RecordKnown: true},
+			true, "no rule matched; the policy's default is allow"},
+		{"the latest wins over Published", Facts{Now: now, Published: backdated, FirstSeen: now.Add(-time.Hour), Record: 9, RecordKnown: true},
+			false, "first seen in the checksum database 1h ago (2026-12-01T13:00:00Z, record 9), within the 72h cooldown"},
+		{"unknown time", Facts{Now: now},
+			true, "no rule matched; the policy's default is allow (publication time unknown: the cooldown does not hold it back)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := p.Decide(Input{Module: "example.com/x", Version: "v1.2.3", Facts: tt.facts})
+			if d.Allowed != tt.allowed || d.Reason != tt.reason {
+				t.Errorf("Decide = %+v\nwant allowed=%v reason %q", d, tt.allowed, tt.reason)
+			}
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -253,7 +254,7 @@ func (f *File) applyLocked(ctx context.Context, fn func(*Policy) error) (before,
 	if err := next.Validate(); err != nil {
 		return nil, nil, err
 	}
-	data, err := next.Marshal()
+	data, err := next.encodeChecked()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -267,6 +268,35 @@ func (f *File) applyLocked(ctx context.Context, fn func(*Policy) error) (before,
 	f.cur.Store(next)
 	f.log.Info("policy file written", zap.String("path", f.path), zap.Int("rules", len(next.Rules)))
 	return before, next, nil
+}
+
+// ErrRoundTrip is wrapped by the error of a policy whose file would not
+// read back as the same policy: nothing is written (a modgate bug).
+var ErrRoundTrip = errors.New("policy: the file would not read back as written")
+
+// encodeChecked marshals a valid, normalized p and checks the exact bytes
+// the way OpenFile and the watcher will read them (size included), so that
+// no write can leave a file that the gate refuses, even at start. Its
+// errors are *ValidationError (for a file over MaxFileSize) or wrap
+// ErrRoundTrip.
+func (p *Policy) encodeChecked() ([]byte, error) {
+	data, err := p.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxFileSize {
+		return nil, &ValidationError{Problem: fmt.Sprintf("the policy file would be %d bytes, over the limit of %d "+
+			"(non-ASCII text is written escaped, up to 10 bytes a character): remove rules or shorten reasons",
+			len(data), MaxFileSize)}
+	}
+	back, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRoundTrip, err)
+	}
+	if !reflect.DeepEqual(back, p) {
+		return nil, fmt.Errorf("%w: it reads back as a different policy", ErrRoundTrip)
+	}
+	return data, nil
 }
 
 // readFile reads a policy file of at most MaxFileSize bytes.

@@ -18,8 +18,9 @@ const Header = `# modgate policy.
 #      exempts the version from deny_retracted and cooldown.
 #   2. deny_retracted: true denies a version its module's authors retracted
 #      (retract directives in the go.mod of the module's latest version).
-#   3. cooldown: denies a version published (.info Time) less than this long
-#      ago, such as 72h or 3d.
+#   3. cooldown: denies a version published less than this long ago, such as
+#      72h or 3d. Published is the later of its .info Time (which its author
+#      chooses) and when the gate first saw its checksum-database record.
 #   4. default: allow or deny.
 # A fact modgate could not establish (a retraction, a publish time) denies
 # nothing. mode: report lets everything through, and logs and audits what
@@ -32,7 +33,11 @@ const Header = `# modgate policy.
 #   "v1.0.0, v1.1.0" or a YAML list (commas: or). Operators: < <= > >= =.
 #   Pseudo-versions compare as the pre-releases they are (a commit after
 #   v1.2.3 is above v1.2.3, below v1.2.4); +incompatible compares as its
-#   version.
+#   version. Versions match version strings: a deny of v1.2.0 does not
+#   match a pseudo-version of the same commit.
+# commit: instead of versions, a commit hash (12 to 64 hex digits) that
+#   matches every version of that commit whose commit modgate knows: from a
+#   pseudo-version's hash, or the Origin.Hash of the upstream's .info.
 # private: module patterns that skip the public checksum database.
 # egress: CONNECTs to other hosts: egress.rules in order, then
 #   egress.default (deny when not set).
@@ -106,6 +111,7 @@ func (r *Rule) UnmarshalJSON(data []byte) error {
 		Action   Action          `json:"action"`
 		Module   string          `json:"module"`
 		Versions json.RawMessage `json:"versions"`
+		Commit   string          `json:"commit"`
 		Reason   string          `json:"reason"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -113,7 +119,7 @@ func (r *Rule) UnmarshalJSON(data []byte) error {
 	if err := dec.Decode(&raw); err != nil {
 		return fmt.Errorf("rule: %w", err)
 	}
-	*r = Rule{ID: raw.ID, Action: raw.Action, Module: raw.Module, Reason: raw.Reason}
+	*r = Rule{ID: raw.ID, Action: raw.Action, Module: raw.Module, Commit: raw.Commit, Reason: raw.Reason}
 	if len(raw.Versions) == 0 || string(raw.Versions) == "null" {
 		return nil
 	}
@@ -159,6 +165,11 @@ rules: []
 #     module: example.com/lib
 #     versions: [">=v2.0.0 <v2.3.0", v2.5.1]
 #     reason: TICKET-123
+#   - id: backdoor
+#     action: deny
+#     module: example.com/m
+#     commit: 0123456789ab   # every version of this commit (pseudo-versions; tags whose .info names it)
+#     reason: TICKET-124
 # egress:              # CONNECTs to hosts modgate does not intercept
 #   default: deny
 #   rules:

@@ -30,7 +30,7 @@ type doc struct {
 // The keys each mapping of a policy document may have.
 var (
 	policyKeys   = []string{"mode", "default", "deny_retracted", "cooldown", "private", "rules", "egress"}
-	ruleKeys     = []string{"id", "action", "module", "versions", "reason"}
+	ruleKeys     = []string{"id", "action", "module", "versions", "commit", "reason"}
 	egressKeys   = []string{"mode", "default", "rules"}
 	hostRuleKeys = []string{"id", "action", "host", "ports", "reason"}
 )

@@ -55,6 +55,18 @@ const (
 	MaxReasonLen = 300
 	// MaxRules is the most rules a policy may hold (module and host rules).
 	MaxRules = 10000
+	// MaxPatternLen is the longest module pattern (a rule's module, an
+	// entry of private), in bytes: room for a pasted GONOSUMDB list.
+	MaxPatternLen = 4096
+	// MaxVersionsLen is the longest version constraint, in bytes.
+	MaxVersionsLen = 1024
+	// MaxPorts is the most ports a host rule may list.
+	MaxPorts = 64
+	// MinCommitLen is the shortest commit of a rule: the 12 hex digits a
+	// pseudo-version carries.
+	MinCommitLen = 12
+	// MaxCommitLen is the longest commit of a rule (a SHA-256 hash).
+	MaxCommitLen = 64
 )
 
 // Rule is one module rule: it matches a module path pattern and,
@@ -69,8 +81,13 @@ type Rule struct {
 	// element, as module.MatchPrefixPatterns does.
 	Module string `yaml:"module" json:"module"`
 	// Versions is a version constraint (see ParseConstraint); empty means
-	// every version.
+	// every version. It matches version strings: v1.2.0 and a
+	// pseudo-version of the same commit are different versions to it.
 	Versions string `yaml:"versions,omitempty" json:"versions,omitempty"`
+	// Commit, instead of Versions, matches every version whose commit is
+	// known to be this one: 12 to 64 lower-case hex digits, compared on
+	// the shorter of it and the known hash (see CommitOf).
+	Commit string `yaml:"commit,omitempty" json:"commit,omitempty"`
 	// Reason is free text shown with a denial, such as a CVE or a ticket.
 	// Required for deny rules.
 	Reason string `yaml:"reason,omitempty" json:"reason,omitempty"`
@@ -205,7 +222,11 @@ func (r Rule) Validate() error {
 	} else if err := checkPattern(r.Module); err != nil {
 		add("module", "%v", err)
 	}
-	if r.Versions != "" {
+	checkCommit(add, r)
+	switch {
+	case len(r.Versions) > MaxVersionsLen:
+		add("versions", "%d bytes; at most %d are allowed", len(r.Versions), MaxVersionsLen)
+	case r.Versions != "":
 		if _, err := ParseConstraint(r.Versions); err != nil {
 			add("versions", "%v", err)
 		}
@@ -224,6 +245,9 @@ func (r HostRule) Validate() error {
 	checkAction(add, "action", r.Action, false)
 	if err := checkHostPattern(r.Host); err != nil {
 		add("host", "%v", err)
+	}
+	if len(r.Ports) > MaxPorts {
+		add("ports", "%d ports; at most %d are allowed", len(r.Ports), MaxPorts)
 	}
 	for i, port := range r.Ports {
 		if port < 1 || port > 65535 {
@@ -317,6 +341,19 @@ func checkID(add addFunc, id string) {
 	}
 }
 
+// checkCommit requires a commit of MinCommitLen to MaxCommitLen lower-case
+// hex digits, and not together with versions.
+func checkCommit(add addFunc, r Rule) {
+	switch c := r.Commit; {
+	case c == "":
+	case r.Versions != "":
+		add("commit", "a rule has versions or commit, not both")
+	case len(c) < MinCommitLen || len(c) > MaxCommitLen || strings.Trim(c, "0123456789abcdef") != "":
+		add("commit", "%q: want %d to %d lower-case hex digits of a commit hash",
+			truncate(c, 80), MinCommitLen, MaxCommitLen)
+	}
+}
+
 // checkReason requires a reason for deny rules, and a reason that is one
 // line of printable text of at most MaxReasonLen bytes.
 func checkReason(add addFunc, a Action, reason string) {
@@ -346,10 +383,16 @@ func printable(s string) bool {
 	return true
 }
 
-// checkPattern checks a GOPRIVATE-style comma list of path globs.
+// checkPattern checks a GOPRIVATE-style comma list of path globs of at
+// most MaxPatternLen bytes of printable ASCII (module paths are ASCII, so
+// any other character could never match).
 func checkPattern(pattern string) error {
-	if !utf8.ValidString(pattern) {
-		return errors.New("not valid UTF-8")
+	if len(pattern) > MaxPatternLen {
+		return fmt.Errorf("%d bytes; at most %d are allowed", len(pattern), MaxPatternLen)
+	}
+	if i := strings.IndexFunc(pattern, func(r rune) bool { return r < ' ' || r > '~' }); i >= 0 {
+		return fmt.Errorf("%q: module paths are printable ASCII, so a pattern with other characters never matches",
+			truncate(pattern, 64))
 	}
 	for _, glob := range strings.Split(pattern, ",") {
 		switch {
@@ -359,14 +402,20 @@ func checkPattern(pattern string) error {
 			return fmt.Errorf("%q: patterns contain no spaces", glob)
 		case strings.HasPrefix(glob, "/") || strings.HasSuffix(glob, "/") || strings.Contains(glob, "//"):
 			return fmt.Errorf("%q: not a module path pattern (leading, trailing or double slash)", glob)
-		case strings.IndexFunc(glob, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:
-			return fmt.Errorf("%q: contains unprintable characters", glob)
 		}
 		if _, err := path.Match(glob, ""); err != nil {
 			return fmt.Errorf("%q: bad glob: %v", glob, err)
 		}
 	}
 	return nil
+}
+
+// truncate shortens s to at most n bytes (at a rune boundary) for messages.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "..."
 }
 
 // checkHostPattern checks "example.com" or "*.example.com".

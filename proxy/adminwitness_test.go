@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -100,4 +101,54 @@ func doReq(t *testing.T, req *http.Request) response {
 		t.Fatal(err)
 	}
 	return response{resp.StatusCode, resp.Header, body}
+}
+
+// TestWitnessAPIReset follows a new upstream timeline after a fork: the
+// old state is archived, the reset audited, and the forked upstream's
+// records served from then on.
+func TestWitnessAPIReset(t *testing.T) {
+	tg := newTestGate(t, nil, gateOptions{})
+	tokenFile := filepath.Join(t.TempDir(), "admin.token")
+	if err := os.WriteFile(tokenFile, []byte("t0ken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	audit := audit.New(tg.cache)
+	mux := http.NewServeMux()
+	admin.NewWitnessAPI(admin.WitnessAPIConfig{Witness: tg.witness, Audit: audit}).Register(mux)
+	srv := httptest.NewServer(admin.RequireAuth(tokenFile, nil, mux))
+	defer srv.Close()
+	lookup := "/sumdb/sum.golang.org/lookup/example.com/lib@v1.0.0"
+	if r := get(t, tg.url, lookup); r.status != http.StatusOK {
+		t.Fatalf("lookup: %d %s", r.status, r.body)
+	}
+	before, _ := tg.witness.Status(t.Context())
+	tg.fake.Fork()
+	r := get(t, tg.url, "/sumdb/sum.golang.org/lookup/example.com/dep@v1.0.0")
+	if r.status != http.StatusBadGateway {
+		t.Fatalf("lookup after the fork: %d %s", r.status, r.body)
+	}
+	req, _ := http.NewRequest("POST", srv.URL+"/api/v1/witness/clear-fork",
+		strings.NewReader(`{"reason": "the sumdb operators restarted the log", "reset": true}`))
+	req.Header.Set("Authorization", "Bearer t0ken")
+	r = doReq(t, req)
+	var resp admin.ClearForkResponse
+	if r.status != 200 || json.Unmarshal(r.body, &resp) != nil || resp.Reset == nil {
+		t.Fatalf("reset: %d %s", r.status, r.body)
+	}
+	if resp.Reset.Note != before.Tree.Note || len(resp.Reset.Evidence) != 1 || resp.Status.Forked ||
+		resp.Status.Tree != nil || len(resp.Status.Archived) != 1 || len(resp.Cleared) != 1 {
+		t.Errorf("reset answer: %s", r.body)
+	}
+	entries, err := audit.List(t.Context(), 0)
+	if err != nil || len(entries) != 1 || entries[0].Action != "witness.reset" || entries[0].Reason == "" {
+		t.Errorf("audit after reset: %+v, %v", entries, err)
+	}
+	r = get(t, tg.url, lookup)
+	if r.status != http.StatusOK {
+		t.Fatalf("lookup after the reset: %d %s", r.status, r.body)
+	}
+	rec, _, _ := bytes.Cut(r.body, []byte("\n\n"))
+	if up, _, _ := bytes.Cut(upstreamBytes(t, tg.fake, lookup), []byte("\n\n")); !bytes.Equal(rec, up) {
+		t.Errorf("after the reset the record is not the new timeline's")
+	}
 }

@@ -170,14 +170,18 @@ func TestEgressConnect(t *testing.T) {
 		"nat64.test":    {"64:ff9b::7f00:1"},
 		"mapped.test":   {"::ffff:127.0.0.1"},
 		"v6.test":       {"::1"},
+		"sinkhole.test": {"0.0.0.0"}, // what DNS filters answer for a blocked name
+		"anyv6.test":    {"::"},
 	}
 	allowAll := map[string]policy.Action{}
 	for _, h := range []string{"allowed.test", "private.test", "mixed.test", "metadata.test", "nat64.test",
-		"mapped.test", "v6.test", "gone.test", "127.0.0.1", "169.254.169.254", "::1", "10.0.0.7"} {
+		"mapped.test", "v6.test", "gone.test", "sinkhole.test", "anyv6.test",
+		"127.0.0.1", "169.254.169.254", "::1", "10.0.0.7"} {
 		allowAll[h+":"+ep] = policy.Allow
 		allowAll[h+":443"] = policy.Allow
 	}
 	loopback, _ := egress.ParseRanges([]string{"127.0.0.0/8"})
+	everything, _ := egress.ParseRanges([]string{"0.0.0.0/0", "::/0"})
 	tests := []struct {
 		name     string
 		policy   egress.HostPolicy
@@ -281,6 +285,22 @@ func TestEgressConnect(t *testing.T) {
 			"mapped.test:443",
 			403,
 			[]string{"127.0.0.1 is a loopback address"},
+		},
+		{
+			"name resolving to 0.0.0.0, every range allowed",
+			hostRules{rules: allowAll},
+			everything,
+			"sinkhole.test:" + ep,
+			403,
+			[]string{"0.0.0.0 is an unspecified", "cannot open it"},
+		},
+		{
+			"name resolving to ::, every range allowed",
+			hostRules{rules: allowAll},
+			everything,
+			"anyv6.test:" + ep,
+			403,
+			[]string{":: is an unspecified"},
 		},
 		{
 			"name that does not resolve",

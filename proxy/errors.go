@@ -9,6 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/modgate/modgate/cache"
 	"github.com/modgate/modgate/internal/httperr"
 	"github.com/modgate/modgate/signer"
 )
@@ -59,7 +60,8 @@ func redact(u *url.URL) string { return httperr.Redact(u) }
 
 // statusOf maps an error to the HTTP status a client gets: an error's own
 // HTTPStatus, 400 for a bad request and 403 for a refusal (httperr.Known),
-// then what only the pipeline reports, then 504 for a timeout and 502 for
+// then what only the pipeline reports (507 for a full cache disk, 504
+// offline, 404 for what is not there), then 504 for a timeout and 502 for
 // every upstream, verification and fork failure (httperr.Fallback).
 func statusOf(err error) int {
 	if s, ok := httperr.Known(err); ok {
@@ -67,6 +69,8 @@ func statusOf(err error) int {
 	}
 	var ue *UpstreamError
 	switch {
+	case errors.Is(err, cache.ErrDiskFull):
+		return http.StatusInsufficientStorage
 	case errors.Is(err, ErrOffline):
 		return http.StatusGatewayTimeout
 	case errors.Is(err, signer.ErrNotFound):
@@ -87,6 +91,9 @@ const maxErrorBytes = 640
 // starting with "modgate:", at most eight printable lines.
 func writeError(w http.ResponseWriter, err error) int {
 	status := statusOf(err)
+	if df := (*cache.DiskFullError)(nil); errors.As(err, &df) {
+		err = df // "cache disk full: ...", without the layers that led there
+	}
 	msg := errorText(err)
 	h := w.Header()
 	for k := range h {

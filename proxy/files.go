@@ -17,7 +17,6 @@ import (
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
 	"golang.org/x/mod/sumdb/dirhash"
-	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/modgate/modgate/cache"
 	"github.com/modgate/modgate/signer"
@@ -72,11 +71,15 @@ func (g *Gate) load(ctx context.Context, req Request) ([]byte, outcome, error) {
 	spec := specFor(req)
 	key := string(req.Kind) + "/" + req.escaped
 	e, err := g.cfg.Cache.Get(ctx, key)
+	if err != nil && !errors.Is(err, cache.ErrNotFound) {
+		if err := g.dropUnreadable(ctx, req, key, err); err != nil {
+			return nil, outcome{}, err
+		}
+		err = cache.ErrNotFound
+	}
 	switch {
 	case err == nil && (!spec.mutable || g.cfg.Offline || g.cfg.Now().Sub(e.Stored) < g.cfg.ListTTL):
 		return e.Value, outcome{cache: cacheHit}, nil
-	case err != nil && !errors.Is(err, cache.ErrNotFound):
-		return nil, outcome{}, fmt.Errorf("reading cache: %w", err)
 	case g.cfg.Offline:
 		return nil, outcome{}, fmt.Errorf("%s: %w", req.Target(), ErrOffline)
 	}
@@ -171,49 +174,33 @@ func (g *Gate) checkSum(ctx context.Context, req Request, suffix, hash string) e
 	if g.private(req.Module) {
 		return nil
 	}
-	m := module.Version{Path: req.Module, Version: req.Version}
-	body, err := g.cfg.Witness.Lookup(ctx, m)
+	return matchSum(ctx, g.cfg.Witness.Lines, g.cfg.Witness.Name(), req, suffix, hash)
+}
+
+// matchSum compares hash with the proven go.sum line that lines gives
+// for req and suffix, naming database db in its errors.
+func matchSum(ctx context.Context, lines func(context.Context, module.Version) ([]string, error),
+	db string, req Request, suffix, hash string) error {
+	got, err := lines(ctx, module.Version{Path: req.Module, Version: req.Version + suffix})
 	if err != nil {
 		if s := statusOf(err); s == http.StatusNotFound || s == http.StatusGone {
-			return fmt.Errorf("%w: %s is not in the checksum database %s", ErrMismatch, req.Target(), g.cfg.Witness.Name())
+			return fmt.Errorf("%w: %s is not in the checksum database %s", ErrMismatch, req.Target(), db)
 		}
 		if errors.Is(err, signer.ErrFork) {
 			return fmt.Errorf("%w;\nrefusing %s until an operator acts", err, req.Target())
 		}
 		return fmt.Errorf("checking %s%s against the checksum database: %w", req.Target(), suffix, err)
 	}
-	_, text, _, err := tlog.ParseRecord(body)
-	if err != nil {
-		return fmt.Errorf("parsing checksum record of %s: %w", req.Target(), err)
+	what := "zip"
+	if suffix != "" {
+		what = "go.mod"
 	}
-	want := ""
-	prefix := req.Module + " " + req.Version + suffix + " "
-	for _, line := range strings.Split(string(text), "\n") {
-		if h, ok := strings.CutPrefix(line, prefix); ok {
-			want = h
-		}
+	if len(got) == 0 {
+		return fmt.Errorf("%w: the checksum database has no %s line for %s", ErrMismatch, what, req.Target())
 	}
-	if want == "" {
-		return fmt.Errorf(
-			"%w: the checksum database has no %s line for %s",
-			ErrMismatch,
-			strings.TrimPrefix(suffix, "/"),
-			req.Target(),
-		)
-	}
-	if hash != want {
-		what := "zip"
-		if suffix != "" {
-			what = "go.mod"
-		}
-		return fmt.Errorf(
-			"%w: upstream %s of %s has hash %s,\nbut the checksum database says %s",
-			ErrMismatch,
-			what,
-			req.Target(),
-			hash,
-			want,
-		)
+	if want := strings.TrimPrefix(got[len(got)-1], req.Module+" "+req.Version+suffix+" "); hash != want {
+		return fmt.Errorf("%w: upstream %s of %s has hash %s,\nbut the checksum database says %s",
+			ErrMismatch, what, req.Target(), hash, want)
 	}
 	return nil
 }
@@ -227,12 +214,21 @@ func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	}
 	key := "zip/" + req.escaped
 	result := cacheHit
-	blob, err := g.cfg.Cache.OpenBlob(ctx, key)
+	blob, err := g.openVerified(ctx, key)
+	if err != nil && !errors.Is(err, cache.ErrNotFound) {
+		if err := g.dropUnreadable(ctx, req, key, err); err != nil {
+			return o, err
+		}
+		err = cache.ErrNotFound
+	}
 	if errors.Is(err, cache.ErrNotFound) {
 		if g.cfg.Offline {
 			return o, fmt.Errorf("%s: %w", req.Target(), ErrOffline)
 		}
 		result = cacheMiss
+		// The shared fetch stores the blob; each caller then opens its own:
+		// a Blob is a reader with a position and a read transaction, so one
+		// cannot serve several callers.
 		var fo outcome
 		_, fo, err = g.shared(ctx, key, func(ctx context.Context) ([]byte, upstreamTime, error) {
 			if ok, err := g.cfg.Cache.HasBlob(ctx, key); err == nil && ok {
@@ -242,7 +238,7 @@ func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			return nil, up, err
 		})
 		if o = o.with(fo); err == nil {
-			blob, err = g.cfg.Cache.OpenBlob(ctx, key)
+			blob, err = g.openVerified(ctx, key)
 		}
 	}
 	if err != nil {
@@ -251,9 +247,66 @@ func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	defer blob.Close()
 	o.cache = result
 	w.Header().Set("Content-Type", "application/zip")
-	http.ServeContent(w, r, "", blob.Stored(), blob)
+	body := &readErr{r: blob}
+	http.ServeContent(w, r, "", blob.Stored(), body)
+	if body.err != nil && ctx.Err() == nil {
+		// Verified a moment ago, unreadable now: the response is cut
+		// short (the server closes the connection, the client sees a
+		// truncated body), and the next request fetches it again.
+		_ = g.dropUnreadable(ctx, req, key, body.err)
+	}
 	return o, nil
 }
+
+// openVerified opens the cached zip under key and checks all of it (each
+// chunk's presence, length and checksum) before any byte is sent.
+func (g *Gate) openVerified(ctx context.Context, key string) (*cache.Blob, error) {
+	blob, err := g.cfg.Cache.OpenBlob(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if err := blob.Verify(); err != nil {
+		blob.Close()
+		return nil, err
+	}
+	return blob, nil
+}
+
+// dropUnreadable handles a cached object that cannot be read back intact
+// (an I/O error, a checksum or SHA-256 mismatch): it is never served but
+// deleted, so that it is fetched again. Online it returns nil and the
+// caller goes on as for a miss; offline it returns the 504 with the
+// reason. An error of the request's own context is returned as it is.
+func (g *Gate) dropUnreadable(ctx context.Context, req Request, key string, rerr error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("reading cache: %w", rerr)
+	}
+	g.log.Warn("cached object unreadable; dropping it", zap.String("key", key), zap.Error(rerr))
+	g.cfg.Metrics.readError(req.Kind)
+	if err := g.cfg.Cache.Delete(context.WithoutCancel(ctx), key); err != nil {
+		g.log.Error("dropping an unreadable cached object", zap.String("key", key), zap.Error(err))
+	}
+	if g.cfg.Offline {
+		return fmt.Errorf("%s: the cached copy was unreadable and is dropped (%v): %w", req.Target(), rerr, ErrOffline)
+	}
+	return nil
+}
+
+// readErr passes reads through and keeps the first error other than EOF.
+type readErr struct {
+	r   io.ReadSeeker
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF && r.err == nil {
+		r.err = err
+	}
+	return n, err
+}
+
+func (r *readErr) Seek(off int64, whence int) (int64, error) { return r.r.Seek(off, whence) }
 
 // fetchZip spools the upstream zip to a file while downloading, checks its
 // hash against the checksum database and only then stores it. It returns

@@ -16,7 +16,6 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/tlog"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/modgate/modgate/cache"
 	"github.com/modgate/modgate/policy"
@@ -33,6 +32,8 @@ type Cache interface {
 	OpenBlob(ctx context.Context, key string) (*cache.Blob, error)
 	HasBlob(ctx context.Context, key string) (bool, error)
 	PutBlob(ctx context.Context, key string, r io.Reader, size int64) error
+	// Delete drops an object that could not be read back intact.
+	Delete(ctx context.Context, key string) error
 }
 
 // Witness answers checksum-database requests from verified data.
@@ -40,14 +41,26 @@ type Cache interface {
 type Witness interface {
 	// Name is the database name, such as "sum.golang.org".
 	Name() string
-	// Lookup returns a verified record and a co-signed note containing it.
+	// Lookup returns a verified record and a co-signed note containing it:
+	// the checksum database's answer on the wire.
 	Lookup(ctx context.Context, m module.Version) ([]byte, error)
+	// Lines returns the go.sum lines of m proven to be in a witnessed tree,
+	// as sumdb.Client.Lookup does (m.Version may end in "/go.mod"). It
+	// signs nothing.
+	Lines(ctx context.Context, m module.Version) ([]string, error)
 	// Tile returns a tile authenticated against a witnessed tree.
 	Tile(ctx context.Context, t tlog.Tile) ([]byte, error)
 	// Latest witnesses the upstream's newest tree head and co-signs it.
 	Latest(ctx context.Context) ([]byte, tlog.Tree, error)
 	// Current co-signs the newest witnessed tree head without the upstream.
 	Current(ctx context.Context) ([]byte, tlog.Tree, error)
+	// FirstSeen returns when the witness first saw a tree head holding
+	// record index, and that head's size; ok is false for a record already
+	// in the first tree head it saw.
+	FirstSeen(index int64) (t time.Time, size int64, ok bool)
+	// StoredRecord returns the index of the verified record of m that is
+	// stored, without the upstream; ok is false when none is.
+	StoredRecord(ctx context.Context, m module.Version) (index int64, ok bool, err error)
 }
 
 // Config configures a Gate. Upstream, Cache and Witness are required; the
@@ -85,7 +98,7 @@ type Gate struct {
 	cfg   Config
 	up    *upstream
 	log   *zap.Logger
-	group singleflight.Group
+	group flights[fetchResult]
 
 	wouldMu   sync.Mutex
 	wouldDeny map[string]time.Time // last audit of a would-be denial, by target and rule
@@ -196,31 +209,36 @@ type fetchResult struct {
 }
 
 // shared runs fn once for all concurrent callers with the same key, in a
-// context that the first caller's cancellation does not end. Every caller
+// context that one caller's cancellation does not end, but that ends when
+// no caller waits for it any more, or after fetchTimeout. Every caller
 // gets fn's body and error, and an outcome: the upstream time of the
 // fetch (fn's own, plus the witness's reads in its context), and whether
-// this caller waited on another's fetch rather than running fn.
+// this caller waited on another's fetch rather than starting it.
 func (g *Gate) shared(ctx context.Context, key string,
 	fn func(ctx context.Context) ([]byte, upstreamTime, error)) ([]byte, outcome, error) {
-	ran := false // set only in the caller that runs fn (singleflight runs it there)
-	v, err, _ := g.group.Do(key, func() (any, error) {
-		ran = true
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
-		defer cancel()
+	res, started, err := g.group.do(ctx, key, fetchTimeout, func(ctx context.Context) (fetchResult, error) {
 		clock := &remoteClock{}
 		body, up, err := fn(withRemoteClock(ctx, clock))
 		return fetchResult{body: body, upstream: up.plus(clock.total())}, err
 	})
-	res, _ := v.(fetchResult)
-	return res.body, outcome{waited: !ran, upstream: res.upstream}, err
+	return res.body, outcome{waited: !started, upstream: res.upstream}, err
 }
 
 // private reports whether path skips the public checksum database, by
 // the configured patterns or the policy's.
-func (g *Gate) private(path string) bool {
+func (g *Gate) private(path string) bool { return g.privatePattern(path) != "" }
+
+// privatePattern returns the configured or policy pattern that makes path
+// private, or "" if none does.
+func (g *Gate) privatePattern(path string) string {
 	patterns := g.cfg.Private
 	if p := g.policy(); p != nil {
 		patterns = append(slices.Clip(patterns), p.Private...)
 	}
-	return len(patterns) > 0 && module.MatchPrefixPatterns(strings.Join(patterns, ","), path)
+	for _, pat := range patterns {
+		if module.MatchPrefixPatterns(pat, path) {
+			return pat
+		}
+	}
+	return ""
 }

@@ -562,8 +562,14 @@ func TestGatePrivateModules(t *testing.T) {
 			t.Errorf("GET %s: %d %q, want 200 and the upstream's bytes", p, r.status, trim(r.body))
 		}
 	}
+	// A lookup of a private module is refused by the gate itself, on both
+	// the GOPROXY path and the sum.golang.org one.
+	lookup := "/sumdb/sum.golang.org/lookup/example.com/dep@v1.0.0"
+	checkErrorBody(t, "private lookup", get(t, tg.url, lookup), http.StatusForbidden, "example.com/dep is private (pattern example.com/dep)")
+	checkErrorBody(t, "private lookup of a sub-module", get(t, tg.url, "/sumdb/sum.golang.org/lookup/example.com/dep/sub@v1.0.0"),
+		http.StatusForbidden, "GONOSUMDB=example.com/dep")
 	for _, p := range tg.fake.RequestLog() {
-		if strings.HasPrefix(p, "/sumdb/") {
+		if strings.HasPrefix(p, "/sumdb/") && strings.Contains(p, "example.com/dep") {
 			t.Errorf("a private module reached the checksum database: %s", p)
 		}
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/modgate/modgate/cache"
 	"github.com/modgate/modgate/internal/fakeupstream"
+	"github.com/modgate/modgate/policy"
 	"github.com/modgate/modgate/signer"
 )
 
@@ -73,6 +74,8 @@ type gateOptions struct {
 	WrapCache func(Cache) Cache
 	// Logger is the gate's logger (its access log); nil means zap.NewNop().
 	Logger *zap.Logger
+	// Policy, if set, is the module policy in force.
+	Policy *policy.Policy
 }
 
 // noteKey is an enterprise note key.
@@ -147,6 +150,9 @@ func newTestGate(t *testing.T, fake *fakeupstream.Server, o gateOptions) *testGa
 	})
 	if err != nil {
 		t.Fatalf("proxy.New: %v", err)
+	}
+	if o.Policy != nil {
+		tg.gate.cfg.Policy = func() *policy.Policy { return o.Policy }
 	}
 	tg.srv = httptest.NewServer(tg.gate)
 	t.Cleanup(tg.srv.Close)

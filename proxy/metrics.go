@@ -22,6 +22,7 @@ type Metrics struct {
 	verifyFails  *prometheus.CounterVec
 	decisions    *prometheus.CounterVec
 	connects     *prometheus.CounterVec
+	readErrors   *prometheus.CounterVec
 	mu           sync.Mutex
 	summary      Summary // totals since start
 }
@@ -61,8 +62,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		connects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "modgate_connect_total", Help: "CONNECT requests, by decision.",
 		}, []string{"decision"}),
+		readErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "modgate_cache_read_errors_total",
+			Help: "Cached objects that could not be read back intact (I/O error, checksum), dropped and fetched again, by kind.",
+		}, []string{"kind"}),
 	}
-	reg.MustRegister(m.requests, m.servedBytes, m.fetchedBytes, m.upstream, m.verifyFails, m.decisions, m.connects)
+	reg.MustRegister(m.requests, m.servedBytes, m.fetchedBytes, m.upstream, m.verifyFails, m.decisions, m.connects, m.readErrors)
 	return m
 }
 
@@ -105,6 +110,13 @@ func (m *Metrics) fetched(kind Kind, d time.Duration, bytes int64) {
 func (m *Metrics) verifyFailed(kind string) {
 	if m != nil {
 		m.verifyFails.WithLabelValues(kind).Inc()
+	}
+}
+
+// readError records a cached object dropped as unreadable.
+func (m *Metrics) readError(kind Kind) {
+	if m != nil {
+		m.readErrors.WithLabelValues(string(kind)).Inc()
 	}
 }
 
@@ -151,6 +163,13 @@ type StatsSource interface {
 	Stats(ctx context.Context) (cache.Stats, error)
 }
 
+// SpaceSource reports the free space of the cache's filesystem.
+// *cache.Store satisfies it; a StatsSource that also implements it gets
+// the disk gauges exported.
+type SpaceSource interface {
+	Space() cache.Space
+}
+
 // WitnessState reports the witnessed tree. *signer.Witness satisfies it
 // through WitnessGauge.
 type WitnessState interface {
@@ -158,19 +177,20 @@ type WitnessState interface {
 	TreeSize() int64
 }
 
-// gateCollector exports cache contents and the witness state at scrape
-// time; cache statistics are computed at most every statsEvery.
+// gateCollector exports cache contents, the cache's free space and the
+// witness state at scrape time. The cache keeps its statistics
+// incrementally, so a scrape costs O(1) in the size of the cache (plus one
+// statfs).
 type gateCollector struct {
-	stats      StatsSource
-	witness    WitnessState
-	objects    *prometheus.Desc
-	bytes      *prometheus.Desc
-	treeSize   *prometheus.Desc
-	forked     *prometheus.Desc
-	mu         sync.Mutex
-	last       cache.Stats
-	lastAt     time.Time
-	statsEvery time.Duration
+	stats    StatsSource
+	witness  WitnessState
+	objects  *prometheus.Desc
+	bytes    *prometheus.Desc
+	treeSize *prometheus.Desc
+	forked   *prometheus.Desc
+	free     *prometheus.Desc
+	diskFull *prometheus.Desc
+	refused  *prometheus.Desc
 }
 
 // NewCollector returns a collector of cache and witness gauges.
@@ -179,18 +199,17 @@ func NewCollector(stats StatsSource, w WitnessState) prometheus.Collector {
 		stats: stats, witness: w,
 		objects: prometheus.NewDesc("modgate_cache_objects", "Objects in the cache, by kind.", []string{"kind"}, nil),
 		bytes:   prometheus.NewDesc("modgate_cache_bytes", "Bytes in the cache, by kind.", []string{"kind"}, nil),
-		treeSize: prometheus.NewDesc(
-			"modgate_witness_tree_size",
-			"Size of the newest witnessed checksum-database tree.",
-			nil,
-			nil,
-		),
-		forked: prometheus.NewDesc(
-			"modgate_witness_forks_detected",
-			"1 if fork evidence is on record (checksum-database traffic fails closed).",
-			nil,
-			nil,
-		),
+		treeSize: prometheus.NewDesc("modgate_witness_tree_size",
+			"Size of the newest witnessed checksum-database tree.", nil, nil),
+		forked: prometheus.NewDesc("modgate_witness_forks_detected",
+			"1 if fork evidence is on record (checksum-database traffic fails closed).", nil, nil),
+		free: prometheus.NewDesc("modgate_cache_disk_free_bytes", "Bytes free on the cache's filesystem.", nil, nil),
+		diskFull: prometheus.NewDesc("modgate_cache_disk_full",
+			"1 while new objects are refused (507) for lack of space, a read-only filesystem or a failed statfs; "+
+				"/readyz says degraded.",
+			nil, nil),
+		refused: prometheus.NewDesc("modgate_cache_disk_full_refusals_total",
+			"Stores refused for lack of space since start (answered 507 cache disk full).", nil, nil),
 	}
 }
 
@@ -199,6 +218,9 @@ func (c *gateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.bytes
 	ch <- c.treeSize
 	ch <- c.forked
+	ch <- c.free
+	ch <- c.diskFull
+	ch <- c.refused
 }
 
 func (c *gateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -218,4 +240,14 @@ func (c *gateCollector) Collect(ch chan<- prometheus.Metric) {
 		forked = 1
 	}
 	ch <- prometheus.MustNewConstMetric(c.forked, prometheus.GaugeValue, forked)
+	if src, ok := c.stats.(SpaceSource); ok {
+		sp := src.Space()
+		full := 0.0
+		if sp.Full() != "" {
+			full = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.free, prometheus.GaugeValue, float64(sp.Free))
+		ch <- prometheus.MustNewConstMetric(c.diskFull, prometheus.GaugeValue, full)
+		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(sp.Refused))
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/mod/modfile"
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/modgate/modgate/policy"
 	"github.com/modgate/modgate/proxy/audit"
@@ -56,7 +57,9 @@ func (g *Gate) policy() *policy.Policy {
 
 // allow decides mod@vers and returns a *DeniedError for an enforced
 // denial. The outcome carries the decision and the upstream time of the
-// facts it needed.
+// facts it needed. A fact the gate cannot establish stays unknown: it
+// never fails the request (see policy.Decide for what an unknown fact
+// decides).
 func (g *Gate) allow(ctx context.Context, mod, vers string) (outcome, error) {
 	p := g.policy()
 	if p == nil {
@@ -64,7 +67,7 @@ func (g *Gate) allow(ctx context.Context, mod, vers string) (outcome, error) {
 	}
 	facts, o, err := g.facts(ctx, p, mod, vers)
 	if err != nil {
-		return o, err
+		g.log.Debug("policy facts unknown", zap.String("target", mod+"@"+vers), zap.Error(err))
 	}
 	d := g.record(ctx, p.Decide(policy.Input{Module: mod, Version: vers, Facts: facts}), mod+"@"+vers)
 	o = o.with(decided(d))
@@ -127,7 +130,8 @@ func (g *Gate) applyPolicy(ctx context.Context, req Request, body []byte) ([]byt
 	case p == nil:
 		return body, outcome{}, nil
 	case req.Kind == KindList:
-		return g.filterList(ctx, p, req.Module, body)
+		body, o := g.filterList(ctx, p, req.Module, body)
+		return body, o, nil
 	case req.Kind == KindLatest || (req.Kind == KindInfo && module.CanonicalVersion(req.Version) != req.Version):
 		var info struct{ Version string }
 		if err := json.Unmarshal(body, &info); err != nil {
@@ -147,37 +151,41 @@ func (g *Gate) applyPolicy(ctx context.Context, req Request, body []byte) ([]byt
 	return body, outcome{}, nil
 }
 
-// filterList leaves denied versions out of a version list. Publication
-// times are read newest first: once a version is older than the cooldown,
-// the versions below it in semver order are taken to be at least as old
-// (the .info, .mod and .zip checks of a version stay exact). Its decisions
-// are counted, not logged: the list's line shows no one rule.
-func (g *Gate) filterList(ctx context.Context, p *policy.Policy, mod string, body []byte) ([]byte, outcome, error) {
+// filterList leaves denied versions out of a version list. Versions are
+// dated newest first, each by its own .info and checksum-database record
+// (fetched if need be), until one is past the cooldown: that one and the
+// newer ones are decided on their dates. The older ones are dated by what
+// the cache already holds, and one it holds nothing of is decided with
+// its time unknown: no version is presumed old because a neighbour is, and
+// its own .info, .mod, .zip and lookup are decided on its dates. What
+// dating learns stays cached: the .info in the cache, the record by the
+// witness. Its decisions are counted, not logged: the list's line shows
+// no one rule; the outcome carries the upstream time of the dating.
+func (g *Gate) filterList(ctx context.Context, p *policy.Policy, mod string, body []byte) ([]byte, outcome) {
 	versions := strings.Fields(string(body))
 	sort.Slice(versions, func(i, j int) bool { return semver.Compare(versions[i], versions[j]) > 0 })
 	retractions, published := p.Needs(mod)
+	dating := published // fetching what it takes, until a version is past the cooldown
 	var o outcome
-	var oldEnough time.Time // publication time of the newest version past the cooldown
 	var kept []string
 	for _, v := range versions {
 		facts := policy.Facts{Now: g.cfg.Now()}
+		var errs []error
 		if retractions {
 			ro, err := g.retraction(ctx, mod, v, &facts)
-			if o = o.with(ro); err != nil {
-				return nil, o, err
-			}
+			o, errs = o.with(ro), append(errs, err)
 		}
-		if published && oldEnough.IsZero() {
-			t, po, err := g.published(ctx, mod, v)
-			if o = o.with(po); err != nil {
-				return nil, o, err
-			}
-			facts.Published = t
-			if !t.IsZero() && facts.Now.Sub(t) >= p.Cooldown {
-				oldEnough = t
-			}
+		if dating {
+			do, err := g.date(ctx, mod, v, &facts)
+			o, errs = o.with(do), append(errs, err)
+			dating = facts.Published.IsZero() || facts.Now.Sub(facts.Published) < p.Cooldown
 		} else if published {
-			facts.Published = oldEnough
+			errs = append(errs, g.dateCached(ctx, mod, v, &facts))
+		}
+		co, err := g.commitFact(ctx, p, mod, v, &facts)
+		o, errs = o.with(co), append(errs, err)
+		if err := errors.Join(errs...); err != nil {
+			g.log.Debug("policy facts unknown", zap.String("target", mod+"@"+v), zap.Error(err))
 		}
 		if d := g.count(p.Decide(policy.Input{Module: mod, Version: v, Facts: facts})); d.Allowed {
 			kept = append(kept, v)
@@ -185,42 +193,40 @@ func (g *Gate) filterList(ctx context.Context, p *policy.Policy, mod string, bod
 	}
 	sort.Slice(kept, func(i, j int) bool { return semver.Compare(kept[i], kept[j]) < 0 })
 	if len(kept) == 0 {
-		return nil, o, nil
+		return nil, o
 	}
-	return []byte(strings.Join(kept, "\n") + "\n"), o, nil
+	return []byte(strings.Join(kept, "\n") + "\n"), o
 }
 
-// facts gathers what a decision on mod@vers needs under p.
+// facts gathers what a decision on mod@vers needs under p. A fact it
+// cannot establish stays unknown; the error says why. The outcome carries
+// the upstream time of the reads.
 func (g *Gate) facts(ctx context.Context, p *policy.Policy, mod, vers string) (policy.Facts, outcome, error) {
 	facts := policy.Facts{Now: g.cfg.Now()}
 	retractions, published := p.Needs(mod)
 	var o outcome
+	var errs []error
 	if retractions {
 		ro, err := g.retraction(ctx, mod, vers, &facts)
-		if o = o.with(ro); err != nil {
-			return facts, o, err
-		}
+		o, errs = o.with(ro), append(errs, err)
 	}
 	if published {
-		t, po, err := g.published(ctx, mod, vers)
-		if o = o.with(po); err != nil {
-			return facts, o, err
-		}
-		facts.Published = t
+		do, err := g.date(ctx, mod, vers, &facts)
+		o, errs = o.with(do), append(errs, err)
 	}
-	return facts, o, nil
+	co, err := g.commitFact(ctx, p, mod, vers, &facts)
+	return facts, o.with(co), errors.Join(append(errs, err)...)
 }
 
 // Facts returns every fact a decision on mod@vers can use, for the admin
-// API's policy test.
+// API's policy test; the error says which facts are unknown and why.
 func (g *Gate) Facts(ctx context.Context, mod, vers string) (policy.Facts, error) {
 	facts := policy.Facts{Now: g.cfg.Now()}
-	if _, err := g.retraction(ctx, mod, vers, &facts); err != nil {
-		return facts, err
-	}
-	t, _, err := g.published(ctx, mod, vers)
-	facts.Published = t
-	return facts, err
+	commit, _, cerr := g.commit(ctx, mod, vers)
+	facts.Commit = commit
+	_, rerr := g.retraction(ctx, mod, vers, &facts)
+	_, derr := g.date(ctx, mod, vers, &facts)
+	return facts, errors.Join(rerr, derr, cerr)
 }
 
 // internalRequest builds a Request for the gate's own reads.
@@ -238,21 +244,130 @@ func internalRequest(kind Kind, mod, vers string) (Request, error) {
 	return moduleRequest(kind, esc, escVers)
 }
 
-// published reads the publication time of mod@vers from its verified .info.
-func (g *Gate) published(ctx context.Context, mod, vers string) (time.Time, outcome, error) {
+// date fills the publication facts of mod@vers: its .info Time, and when
+// the witness first saw its checksum-database record (the record's index
+// comes from the lookup that verification makes anyway). Published is the
+// later of the two. A part that cannot be established stays unknown. The
+// outcome carries the upstream time of the reads.
+func (g *Gate) date(ctx context.Context, mod, vers string, f *policy.Facts) (outcome, error) {
+	return g.dateBy(ctx, mod, vers, f, g.infoTime, g.recordIndex)
+}
+
+// dateCached is date from what the cache already holds, without the
+// upstream.
+func (g *Gate) dateCached(ctx context.Context, mod, vers string, f *policy.Facts) error {
+	_, err := g.dateBy(ctx, mod, vers, f, noOutcome(g.cachedInfoTime), noOutcome(g.storedRecordIndex))
+	return err
+}
+
+// noOutcome adapts a reader that makes no upstream request to dateBy.
+func noOutcome[T any](read func(ctx context.Context, mod, vers string) (T, error)) func(
+	ctx context.Context, mod, vers string) (T, outcome, error) {
+	return func(ctx context.Context, mod, vers string) (T, outcome, error) {
+		v, err := read(ctx, mod, vers)
+		return v, outcome{}, err
+	}
+}
+
+// dateBy is date with the given readers of the .info Time and the index
+// of the record.
+func (g *Gate) dateBy(ctx context.Context, mod, vers string, f *policy.Facts,
+	infoTime func(ctx context.Context, mod, vers string) (time.Time, outcome, error),
+	recordIndex func(ctx context.Context, mod, vers string) (int64, outcome, error)) (outcome, error) {
+	var errs []error
+	t, o, err := infoTime(ctx, mod, vers)
+	if err != nil {
+		errs = append(errs, err)
+	} else {
+		f.InfoTime = t
+	}
+	if !g.private(mod) {
+		id, ro, err := recordIndex(ctx, mod, vers)
+		if o = o.with(ro); err != nil {
+			errs = append(errs, err)
+		} else if at, _, ok := g.cfg.Witness.FirstSeen(id); ok {
+			f.Record, f.RecordKnown, f.FirstSeen = id, true, at
+		} else {
+			f.Record, f.RecordKnown, f.BeforeWitness = id, true, true
+		}
+	}
+	f.Published = f.InfoTime
+	if f.FirstSeen.After(f.Published) {
+		f.Published = f.FirstSeen
+	}
+	return o, errors.Join(errs...)
+}
+
+// infoTime reads the Time of the verified .info of mod@vers.
+func (g *Gate) infoTime(ctx context.Context, mod, vers string) (time.Time, outcome, error) {
 	req, err := internalRequest(KindInfo, mod, vers)
 	if err != nil {
 		return time.Time{}, outcome{}, err
 	}
 	body, o, err := g.load(ctx, req)
 	if err != nil {
-		return time.Time{}, o, fmt.Errorf("reading the publication time of %s@%s: %w", mod, vers, err)
+		return time.Time{}, o, fmt.Errorf("reading the .info time of %s@%s: %w", mod, vers, err)
 	}
+	t, err := parseInfoTime(mod, vers, body)
+	return t, o, err
+}
+
+// cachedInfoTime reads the Time of the .info of mod@vers if the cache
+// holds it (where load stores it), without the upstream.
+func (g *Gate) cachedInfoTime(ctx context.Context, mod, vers string) (time.Time, error) {
+	req, err := internalRequest(KindInfo, mod, vers)
+	if err != nil {
+		return time.Time{}, err
+	}
+	e, err := g.cfg.Cache.Get(ctx, string(req.Kind)+"/"+req.escaped)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("the .info of %s@%s is not cached: %w", mod, vers, err)
+	}
+	return parseInfoTime(mod, vers, e.Value)
+}
+
+// parseInfoTime reads the Time of an .info.
+func parseInfoTime(mod, vers string, body []byte) (time.Time, error) {
 	var info struct{ Time time.Time }
 	if err := json.Unmarshal(body, &info); err != nil {
-		return time.Time{}, o, fmt.Errorf("%w: .info of %s@%s: %v", ErrMismatch, mod, vers, err)
+		return time.Time{}, fmt.Errorf("%w: .info of %s@%s: %v", ErrMismatch, mod, vers, err)
 	}
-	return info.Time, o, nil
+	return info.Time, nil
+}
+
+// storedRecordIndex is the index of the verified checksum-database
+// record of mod@vers if the witness has stored it, without the upstream.
+func (g *Gate) storedRecordIndex(ctx context.Context, mod, vers string) (int64, error) {
+	if module.CanonicalVersion(vers) != vers {
+		return 0, fmt.Errorf("%s@%s: not a canonical version, so not in the checksum database", mod, vers)
+	}
+	id, ok, err := g.cfg.Witness.StoredRecord(ctx, module.Version{Path: mod, Version: vers})
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("reading the stored checksum-database record of %s@%s: %w", mod, vers, err)
+	case !ok:
+		return 0, fmt.Errorf("no checksum-database record of %s@%s is stored", mod, vers)
+	}
+	return id, nil
+}
+
+// recordIndex is the index of the verified checksum-database record of
+// mod@vers. The outcome carries the upstream time of the witness's reads.
+func (g *Gate) recordIndex(ctx context.Context, mod, vers string) (int64, outcome, error) {
+	if module.CanonicalVersion(vers) != vers {
+		return 0, outcome{}, fmt.Errorf("%s@%s: not a canonical version, so not in the checksum database", mod, vers)
+	}
+	clock := &remoteClock{}
+	body, err := g.cfg.Witness.Lookup(withRemoteClock(ctx, clock), module.Version{Path: mod, Version: vers})
+	o := outcome{upstream: clock.total()}
+	if err != nil {
+		return 0, o, fmt.Errorf("reading the checksum-database record of %s@%s: %w", mod, vers, err)
+	}
+	id, _, _, err := tlog.ParseRecord(body)
+	if err != nil {
+		return 0, o, fmt.Errorf("%w: checksum-database record of %s@%s: %v", ErrMismatch, mod, vers, err)
+	}
+	return id, o, nil
 }
 
 // retraction reads the retract directives of the module's latest go.mod

@@ -40,3 +40,12 @@ func (s WitnessStore) Swap(ctx context.Context, key string, old, new []byte) (bo
 func (s WitnessStore) Scan(ctx context.Context, prefix string, fn func(key string, value []byte) error) error {
 	return s.Cache.Scan(ctx, prefix, func(key string, e cache.Entry) error { return fn(key, e.Value) })
 }
+
+// Delete implements signer.Store.
+func (s WitnessStore) Delete(ctx context.Context, key string) error {
+	err := s.Cache.Delete(ctx, key)
+	if errors.Is(err, cache.ErrNotFound) {
+		return nil
+	}
+	return err
+}

@@ -35,6 +35,9 @@ func (g *Gate) serveSumDB(ctx context.Context, w http.ResponseWriter, r *http.Re
 	case KindSumLatest:
 		body, o, err = g.sumLatest(ctx)
 	case KindLookup:
+		if pat := g.privatePattern(req.Module); pat != "" {
+			return outcome{}, &PrivateLookupError{Module: req.Module, Pattern: pat, DB: req.DB}
+		}
 		if o, err = g.allow(ctx, req.Module, req.Version); err != nil {
 			return o, err
 		}
@@ -80,6 +83,24 @@ func (g *Gate) sumLatest(ctx context.Context) ([]byte, outcome, error) {
 	o.upstream = clock.total()
 	return body, o, err
 }
+
+// PrivateLookupError refuses a checksum-database lookup of a module that
+// matches a private pattern: forwarding it would disclose the module's name
+// to the public database. It wraps ErrRefused (403).
+type PrivateLookupError struct {
+	Module  string // the module path
+	Pattern string // the private pattern it matches
+	DB      string // the database asked, such as sum.golang.org
+}
+
+func (e *PrivateLookupError) Error() string {
+	return fmt.Sprintf("%s is private (pattern %s): modgate does not look it up in the public checksum database %s, "+
+		"which would learn its name;\nset GONOSUMDB=%s on clients, so that the go command does not ask",
+		e.Module, e.Pattern, e.DB, e.Pattern)
+}
+
+// Unwrap returns ErrRefused.
+func (e *PrivateLookupError) Unwrap() error { return ErrRefused }
 
 // SumDBRemote reads the upstream checksum database for the witness. Its
 // base URL is given, or found on first use: the upstream module proxy's

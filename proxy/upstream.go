@@ -8,8 +8,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 
+	"github.com/modgate/modgate/cache"
 	"github.com/modgate/modgate/internal/httperr"
 )
 
@@ -88,8 +91,11 @@ func (u *upstream) spool(ctx context.Context, path, dir string, limit int64) (*o
 	if err != nil {
 		return nil, 0, fmt.Errorf("spooling: %w", err)
 	}
-	n, err := io.Copy(f, io.LimitReader(resp.Body, limit+1))
-	if err == nil && n > limit {
+	sw := &spoolWriter{f: f}
+	n, err := io.Copy(sw, io.LimitReader(resp.Body, limit+1))
+	if sw.err != nil {
+		err = spoolError(f.Name(), sw.err)
+	} else if err == nil && n > limit {
 		err = fmt.Errorf("%w: upstream sent more than %d bytes", ErrTooLarge, limit)
 	} else if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
 		err = &UpstreamError{URL: redact(resp.Request.URL), Status: resp.StatusCode,
@@ -103,4 +109,28 @@ func (u *upstream) spool(ctx context.Context, path, dir string, limit int64) (*o
 		return nil, 0, err
 	}
 	return f, n, nil
+}
+
+// spoolWriter writes to the spool file and keeps its write error, so that
+// a full disk is told apart from a failing upstream.
+type spoolWriter struct {
+	f   *os.File
+	err error
+}
+
+func (w *spoolWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// spoolError reports a failed write to the spool file: a *cache.DiskFullError
+// (507) when the disk is full, over quota or read-only.
+func spoolError(name string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EROFS) {
+		return &cache.DiskFullError{What: "spooling the upstream zip to " + filepath.Dir(name), Err: err}
+	}
+	return fmt.Errorf("spooling: %w", err)
 }

@@ -53,7 +53,7 @@ func BenchmarkCoSign(b *testing.B) {
 	_, w, n := benchNote(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := w.sign(n); err != nil {
+		if _, err := w.sign(context.Background(), n); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -69,7 +69,7 @@ func BenchmarkVerifyAndCoSign(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := w.sign(n); err != nil {
+		if _, err := w.sign(context.Background(), n); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -49,6 +49,14 @@ func (s *MemStore) Swap(_ context.Context, key string, old, new []byte) (bool, e
 	return true, nil
 }
 
+// Delete implements Store.
+func (s *MemStore) Delete(_ context.Context, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, key)
+	return nil
+}
+
 // Scan implements Store.
 func (s *MemStore) Scan(_ context.Context, prefix string, fn func(key string, value []byte) error) error {
 	s.mu.Lock()

@@ -1,14 +1,11 @@
 package signer
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
-
-	"golang.org/x/mod/sumdb/tlog"
 )
 
 // Status is what a witness has on record: the newest witnessed tree head,
@@ -17,11 +14,19 @@ import (
 type Status struct {
 	Database string      `json:"database"`
 	Tree     *TreeStatus `json:"tree,omitempty"` // nil before the first tree head
+	// CoSigned is the newest tree head co-signed with the enterprise key,
+	// nil before the first.
+	CoSigned *CoSignedHead `json:"cosigned,omitempty"`
 	// Forked reports open fork evidence: checksum-database requests fail
 	// until an operator clears it.
 	Forked   bool              `json:"forked"`
 	Evidence []Evidence        `json:"evidence,omitempty"`
 	Cleared  []ClearedEvidence `json:"cleared,omitempty"`
+	// Archived are the states an operator set aside to accept a new
+	// upstream timeline (see Reset), oldest first.
+	Archived []Archive `json:"archived,omitempty"`
+	// History summarizes when each tree size was first seen (history.go).
+	History *HistoryStatus `json:"history,omitempty"`
 }
 
 // TreeStatus is a witnessed tree head.
@@ -55,8 +60,7 @@ func ReadStatus(ctx context.Context, store Store, name string) (Status, error) {
 		return st, fmt.Errorf("loading witness state: %w", err)
 	}
 	if msg != nil {
-		text, _, _ := bytes.Cut(msg, []byte("\n\n"))
-		tree, err := tlog.ParseTree(append(text, '\n'))
+		tree, err := noteTree(string(msg))
 		if err != nil {
 			return st, fmt.Errorf("stored witness state: %w", err)
 		}
@@ -66,7 +70,16 @@ func ReadStatus(ctx context.Context, store Store, name string) (Status, error) {
 		return st, err
 	}
 	st.Forked = len(st.Evidence) > 0
-	st.Cleared, err = clearedEvidence(ctx, store, name)
+	if st.CoSigned, err = readHead(ctx, store, name); err != nil {
+		return st, err
+	}
+	if st.Archived, err = archives(ctx, store, name); err != nil {
+		return st, err
+	}
+	if st.Cleared, err = clearedEvidence(ctx, store, name); err != nil {
+		return st, err
+	}
+	st.History, err = ReadHistory(ctx, store, name)
 	return st, err
 }
 
@@ -80,6 +93,13 @@ func (w *Witness) Status(ctx context.Context) (Status, error) {
 		st.Tree = &TreeStatus{Size: tree.N, Hash: tree.Hash.String(), Note: string(msg)}
 	}
 	st.Forked = st.Forked || w.Forked()
+	w.headMu.Lock()
+	if w.head != nil {
+		h := *w.head
+		st.CoSigned = &h
+	}
+	w.headMu.Unlock()
+	st.History = w.History()
 	return st, nil
 }
 
@@ -127,54 +147,4 @@ func clearedEvidence(ctx context.Context, store Store, name string) ([]ClearedEv
 		return nil, fmt.Errorf("reading cleared fork evidence: %w", err)
 	}
 	return out, nil
-}
-
-// ClearFork marks the open fork evidence of database name as cleared by
-// who, at now, and returns it. The evidence stays where it is; a record
-// under witness/<name>/cleared/ says it was cleared, so nothing is ever
-// deleted. Once no evidence is open, the witness serves again, from the
-// tree head it witnessed last: an upstream still on the forked timeline
-// is caught again at once. Use it with the gate stopped (the running gate
-// offers Witness.ClearFork).
-func ClearFork(ctx context.Context, store Store, name, who string, now time.Time) ([]ClearedEvidence, error) {
-	var done []ClearedEvidence
-	err := store.Scan(ctx, evidenceKeyPrefix(name), func(key string, value []byte) error {
-		suffix := strings.TrimPrefix(key, evidenceKeyPrefix(name))
-		ce := ClearedEvidence{Key: key, ClearedAt: now.UTC(), ClearedBy: who}
-		if err := json.Unmarshal(value, &ce.Evidence); err != nil {
-			return fmt.Errorf("evidence %s: %w", key, err)
-		}
-		b, err := json.Marshal(ce)
-		if err != nil {
-			return err
-		}
-		ok, err := store.Swap(ctx, clearedKeyPrefix(name)+suffix, nil, b)
-		if err != nil {
-			return fmt.Errorf("clearing evidence %s: %w", key, err)
-		}
-		if ok { // not cleared before
-			done = append(done, ce)
-		}
-		return nil
-	})
-	return done, err
-}
-
-// ClearFork clears the open fork evidence (see the function ClearFork) and
-// lets checksum-database requests through again, unless evidence that
-// arrived meanwhile is still open.
-func (w *Witness) ClearFork(ctx context.Context, who string) ([]ClearedEvidence, error) {
-	done, err := ClearFork(ctx, w.store, w.name, who, w.now())
-	if err != nil {
-		return done, err
-	}
-	open, err := openEvidence(ctx, w.store, w.name)
-	if err != nil {
-		return done, err
-	}
-	w.forked.Store(len(open) > 0)
-	if len(done) > 0 {
-		w.log.Warn("fork evidence cleared by an operator; witnessing resumes from the last witnessed tree head")
-	}
-	return done, nil
 }

@@ -49,6 +49,9 @@ type Store interface {
 	Swap(ctx context.Context, key string, old, new []byte) (bool, error)
 	// Scan calls fn for each key with the prefix, in key order.
 	Scan(ctx context.Context, prefix string, fn func(key string, value []byte) error) error
+	// Delete removes the value stored under key; an absent key is no error.
+	// Only an operator's clear-fork and reset delete (see ClearFork, Reset).
+	Delete(ctx context.Context, key string) error
 }
 
 // Config configures a Witness. Upstream, Signer, Store and Remote are required.
@@ -70,8 +73,13 @@ type Evidence struct {
 	OlderSize  int64     `json:"older_size"`
 	NewerSize  int64     `json:"newer_size"`
 	OlderHash  string    `json:"older_hash"`
+	NewerHash  string    `json:"newer_hash,omitempty"`
 	ComputedAt string    `json:"computed_hash"` // hash of the first OlderSize records per the newer tree
-	Proof      []string  `json:"proof,omitempty"`
+	// Proof is the tlog tree proof that the newer tree's first OlderSize
+	// records hash to ComputedAt, made from hashes that authenticate the
+	// newer tree's signed root (see CheckProof). Empty for two trees of one
+	// size: their notes are the proof.
+	Proof []string `json:"proof,omitempty"`
 }
 
 // Witness verifies the upstream checksum database and co-signs tree heads
@@ -85,11 +93,19 @@ type Witness struct {
 	log      *zap.Logger
 	now      func() time.Time
 	forked   atomic.Bool
+	// epoch counts operator resets (see Reset): what was read before one
+	// belongs to the old timeline and is not stored after it.
+	epoch atomic.Uint64
 
 	mu        sync.Mutex
 	latest    tlog.Tree
 	latestMsg []byte
 	cosigned  []byte // latestMsg co-signed, made on demand
+
+	headMu sync.Mutex
+	head   *CoSignedHead // the newest tree head co-signed, nil before the first
+
+	history *history // when each tree size was first seen (history.go)
 }
 
 // New returns a Witness over cfg.Store, loading the persisted state and any
@@ -115,11 +131,17 @@ func New(ctx context.Context, cfg Config) (*Witness, error) {
 	if err := w.reload(ctx); err != nil {
 		return nil, err
 	}
+	if err := w.openHistory(ctx); err != nil {
+		return nil, err
+	}
 	ev, err := w.Evidence(ctx)
 	if err != nil {
 		return nil, err
 	}
 	w.forked.Store(len(ev) > 0)
+	if w.head, err = readHead(ctx, w.store, w.name); err != nil {
+		return nil, err
+	}
 	return w, nil
 }
 
@@ -193,9 +215,16 @@ func (w *Witness) Observe(ctx context.Context, msg []byte) (*note.Note, tlog.Tre
 	for {
 		latest, latestMsg := w.State()
 		if tree.N <= latest.N {
-			return n, tree, w.checkTrees(ctx, tree, msg, latest, latestMsg)
+			// An older head must be a prefix of the accepted one, whose
+			// stored tiles are authenticated.
+			r := w.tiles(ctx, accepted)
+			return n, tree, w.consistent(ctx, r, head{tree, msg}, head{latest, latestMsg})
 		}
-		if err := w.checkTrees(ctx, latest, latestMsg, tree, msg); err != nil {
+		// A newer head is checked with the upstream's own tiles for it:
+		// stored tiles belong to the witnessed tree, and a fork would make
+		// them disagree with the new one, hiding the proof.
+		r := w.tiles(ctx, candidate)
+		if err := w.consistent(ctx, r, head{latest, latestMsg}, head{tree, msg}); err != nil {
 			return nil, tlog.Tree{}, err
 		}
 		ok, err := w.store.Swap(ctx, w.stateKey(), latestMsg, msg)
@@ -203,12 +232,7 @@ func (w *Witness) Observe(ctx context.Context, msg []byte) (*note.Note, tlog.Tre
 			return nil, tlog.Tree{}, fmt.Errorf("saving witness state: %w", err)
 		}
 		if ok {
-			w.mu.Lock()
-			if tree.N > w.latest.N {
-				w.latest, w.latestMsg, w.cosigned = tree, msg, nil
-			}
-			w.mu.Unlock()
-			w.log.Info("witnessed tree head", zap.String("db", w.name), zap.Int64("size", tree.N))
+			w.accept(ctx, r, tree, msg)
 			return n, tree, nil
 		}
 		if err := w.reload(ctx); err != nil { // another writer moved the state
@@ -217,30 +241,64 @@ func (w *Witness) Observe(ctx context.Context, msg []byte) (*note.Note, tlog.Tre
 	}
 }
 
-// checkTrees checks that newer contains older, recording a fork if it does not.
-func (w *Witness) checkTrees(ctx context.Context, older tlog.Tree, olderMsg []byte, newer tlog.Tree, newerMsg []byte) error {
-	if older.N == 0 {
+// accept runs once the persisted state has moved to tree: it stores the
+// tiles authenticated for tree while it was a candidate. A new witnessed
+// head is noted here, and only here.
+func (w *Witness) accept(ctx context.Context, r *tileReader, tree tlog.Tree, msg []byte) {
+	w.mu.Lock()
+	if tree.N > w.latest.N {
+		w.latest, w.latestMsg, w.cosigned = tree, msg, nil
+	}
+	w.mu.Unlock()
+	for _, at := range r.authenticated() {
+		w.saveTile(ctx, r.epoch, at.tile, at.data)
+	}
+	w.history.record(ctx, tree.N, w.now())
+	w.log.Info("witnessed tree head", zap.String("db", w.name), zap.Int64("size", tree.N))
+}
+
+// head is a tree and the upstream-signed note of it.
+type head struct {
+	tree tlog.Tree
+	msg  []byte
+}
+
+// consistent checks that newer contains older, reading newer's hashes
+// through r. Hashes that authenticate newer's signed root but give older
+// another hash prove a fork: it is recorded with that proof, and the
+// witness fails closed. Tiles that do not authenticate newer's root are
+// ErrVerify (or the upstream's error), and record nothing.
+func (w *Witness) consistent(ctx context.Context, r *tileReader, older, newer head) error {
+	if older.tree.N == 0 {
 		return nil
 	}
-	thr := tlog.TileHashReader(newer, w.tiles(ctx))
-	h, err := tlog.TreeHash(older.N, thr)
-	if err != nil {
-		return w.tileError(fmt.Sprintf("checking tree #%d against tree #%d", older.N, newer.N), err)
+	h, proof := newer.tree.Hash, tlog.TreeProof(nil)
+	if older.tree.N < newer.tree.N {
+		thr := tlog.TileHashReader(newer.tree, r)
+		var err error
+		if h, err = tlog.TreeHash(older.tree.N, thr); err != nil {
+			return w.tileError(fmt.Sprintf("checking tree #%d against tree #%d", older.tree.N, newer.tree.N), err)
+		}
+		if h != older.tree.Hash {
+			if proof, err = tlog.ProveTree(newer.tree.N, older.tree.N, thr); err != nil {
+				return w.tileError(fmt.Sprintf("proving tree #%d in tree #%d", older.tree.N, newer.tree.N), err)
+			}
+		}
 	}
-	if h == older.Hash {
+	if h == older.tree.Hash {
 		return nil
 	}
 	ev := Evidence{
-		Time: w.now().UTC(), OlderNote: string(olderMsg), NewerNote: string(newerMsg),
-		OlderSize: older.N, NewerSize: newer.N, OlderHash: older.Hash.String(), ComputedAt: h.String(),
+		Time: w.now().UTC(), OlderNote: string(older.msg), NewerNote: string(newer.msg),
+		OlderSize: older.tree.N, NewerSize: newer.tree.N, OlderHash: older.tree.Hash.String(), ComputedAt: h.String(),
+		NewerHash: newer.tree.Hash.String(),
 	}
-	if p, err := tlog.ProveTree(newer.N, older.N, thr); err == nil {
-		for _, ph := range p {
-			ev.Proof = append(ev.Proof, ph.String())
-		}
+	for _, ph := range proof {
+		ev.Proof = append(ev.Proof, ph.String())
 	}
 	w.recordFork(ctx, ev)
-	return fmt.Errorf("%w: tree #%d is not an extension of tree #%d witnessed before", ErrFork, max(older.N, newer.N), min(older.N, newer.N))
+	return fmt.Errorf("%w: tree #%d is not an extension of tree #%d witnessed before",
+		ErrFork, max(older.tree.N, newer.tree.N), min(older.tree.N, newer.tree.N))
 }
 
 // recordFork persists the evidence and fails closed from now on.
@@ -268,7 +326,7 @@ func (w *Witness) CoSign(ctx context.Context, msg []byte) ([]byte, tlog.Tree, er
 	if err != nil {
 		return nil, tlog.Tree{}, err
 	}
-	signed, err := w.sign(n)
+	signed, err := w.sign(ctx, n)
 	return signed, tree, err
 }
 
@@ -288,7 +346,7 @@ func (w *Witness) Current(ctx context.Context) ([]byte, tlog.Tree, error) {
 		if err != nil {
 			return nil, tlog.Tree{}, fmt.Errorf("%w: stored tree note: %v", ErrVerify, err)
 		}
-		if w.cosigned, err = w.sign(n); err != nil {
+		if w.cosigned, err = w.sign(ctx, n); err != nil {
 			return nil, tlog.Tree{}, err
 		}
 	}

@@ -24,6 +24,7 @@ type fakeDB struct {
 	skey, vkey string
 	mu         sync.Mutex
 	handler    http.Handler
+	honest     http.Handler                          // the handler before the first fork
 	mutate     func(path string, body []byte) []byte // a fault, or nil
 	reads      map[string]int
 }
@@ -64,7 +65,19 @@ func (db *fakeDB) fork(t *testing.T, mods ...module.Version) {
 		}
 	}
 	db.mu.Lock()
+	if db.honest == nil {
+		db.honest = db.handler
+	}
 	db.handler = sumdb.NewServer(ts)
+	db.mu.Unlock()
+}
+
+// unfork makes the database honest again: the timeline before the first fork.
+func (db *fakeDB) unfork() {
+	db.mu.Lock()
+	if db.honest != nil {
+		db.handler = db.honest
+	}
 	db.mu.Unlock()
 }
 

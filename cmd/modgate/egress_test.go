@@ -38,6 +38,7 @@ func rawConnect(t *testing.T, g *gateProc, target string) (int, string, http.Hea
 // host that is not intercepted gets, and that each decision is logged.
 func TestEgressRefusals(t *testing.T) {
 	up, g := fakeGate(t, filepath.Join(t.TempDir(), "data"), "--allow-range", "127.0.0.0/8")
+	up.ResetCounts() // the witness's poll at start
 	upHost := strings.TrimPrefix(up.URL, "http://")
 	for _, tt := range []struct {
 		name, target string

@@ -122,7 +122,11 @@ func printPolicy(w io.Writer, p *policy.Policy) {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tACTION\tMODULE\tVERSIONS\tREASON")
 		for _, r := range p.Rules {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.Action, r.Module, orDash(r.Versions), orDash(r.Reason))
+			versions := orDash(r.Versions)
+			if r.Commit != "" {
+				versions = "commit:" + r.Commit
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.ID, r.Action, r.Module, versions, orDash(r.Reason))
 		}
 		tw.Flush()
 	}
@@ -144,28 +148,31 @@ func orDash(s string) string {
 	return s
 }
 
-// policyRuleCmd is "allow" or "deny PATTERN[@CONSTRAINT] --reason R [--id ID]".
+// policyRuleCmd is "allow" or "deny PATTERN[@CONSTRAINT|@commit:HASH]
+// --reason R [--id ID] [--first|--last|--position N]".
 func policyRuleCmd(getenv env, stdout io.Writer, action policy.Action) *cobra.Command {
 	var reason, id string
 	var position int
-	cmd := adminCommand(
-		getenv,
-		string(action)+" PATTERN[@CONSTRAINT]",
-		fmt.Sprintf(
-			"Add a rule that %s matching modules (and versions, such as example.com/m@<v1.2.0)",
-			map[policy.Action]string{policy.Allow: "allows", policy.Deny: "denies"}[action],
-		),
-		cobra.ExactArgs(1),
+	var first, last bool
+	verb := map[policy.Action]string{policy.Allow: "allows", policy.Deny: "denies"}[action]
+	short := fmt.Sprintf("Add a rule that %s matching modules (and versions, such as example.com/m@<v1.2.0, "+
+		"or every version of a commit: example.com/m@commit:HASH)", verb)
+	cmd := adminCommand(getenv, string(action)+" PATTERN[@CONSTRAINT|@commit:HASH]", short, cobra.ExactArgs(1),
 		func(cmd *cobra.Command, c *adminClient, o *adminOptions, args []string) error {
 			if action == policy.Deny && strings.TrimSpace(reason) == "" {
 				return usageError{errors.New("deny needs --reason (a CVE, a ticket, a sentence)")}
 			}
-			pattern, constraint := splitPattern(args[0])
-			req := admin.AddRuleRequest{
-				Rule: policy.Rule{ID: id, Action: action, Module: pattern, Versions: constraint, Reason: reason},
+			pattern, constraint, commit := splitPattern(args[0])
+			if strings.HasSuffix(args[0], "@commit:") {
+				return usageError{fmt.Errorf("%q: want PATTERN@commit:HASH (such as example.com/m@commit:0123456789ab)",
+					args[0])}
 			}
-			if cmd.Flags().Changed("position") {
-				req.Position = &position
+			rule := policy.Rule{ID: id, Action: action, Module: pattern, Versions: constraint, Commit: commit,
+				Reason: reason}
+			req := admin.AddRuleRequest{Rule: rule}
+			var err error
+			if req.Position, err = positionFlag(cmd, position, first, last); err != nil {
+				return err
 			}
 			body, _ := json.Marshal(req)
 			var resp admin.AddRuleResponse
@@ -178,33 +185,78 @@ func policyRuleCmd(getenv env, stdout io.Writer, action policy.Action) *cobra.Co
 				return err
 			}
 			r := resp.Rule
-			fmt.Fprintf(
-				stdout,
-				"added rule %s at position %d: %s %s %s  (%s)\n",
-				r.ID,
-				resp.Position,
-				r.Action,
-				r.Module,
-				orDash(r.Versions),
-				orDash(r.Reason),
-			)
+			what := orDash(r.Versions)
+			if r.Commit != "" {
+				what = "commit:" + r.Commit
+			}
+			fmt.Fprintf(stdout, "added rule %s at position %d: %s %s %s  (%s)\n",
+				r.ID, resp.Position, r.Action, r.Module, what, orDash(r.Reason))
+			printShadows(cmd.ErrOrStderr(), resp.Shadows)
 			return nil
-		},
-	)
+		})
+	defaultWhere := "last, so that it never overrides an existing deny"
+	if action == policy.Deny {
+		defaultWhere = "first, so that it takes effect whatever allow rules exist"
+	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why (required for deny): shown to go users with the denial")
 	cmd.Flags().StringVar(&id, "id", "", "the rule's id (default: "+string(action)+"-<n>)")
-	cmd.Flags().IntVar(&position, "position", 0, "where the rule goes, 0 being first (default: last)")
+	cmd.Flags().IntVar(&position, "position", 0, "where the rule goes, 0 being first (default: "+defaultWhere+")")
+	cmd.Flags().BoolVar(&first, "first", false, "put the rule first (the same as --position 0)")
+	cmd.Flags().BoolVar(&last, "last", false, "put the rule last")
 	return cmd
 }
 
-// splitPattern splits "PATTERN@CONSTRAINT" at the last '@', if what
-// follows it starts like a constraint (v, <, >, =); else it is all pattern.
-func splitPattern(arg string) (pattern, constraint string) {
-	i := strings.LastIndexByte(arg, '@')
-	if i < 0 || i+1 >= len(arg) || !strings.ContainsRune("v<>=", rune(arg[i+1])) {
-		return arg, ""
+// positionFlag turns --position, --first and --last (at most one) into
+// the API's position; nil leaves the API's default.
+func positionFlag(cmd *cobra.Command, position int, first, last bool) (*int, error) {
+	var set []string
+	for _, name := range []string{"position", "first", "last"} {
+		if cmd.Flags().Changed(name) {
+			set = append(set, "--"+name)
+		}
 	}
-	return arg[:i], arg[i+1:]
+	switch {
+	case len(set) > 1:
+		return nil, usageError{fmt.Errorf("%s: give one of --position, --first and --last", strings.Join(set, " and "))}
+	case first:
+		position = 0
+	case last:
+		position = admin.PositionLast
+	case !cmd.Flags().Changed("position"):
+		return nil, nil
+	case position < 0:
+		return nil, usageError{fmt.Errorf("--position %d: want 0 or more (or --last)", position)}
+	}
+	return &position, nil
+}
+
+// printShadows warns of earlier rules that decide what a rule matches.
+func printShadows(w io.Writer, shadows []policy.Shadow) {
+	for _, s := range shadows {
+		hint := ""
+		if s.Full {
+			hint = fmt.Sprintf(" (to make it take effect: modgate policy rm %s, then add it again with --position %d)",
+				s.Rule, s.ByPosition)
+		}
+		fmt.Fprintf(w, "warning: %s%s\n", s.Message, hint)
+	}
+}
+
+// splitPattern splits "PATTERN@CONSTRAINT" or "PATTERN@commit:HASH" at the
+// last '@', if what follows it starts like a constraint (v, <, >, =) or is
+// commit:; else it is all pattern.
+func splitPattern(arg string) (pattern, constraint, commit string) {
+	i := strings.LastIndexByte(arg, '@')
+	if i < 0 || i+1 >= len(arg) {
+		return arg, "", ""
+	}
+	if c, ok := strings.CutPrefix(arg[i+1:], "commit:"); ok {
+		return arg[:i], "", c
+	}
+	if !strings.ContainsRune("v<>=", rune(arg[i+1])) {
+		return arg, "", ""
+	}
+	return arg[:i], arg[i+1:], ""
 }
 
 func policyRmCmd(getenv env, stdout io.Writer) *cobra.Command {
@@ -282,13 +334,38 @@ func printTest(w io.Writer, r *admin.TestResponse) {
 		}
 		fmt.Fprintf(tw, "retracted:\t%s\n", retracted)
 	}
-	if !r.Facts.Published.IsZero() {
-		fmt.Fprintf(tw, "published:\t%s\n", r.Facts.Published.UTC().Format(time.RFC3339))
-	}
+	printDating(tw, r.Facts)
 	if r.FactsError != "" {
-		fmt.Fprintf(tw, "facts:\tunknown: %s\n", r.FactsError)
+		fmt.Fprintf(tw, "facts:\tunknown: %s\n", strings.ReplaceAll(r.FactsError, "\n", "; "))
+	}
+	if r.Commit != "" {
+		fmt.Fprintf(tw, "commit:\t%s (from %s)\n", r.Commit, r.CommitSource)
+	} else {
+		fmt.Fprintf(tw, "commit:\tunknown\n")
+	}
+	if r.Note != "" {
+		fmt.Fprintf(tw, "note:\t%s\n", r.Note)
 	}
 	tw.Flush()
+}
+
+// printDating prints the publication time the cooldown measures from, and
+// both of its sources: the .info Time and the witness's first sight of the
+// version's checksum-database record.
+func printDating(w io.Writer, f policy.Facts) {
+	stamp := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	if !f.Published.IsZero() {
+		fmt.Fprintf(w, "published:\t%s (the later of the two below)\n", stamp(f.Published))
+	}
+	if !f.InfoTime.IsZero() {
+		fmt.Fprintf(w, "info time:\t%s (what its .info claims)\n", stamp(f.InfoTime))
+	}
+	switch {
+	case !f.FirstSeen.IsZero():
+		fmt.Fprintf(w, "first seen:\t%s (record %d, first in a tree head this gate witnessed)\n", stamp(f.FirstSeen), f.Record)
+	case f.BeforeWitness:
+		fmt.Fprintf(w, "first seen:\tbefore this gate's first witnessed tree head (record %d): only its .info dates it\n", f.Record)
+	}
 }
 
 func policyExportCmd(getenv env, stdout io.Writer) *cobra.Command {
@@ -320,7 +397,7 @@ func policyImportCmd(getenv env, stdout io.Writer) *cobra.Command {
 			if strings.EqualFold(filepath.Ext(args[0]), ".json") {
 				ct = "application/json"
 			}
-			var resp map[string]*policy.Policy
+			var resp admin.ReplaceResponse
 			data, err := c.do(cmd.Context(), http.MethodPut, "/api/v1/policy", ct, body, &resp)
 			if err != nil {
 				return err
@@ -330,9 +407,10 @@ func policyImportCmd(getenv env, stdout io.Writer) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(stdout, "imported %s\n", args[0])
-			if p := resp["policy"]; p != nil {
-				printPolicy(stdout, p)
+			if resp.Policy != nil {
+				printPolicy(stdout, resp.Policy)
 			}
+			printShadows(cmd.ErrOrStderr(), resp.Shadows)
 			return nil
 		})
 }
@@ -394,12 +472,20 @@ func policyCheckCmd(getenv env, stdout io.Writer) *cobra.Command {
 		}
 		p, perr := policy.Parse(data)
 		problems := validationProblems(perr)
+		var shadows []policy.Shadow
+		if p != nil {
+			shadows = p.AllShadows()
+		}
 		if asJSON {
 			enc := json.NewEncoder(stdout)
 			enc.SetIndent("", "  ")
-			enc.Encode(map[string]any{"file": args[0], "ok": perr == nil, "policy": p, "problems": problems})
+			enc.Encode(map[string]any{"file": args[0], "ok": perr == nil, "policy": p, "problems": problems,
+				"shadows": shadows})
 		} else if perr == nil {
 			fmt.Fprintf(stdout, "%s: ok: mode %s, default %s, %d rules\n", args[0], p.Mode, p.Default, len(p.Rules))
+			for _, sh := range shadows {
+				fmt.Fprintf(stdout, "%s: rules[%d]: warning: %s\n", args[0], sh.Position, sh.Message)
+			}
 		} else {
 			for _, ve := range problems {
 				where := args[0]

@@ -148,7 +148,7 @@ func TestPolicyCLI(t *testing.T) {
 			t.Errorf("policy %q: stdout has %q:\n%s", s.args, s.noMatch, stdout)
 		}
 	}
-	if ids := ruleList(g.file.Current()); ids != "corp,deny-2" {
+	if ids := ruleList(g.file.Current()); ids != "deny-2,corp" { // a deny goes first by default
 		t.Errorf("rules in force: %s", ids)
 	}
 }
@@ -379,20 +379,22 @@ func TestPolicyCheck(t *testing.T) {
 }
 
 func TestSplitPattern(t *testing.T) {
-	tests := []struct{ in, pattern, constraint string }{
-		{"example.com/bad", "example.com/bad", ""},
-		{"example.com/bad@<v1.2.0", "example.com/bad", "<v1.2.0"},
-		{"example.com/bad@v1.2.0", "example.com/bad", "v1.2.0"},
-		{"example.com/bad@>=v1.0.0 <v2.0.0", "example.com/bad", ">=v1.0.0 <v2.0.0"},
-		{"example.com/bad@=v1.0.0", "example.com/bad", "=v1.0.0"},
-		{"user@host.example/m", "user@host.example/m", ""},
-		{"a@b/m@v1.0.0", "a@b/m", "v1.0.0"},
-		{"example.com/m@", "example.com/m@", ""},
-		{"example.com/m@latest", "example.com/m@latest", ""},
+	tests := []struct{ in, pattern, constraint, commit string }{
+		{"example.com/bad", "example.com/bad", "", ""},
+		{"example.com/bad@<v1.2.0", "example.com/bad", "<v1.2.0", ""},
+		{"example.com/bad@v1.2.0", "example.com/bad", "v1.2.0", ""},
+		{"example.com/bad@>=v1.0.0 <v2.0.0", "example.com/bad", ">=v1.0.0 <v2.0.0", ""},
+		{"example.com/bad@=v1.0.0", "example.com/bad", "=v1.0.0", ""},
+		{"user@host.example/m", "user@host.example/m", "", ""},
+		{"a@b/m@v1.0.0", "a@b/m", "v1.0.0", ""},
+		{"example.com/m@", "example.com/m@", "", ""},
+		{"example.com/m@latest", "example.com/m@latest", "", ""},
+		{"example.com/m@commit:0123456789ab", "example.com/m", "", "0123456789ab"},
+		{"example.com/m@commit:", "example.com/m", "", ""},
 	}
 	for _, tt := range tests {
-		if p, c := splitPattern(tt.in); p != tt.pattern || c != tt.constraint {
-			t.Errorf("splitPattern(%q) = %q, %q; want %q, %q", tt.in, p, c, tt.pattern, tt.constraint)
+		if p, c, h := splitPattern(tt.in); p != tt.pattern || c != tt.constraint || h != tt.commit {
+			t.Errorf("splitPattern(%q) = %q, %q, %q; want %q, %q, %q", tt.in, p, c, h, tt.pattern, tt.constraint, tt.commit)
 		}
 	}
 }

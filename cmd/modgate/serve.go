@@ -43,13 +43,17 @@ type serveOptions struct {
 	offline                              bool
 	listTTL                              time.Duration
 	cacheMaxSize                         byteSize
+	minFree                              minFree
+	shutdownTimeout                      time.Duration
 	debugListen                          string
 	policy                               string
 	adminTLS                             bool
 	allowRange                           []string
 	parentProxy                          string
 	stallTimeout                         time.Duration
-	tls                                  tlsOptions // the HTTPS GOPROXY endpoint (tls.go)
+	witnessInterval                      time.Duration
+	tls                                  tlsOptions     // the HTTPS GOPROXY endpoint (tls.go)
+	exit                                 func(code int) // ends the process at --shutdown-timeout; nil: os.Exit
 }
 
 func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
@@ -113,6 +117,13 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 		"http://[user:password@]host:port of a corporate proxy for the upstream fetches and the tunnels",
 	)
 	f.DurationVar(
+		&o.witnessInterval,
+		"witness-interval",
+		5*time.Minute,
+		"how often the witness reads the upstream's newest tree head, which dates new checksum-database records "+
+			"for the cooldown (never with --offline)",
+	)
+	f.DurationVar(
 		&o.stallTimeout,
 		"upstream-stall-timeout",
 		proxy.DefaultStallTimeout,
@@ -133,6 +144,19 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 			"client certificates from the CA authenticate)",
 	)
 	addTLSFlags(f, &o.tls)
+	f.Var(
+		&o.minFree,
+		"min-free",
+		"free space to keep on the cache's filesystem, such as 2GiB, 10% or 2GiB,10% (the larger); below it new "+
+			"objects are refused with 507 and /readyz says degraded (default the larger of 1GiB and 5%)",
+	)
+	f.DurationVar(
+		&o.shutdownTimeout,
+		"shutdown-timeout",
+		30*time.Second,
+		"how long SIGTERM may take: past it modgate exits anyway, logging what it abandoned "+
+			"(the next start recovers from the cache's logs)",
+	)
 	f.Var(
 		&o.cacheMaxSize,
 		"cache-max-size",
@@ -193,6 +217,9 @@ func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
 	if err != nil {
 		return usageError{err}
 	}
+	if o.witnessInterval <= 0 {
+		return usageError{fmt.Errorf("--witness-interval %s: want a positive duration, such as 5m", o.witnessInterval)}
+	}
 	upstreamURL, err := parseUpstream(o.upstream)
 	if err != nil {
 		return usageError{err}
@@ -200,6 +227,9 @@ func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
 	intercept := splitList(o.intercept)
 	if o.tls.nameList, err = o.tls.tlsNames(intercept); err != nil {
 		return usageError{err}
+	}
+	if err := checkWritable(o.dataDir); err != nil {
+		return err
 	}
 	created, vkey, err := initDataDir(o.dataDir, intercept, o.tls.caNames(), dbName)
 	if err != nil {
@@ -216,8 +246,18 @@ func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
 		return err
 	}
 	defer g.close()
+	exit := o.exit
+	if exit == nil {
+		exit = os.Exit
+	}
+	clock := startShutdownClock(ctx, o.shutdownTimeout, log, exit)
+	defer clock.stop()
 	g.progress = prog
-	return g.run(ctx, o, log)
+	err = g.run(ctx, o, log)
+	if cerr := g.closeCache(clock, log); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func parseUpstream(s string) (*url.URL, error) {
@@ -288,7 +328,8 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 			return nil, usageError{fmt.Errorf("--upstream-sumdb URL: %v", err)}
 		}
 	}
-	cc := cache.Config{Dir: filepath.Join(o.dataDir, "cache"), Logger: log, MaxSize: int64(o.cacheMaxSize)}
+	cc := cache.Config{Dir: filepath.Join(o.dataDir, "cache"), Logger: log, MaxSize: int64(o.cacheMaxSize),
+		MinFree: cache.FreeSpace(o.minFree)}
 	if g.cache, err = cache.Open(ctx, cc); err != nil {
 		return nil, err
 	}
@@ -401,6 +442,10 @@ func upstreamClient(caFile string, parent *url.URL, stall time.Duration) (*http.
 	return proxy.NewHTTPClientWith(opts), nil
 }
 
+// firstPollTimeout bounds the witness's poll at start, so that an
+// unreachable upstream delays serving by at most this much.
+const firstPollTimeout = 5 * time.Second
+
 // run listens on the proxy and admin addresses and serves until ctx ends.
 func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) error {
 	ln, err := net.Listen("tcp", o.listen)
@@ -414,7 +459,7 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 	}
 	g.egress.AddSelf(aln.Addr())
 	admin := &http.Server{Handler: admin.Handler(admin.Config{
-		Ready: g.server.Ready, CAPEM: g.ca.CertPEM, Verifier: g.verifier,
+		Ready: g.server.Ready, Degraded: g.degraded, CAPEM: g.ca.CertPEM, Verifier: g.verifier,
 		Metrics: promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{}),
 		API: adminAPI(o.dataDir, g.ca.Cert, g.policy, g.audit, g.gate.Facts, log,
 			admin.NewWitnessAPI(admin.WitnessAPIConfig{Witness: g.witness, Audit: g.audit, Logger: log.Named("admin")}),
@@ -423,6 +468,12 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 	go admin.Serve(aln)
 	defer admin.Close()
 	go g.policy.Watch(ctx, policy.DefaultWatchInterval)
+	if !o.offline { // witness the upstream before serving, then every interval
+		first, cancel := context.WithTimeout(ctx, firstPollTimeout)
+		g.witness.PollOnce(first)
+		cancel()
+		go g.witness.Poll(ctx, o.witnessInterval)
+	}
 	stopDebug, err := g.serveDebug(o.debugListen, log)
 	if err != nil {
 		ln.Close()

@@ -199,11 +199,14 @@ func runTamperCase(t *testing.T, tc tamperCase) {
 	dataDir := filepath.Join(t.TempDir(), "data")
 	up := fakeupstream.Start(t, fakeupstream.Options{})
 	args := []string{"--upstream", up.URL, "--upstream-sumdb", up.VerifierKey(), "--upstream-stall-timeout", "1s"}
+	if tc.warm == nil { // the witness polls at start: a fault with nothing to warm is there from the start
+		tc.fault(up)
+	}
 	g := startGate(t, dataDir, args...)
 	if tc.warm != nil {
 		tc.warm(t, up, g)
+		tc.fault(up)
 	}
-	tc.fault(up)
 	start := time.Now()
 	r := gateGet(t, g, tc.path)
 	if took := time.Since(start); tc.within > 0 && took > tc.within {
@@ -361,7 +364,8 @@ func TestForkLifecycle(t *testing.T) {
 	}
 	admin := "http://" + g.admin
 	out, code := runCLI(t, "witness", "status", "--data-dir", dataDir, "--admin", admin)
-	if code != exitFail || !strings.Contains(out, "FORKED") || !strings.Contains(out, "evidence 1") || !strings.Contains(out, "older note") {
+	if code != exitFail || !strings.Contains(out, "FORKED") || !strings.Contains(out, "evidence 1") || !strings.Contains(out, "older note") ||
+		!strings.Contains(out, "last co-signed     size ") || !strings.Contains(out, "proof check        ok") {
 		t.Errorf("witness status through the API: exit %d\n%s", code, out)
 	}
 	g.stop()
@@ -378,14 +382,17 @@ func TestForkLifecycle(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "cleared 1 fork evidence record") {
 		t.Fatalf("witness clear-fork: exit %d\n%s", code, out)
 	}
-	g = startGate(t, dataDir, "--upstream", up.URL, "--upstream-sumdb", up.VerifierKey())
+	// Offline (no poll of the still-forked upstream), what was witnessed
+	// before the fork is served again.
+	g = startGate(t, dataDir, "--upstream", up.URL, "--upstream-sumdb", up.VerifierKey(), "--offline")
 	out, code = runCLI(t, "witness", "status", "--data-dir", dataDir, "--admin", "http://"+g.admin)
 	if code != exitOK || !strings.Contains(out, "status             ok") || !strings.Contains(out, "cleared ") {
 		t.Errorf("witness status after clear-fork: exit %d\n%s", code, out)
 	}
-	// What was witnessed before the fork is served again.
 	newClient(t, g, viaIntercept, g.verifier, "module example.com/app\n\ngo 1.21\n").must("mod", "download", "example.com/dep@v1.0.0")
-	// The upstream is still forked: a new record needs its new tree.
+	g.stop()
+	// Online, the poll at start catches the upstream, still forked, again.
+	g = startGate(t, dataDir, "--upstream", up.URL, "--upstream-sumdb", up.VerifierKey())
 	if out, err := newClient(t, g, viaIntercept, g.verifier, "module example.com/app\n\ngo 1.21\n").run("mod", "download", "example.com/lib@v1.0.0"); err == nil || !strings.Contains(out, "fork detected") {
 		t.Errorf("a new lookup on the forked upstream after clear-fork: %v\n%s", err, out)
 	}
@@ -396,6 +403,25 @@ func TestForkLifecycle(t *testing.T) {
 	out, code = runCLI(t, "witness", "clear-fork", "--data-dir", dataDir, "--admin", "http://"+g.admin, "--json")
 	if code != exitOK || !strings.Contains(out, `"cleared_by": "token:`) {
 		t.Errorf("witness clear-fork through the API: exit %d\n%s", code, out)
+	}
+	// The operator decides to follow the upstream's new timeline.
+	if _, err := newClient(t, g, viaIntercept, g.verifier, "module example.com/app\n\ngo 1.21\n").run("mod", "download", "example.com/lib@v1.0.0"); err == nil {
+		t.Fatal("the forked upstream is served before the reset")
+	}
+	g.stop()
+	out, code = runCLI(t, "witness", "clear-fork", "--reset", "--reason", "the log was restarted", "--data-dir", dataDir)
+	if code != exitOK || !strings.Contains(out, "witness reset: the old state is archived") || !strings.Contains(out, "archived ") {
+		t.Fatalf("witness clear-fork --reset: exit %d\n%s", code, out)
+	}
+	g = startGate(t, dataDir, "--upstream", up.URL, "--upstream-sumdb", up.VerifierKey())
+	newClient(t, g, viaIntercept, g.verifier, "module example.com/app\n\ngo 1.21\n").must("mod", "download", "example.com/lib@v1.0.0")
+	out, code = runCLI(t, "witness", "status", "--data-dir", dataDir, "--admin", "http://"+g.admin, "--json")
+	if code != exitOK || !strings.Contains(out, `"archived"`) || !strings.Contains(out, `"cosigned"`) {
+		t.Errorf("witness status after the reset: exit %d\n%s", code, out)
+	}
+	out, code = runCLI(t, "policy", "log", "--data-dir", dataDir, "--admin", "http://"+g.admin)
+	if !strings.Contains(out, "witness.reset") {
+		t.Errorf("the reset is not audited: exit %d\n%s", code, out)
 	}
 }
 

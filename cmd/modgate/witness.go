@@ -27,7 +27,9 @@ func newWitnessCmd(getenv env, stdout io.Writer) *cobra.Command {
 		Long: `The witness checks every tree head of the upstream checksum database
 against the ones it has seen before. A tree that is not an extension of
 them is a fork: its evidence is kept, and checksum-database requests fail
-until an operator has looked at it and cleared it.
+until an operator has looked at it and cleared it. If the operator decides
+to follow the upstream's new timeline instead, clear-fork --reset archives
+the witness state and accepts the upstream's next tree head as the first.
 
 Both commands use the running gate's admin API (--admin, with the data
 directory's admin.token). When --admin is not given and no gate answers
@@ -64,17 +66,15 @@ func witnessStatusCmd(getenv env, stdout io.Writer) *cobra.Command {
 }
 
 func witnessClearForkCmd(getenv env, stdout io.Writer) *cobra.Command {
-	var reason string
-	cmd := witnessCommand(
-		getenv,
-		"clear-fork",
+	var req admin.ClearForkRequest
+	cmd := witnessCommand(getenv, "clear-fork",
 		"Mark the fork evidence as cleared (it is kept) and let checksum-database traffic through again",
 		func(cmd *cobra.Command, c *adminClient, o *adminOptions) error {
-			body, _ := json.Marshal(admin.ClearForkRequest{Reason: reason})
+			body, _ := json.Marshal(req)
 			var resp admin.ClearForkResponse
 			_, err := c.do(cmd.Context(), "POST", "/api/v1/witness/clear-fork", "application/json", body, &resp)
 			if offlineFallback(cmd, err) {
-				resp, err = offlineClearFork(cmd.Context(), o.dataDir, reason)
+				resp, err = offlineClearFork(cmd.Context(), o.dataDir, req)
 			}
 			if err != nil {
 				return err
@@ -82,15 +82,17 @@ func witnessClearForkCmd(getenv env, stdout io.Writer) *cobra.Command {
 			if o.json {
 				return writeJSONTo(stdout, resp)
 			}
-			fmt.Fprintf(
-				stdout,
-				"cleared %d fork evidence record(s); they stay on record (modgate witness status shows them)\n",
-				len(resp.Cleared),
-			)
+			if resp.Reset != nil {
+				fmt.Fprintf(stdout, "witness reset: the old state is archived under %s; "+
+					"the upstream's next tree head is accepted as the first\n", resp.Reset.Key)
+			}
+			fmt.Fprintf(stdout, "cleared %d fork evidence record(s); they stay on record "+
+				"(modgate witness status shows them)\n", len(resp.Cleared))
 			return printStatus(stdout, resp.Status, false)
-		},
-	)
-	cmd.Flags().StringVar(&reason, "reason", "", "why the evidence is cleared, for the audit log")
+		})
+	cmd.Flags().StringVar(&req.Reason, "reason", "", "why the evidence is cleared, for the audit log")
+	cmd.Flags().BoolVar(&req.Reset, "reset", false,
+		"follow the upstream's new timeline: archive the witness state and accept the next tree head as the first")
 	return cmd
 }
 
@@ -154,7 +156,8 @@ func offlineStatus(ctx context.Context, dataDir string) (signer.Status, error) {
 	return signer.ReadStatus(ctx, proxy.WitnessStore{Cache: st}, name)
 }
 
-func offlineClearFork(ctx context.Context, dataDir, reason string) (admin.ClearForkResponse, error) {
+func offlineClearFork(ctx context.Context, dataDir string,
+	req admin.ClearForkRequest) (admin.ClearForkResponse, error) {
 	st, name, err := openCacheOffline(ctx, dataDir)
 	if err != nil {
 		return admin.ClearForkResponse{}, err
@@ -165,21 +168,37 @@ func offlineClearFork(ctx context.Context, dataDir, reason string) (admin.ClearF
 		who = "cli:" + u.Username
 	}
 	store := proxy.WitnessStore{Cache: st}
-	cleared, err := signer.ClearFork(ctx, store, name, who, time.Now())
-	if err != nil {
-		return admin.ClearForkResponse{}, err
+	var resp admin.ClearForkResponse
+	e := audit.Entry{Who: who, Action: "witness.clear-fork", Subject: name, Reason: req.Reason}
+	if req.Reset {
+		now := time.Now()
+		arch, err := signer.Reset(ctx, store, name, who, req.Reason, now)
+		if err != nil {
+			return resp, err
+		}
+		resp.Reset, e.Action, e.Subject = &arch, "witness.reset", arch.Key
+	} else if resp.Cleared, err = signer.ClearFork(ctx, store, name, who, time.Now()); err != nil {
+		return resp, err
 	}
-	if len(cleared) > 0 {
-		e := audit.Entry{Who: who, Action: "witness.clear-fork", Subject: name, Reason: reason}
+	if len(resp.Cleared) > 0 || resp.Reset != nil {
 		if err := audit.New(st).Append(ctx, e); err != nil {
-			return admin.ClearForkResponse{}, err
+			return resp, err
 		}
 	}
-	status, err := signer.ReadStatus(ctx, store, name)
-	if cleared == nil {
-		cleared = []signer.ClearedEvidence{}
+	if resp.Status, err = signer.ReadStatus(ctx, store, name); err != nil {
+		return resp, err
 	}
-	return admin.ClearForkResponse{Cleared: cleared, Status: status}, err
+	if resp.Reset != nil {
+		for _, c := range resp.Status.Cleared {
+			if c.ClearedAt.Equal(resp.Reset.Time) {
+				resp.Cleared = append(resp.Cleared, c)
+			}
+		}
+	}
+	if resp.Cleared == nil {
+		resp.Cleared = []signer.ClearedEvidence{}
+	}
+	return resp, nil
 }
 
 // printStatus prints a witness status as text, or as JSON.
@@ -194,25 +213,56 @@ func printStatus(w io.Writer, st signer.Status, asJSON bool) error {
 		fmt.Fprintf(w, "witnessed tree     size %d, hash %s\n", st.Tree.Size, st.Tree.Hash)
 		fmt.Fprintf(w, "signed note\n%s", indent(st.Tree.Note))
 	}
+	if h := st.CoSigned; h == nil {
+		fmt.Fprintln(w, "last co-signed     none yet")
+	} else {
+		fmt.Fprintf(w, "last co-signed     size %d, hash %s, at %s\n", h.Size, h.Hash, h.Time.Format(time.RFC3339))
+		fmt.Fprintf(w, "co-signed note\n%s", indent(h.Note))
+	}
+	if h := st.History; h != nil {
+		fmt.Fprintf(w, "first witnessed    size %d at %s (older records are dated by their .info only)\n", h.First.Size, h.First.Time.Format(time.RFC3339))
+		fmt.Fprintf(w, "history            %d entries (%d bytes), newest size %d at %s\n", h.Entries, h.Bytes, h.Latest.Size, h.Latest.Time.Format(time.RFC3339))
+	}
 	if st.Forked {
-		fmt.Fprintln(
-			w,
-			"status             FORKED: checksum-database requests fail until the evidence is cleared "+
-				"(modgate witness clear-fork)",
-		)
+		fmt.Fprintln(w, "status             FORKED: checksum-database requests fail until the evidence is cleared "+
+			"(modgate witness clear-fork; with --reset to follow the upstream's new timeline)")
 	} else {
 		fmt.Fprintln(w, "status             ok")
 	}
 	for i, ev := range st.Evidence {
-		fmt.Fprintf(w, "evidence %d         %s: tree #%d (hash %s) is not contained in tree #%d (which gives %s)\n",
-			i+1, ev.Time.Format(time.RFC3339), ev.OlderSize, ev.OlderHash, ev.NewerSize, ev.ComputedAt)
-		fmt.Fprintf(w, "  older note\n%s  newer note\n%s", indent(ev.OlderNote), indent(ev.NewerNote))
+		printEvidence(w, i+1, ev)
 	}
 	for _, ce := range st.Cleared {
 		fmt.Fprintf(w, "cleared            %s by %s: fork of %s (tree #%d vs #%d), kept under %s\n",
 			ce.ClearedAt.Format(time.RFC3339), ce.ClearedBy, ce.Time.Format(time.RFC3339), ce.OlderSize, ce.NewerSize, ce.Key)
 	}
+	for _, a := range st.Archived {
+		fmt.Fprintf(w, "archived           %s by %s (reset: %s), kept under %s\n",
+			a.Time.Format(time.RFC3339), a.By, a.Reason, a.Key)
+		if a.Note != "" {
+			fmt.Fprintf(w, "  witnessed note\n%s", indent(a.Note))
+		}
+	}
 	return nil
+}
+
+// printEvidence prints one piece of open fork evidence with its proof.
+func printEvidence(w io.Writer, i int, ev signer.Evidence) {
+	fmt.Fprintf(w, "evidence %d         %s: tree #%d (hash %s) is not contained in tree #%d (which gives %s)\n",
+		i, ev.Time.Format(time.RFC3339), ev.OlderSize, ev.OlderHash, ev.NewerSize, ev.ComputedAt)
+	fmt.Fprintf(w, "  older note\n%s  newer note\n%s", indent(ev.OlderNote), indent(ev.NewerNote))
+	if len(ev.Proof) > 0 {
+		fmt.Fprintf(w, "  proof (tlog tree proof of tree #%d in tree #%d, giving %s)\n",
+			ev.OlderSize, ev.NewerSize, ev.ComputedAt)
+		for _, h := range ev.Proof {
+			fmt.Fprintf(w, "    %s\n", h)
+		}
+	}
+	if err := ev.CheckProof(); err != nil {
+		fmt.Fprintf(w, "  proof check        FAILED: %v\n", err)
+	} else {
+		fmt.Fprintln(w, "  proof check        ok: the upstream signed two trees that cannot both be true")
+	}
 }
 
 func indent(s string) string {

@@ -8,7 +8,11 @@ import (
 // Config says what the admin listener serves. Nil handlers and an
 // empty Verifier are not mounted.
 type Config struct {
-	Ready    func() bool  // /readyz answers 200 once it reports true
+	Ready func() bool // /readyz answers 200 once it reports true
+	// Degraded, if set, returns why the gate serves in a degraded way (such
+	// as "cache disk full: ..."), or "". /readyz then still answers 200,
+	// since cached objects are still served, with "degraded: <why>".
+	Degraded func() string
 	CAPEM    []byte       // served at /ca.pem
 	Verifier string       // the enterprise verifier key (clients' GOSUMDB), served at /verifier.txt
 	Metrics  http.Handler // mounted at /metrics
@@ -31,6 +35,12 @@ func Handler(cfg Config) http.Handler {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, "not ready")
 			return
+		}
+		if cfg.Degraded != nil {
+			if why := cfg.Degraded(); why != "" {
+				fmt.Fprintln(w, "degraded: "+why)
+				return
+			}
 		}
 		fmt.Fprintln(w, "ready")
 	})

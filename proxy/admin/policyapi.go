@@ -98,14 +98,39 @@ func badField(field string, err error) error {
 // AddRuleRequest is the body of POST /api/v1/policy/rules.
 type AddRuleRequest struct {
 	Rule policy.Rule `json:"rule"`
-	// Position is where the rule goes (0 is first); nil appends it.
+	// Position is where the rule goes: 0 is first, -1 (PositionLast) last.
+	// Nil means DefaultPosition.
 	Position *int `json:"position,omitempty"`
+}
+
+// PositionLast, as AddRuleRequest.Position, appends the rule.
+const PositionLast = -1
+
+// DefaultPosition is where a rule goes when no position is given: a deny
+// rule first, so that it takes effect whatever allow rules exist (as a
+// security team adding a deny expects); an allow rule last, so that it
+// never overrides an existing deny unless a position says so.
+func DefaultPosition(a policy.Action) int {
+	if a == policy.Deny {
+		return 0
+	}
+	return PositionLast
 }
 
 // AddRuleResponse is the answer to POST /api/v1/policy/rules.
 type AddRuleResponse struct {
 	Rule     policy.Rule `json:"rule"`
 	Position int         `json:"position"`
+	// Shadows lists the earlier rules that decide what the new rule
+	// matches (see policy.Policy.Shadows); the rule is added all the same.
+	Shadows []policy.Shadow `json:"shadows,omitempty"`
+}
+
+// ReplaceResponse is the answer to PUT /api/v1/policy.
+type ReplaceResponse struct {
+	Policy *policy.Policy `json:"policy"`
+	// Shadows lists the rules that earlier rules shadow.
+	Shadows []policy.Shadow `json:"shadows,omitempty"`
 }
 
 // TestRequest is the body of POST /api/v1/policy/test.
@@ -121,6 +146,24 @@ type TestResponse struct {
 	Decision   policy.Decision `json:"decision"`
 	Facts      policy.Facts    `json:"facts"`
 	FactsError string          `json:"facts_error,omitempty"`
+	// Commit is the version's commit as far as it is known (see
+	// policy.CommitOf), and CommitSource where it comes from.
+	Commit       string `json:"commit,omitempty"`
+	CommitSource string `json:"commit_source,omitempty"`
+	// Note says how versions rules and commit rules match this version.
+	Note string `json:"note"`
+}
+
+// matchingNote explains, for the policy test, that versions rules match
+// version strings and what commit rules can see of this version.
+func matchingNote(version, commit string) string {
+	note := "versions rules match version strings, not commits: " + version +
+		" and another version of the same commit (a tag, a pseudo-version) are different versions to them"
+	if commit == "" {
+		return note + "; commit rules cannot match it (its commit is not known: not a pseudo-version, " +
+			"and the upstream's .info names no Origin.Hash)"
+	}
+	return note + "; commit rules match it by its commit"
 }
 
 func (a *PolicyAPI) getPolicy(w http.ResponseWriter, r *http.Request) {
@@ -154,17 +197,13 @@ func (a *PolicyAPI) addRule(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, err)
 		return
 	}
-	a.audit(
-		r.Context(),
-		audit.Entry{Action: audit.PolicyAdd, Subject: rule.ID, Rule: rule.ID, Reason: rule.Reason},
-		before,
-		after,
-	)
-	writeJSON(w, http.StatusCreated, AddRuleResponse{Rule: rule, Position: pos})
+	a.audit(r.Context(), audit.Entry{Action: audit.PolicyAdd, Subject: rule.ID, Rule: rule.ID, Reason: rule.Reason},
+		before, after)
+	writeJSON(w, http.StatusCreated, AddRuleResponse{Rule: rule, Position: pos, Shadows: after.Shadows(pos)})
 }
 
 // insertRule validates rule (giving it an id if it has none) and puts it
-// in p at pos (nil: last).
+// in p at pos (nil: DefaultPosition; PositionLast: last).
 func insertRule(p *policy.Policy, rule policy.Rule, pos *int) (policy.Rule, int, error) {
 	if rule.ID == "" {
 		rule.ID = nextID(p, string(rule.Action))
@@ -180,12 +219,15 @@ func insertRule(p *policy.Policy, rule policy.Rule, pos *int) (policy.Rule, int,
 			err:    fmt.Errorf("a rule with id %q exists", rule.ID),
 		}
 	}
-	at := len(p.Rules)
+	at := DefaultPosition(rule.Action)
 	if pos != nil {
-		if *pos < 0 || *pos > len(p.Rules) {
-			return rule, 0, badField("position", fmt.Errorf("position %d is not in 0-%d", *pos, len(p.Rules)))
-		}
 		at = *pos
+	}
+	if at == PositionLast {
+		at = len(p.Rules)
+	}
+	if at < 0 || at > len(p.Rules) {
+		return rule, 0, badField("position", fmt.Errorf("position %d is not in 0-%d (or -1 for last)", at, len(p.Rules)))
 	}
 	p.Rules = slices.Insert(p.Rules, at, rule)
 	return rule, at, nil
@@ -254,7 +296,7 @@ func (a *PolicyAPI) replace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.audit(r.Context(), audit.Entry{Action: audit.PolicyReplace, Subject: "policy"}, before, after)
-	writeJSON(w, http.StatusOK, map[string]*policy.Policy{"policy": after})
+	writeJSON(w, http.StatusOK, ReplaceResponse{Policy: after, Shadows: after.AllShadows()})
 }
 
 // readPolicy parses a policy body: JSON for a JSON Content-Type, else YAML.
@@ -293,7 +335,7 @@ func (a *PolicyAPI) test(w http.ResponseWriter, r *http.Request) {
 	}
 	p := a.cfg.File.Current()
 	resp := TestResponse{Module: req.Module, Version: req.Version}
-	if needR, needP := p.Needs(req.Module); (needR || needP) && a.cfg.Facts != nil {
+	if needR, needP := p.Needs(req.Module); (needR || needP || p.NeedsCommit(req.Module)) && a.cfg.Facts != nil {
 		facts, err := a.cfg.Facts(r.Context(), req.Module, req.Version)
 		if err != nil {
 			resp.FactsError = err.Error()
@@ -303,7 +345,10 @@ func (a *PolicyAPI) test(w http.ResponseWriter, r *http.Request) {
 	if resp.Facts.Now.IsZero() {
 		resp.Facts.Now = a.cfg.Now()
 	}
-	resp.Decision = p.Decide(policy.Input{Module: req.Module, Version: req.Version, Facts: resp.Facts})
+	in := policy.Input{Module: req.Module, Version: req.Version, Facts: resp.Facts}
+	resp.Decision = p.Decide(in)
+	resp.Commit, resp.CommitSource = policy.CommitOf(in)
+	resp.Note = matchingNote(req.Version, resp.Commit)
 	writeJSON(w, http.StatusOK, resp)
 }
 

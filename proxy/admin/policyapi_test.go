@@ -271,7 +271,7 @@ func TestPolicyAPIRules(t *testing.T) {
 	if added.Rule.ID != "deny-2" {
 		t.Errorf("derived id %q, want deny-2", added.Rule.ID)
 	}
-	if ids := ruleIDs(f.file.Current()); ids != "first,deny-1,deny-2" {
+	if ids := ruleIDs(f.file.Current()); ids != "deny-2,first,deny-1" { // a deny goes first by default
 		t.Errorf("rules %s", ids)
 	}
 	errorsTests := []struct {
@@ -296,6 +296,7 @@ func TestPolicyAPIRules(t *testing.T) {
 		{"bad action", `{"rule":{"action":"block","module":"m"}}`, http.StatusBadRequest, "rule.action"},
 		{"bad module", `{"rule":{"action":"allow","module":"a b"}}`, http.StatusBadRequest, "rule.module"},
 		{"bad position", `{"rule":{"action":"allow","module":"m"},"position":9}`, http.StatusBadRequest, "position"},
+		{"negative position", `{"rule":{"action":"allow","module":"m"},"position":-2}`, http.StatusBadRequest, "position"},
 		{"unknown field", `{"rule":{"action":"allow","module":"m"},"where":1}`, http.StatusBadRequest, ""},
 		{"not JSON", `rule: x`, http.StatusBadRequest, ""},
 	}
@@ -324,7 +325,7 @@ func TestPolicyAPIRules(t *testing.T) {
 		t.Errorf("delete: %d %+v", code, removed)
 	}
 	onDisk, err := policy.OpenFile(context.Background(), f.policyPath, nil)
-	if err != nil || ruleIDs(onDisk.Current()) != "first,deny-2" {
+	if err != nil || ruleIDs(onDisk.Current()) != "deny-2,first" {
 		t.Errorf("file after changes: %v %s", err, ruleIDs(onDisk.Current()))
 	}
 	var entries map[string][]audit.Entry
@@ -336,6 +337,22 @@ func TestPolicyAPIRules(t *testing.T) {
 		!strings.Contains(got[1].Before, "deny-1") ||
 		strings.Contains(got[1].After, "deny-1") {
 		t.Errorf("audit entries %+v", got)
+	}
+	// An allow goes last by default; a rule that an earlier one shadows is
+	// added, and the answer names the earlier rule.
+	added = AddRuleResponse{}
+	f.call(t, tok, "POST", "/api/v1/policy/rules", "",
+		`{"rule":{"id":"late","action":"allow","module":"example.com/x/sub"}}`, &added)
+	if added.Position != 2 || len(added.Shadows) != 1 || added.Shadows[0].By != "deny-2" || !added.Shadows[0].Full {
+		t.Errorf("allow under an earlier deny of its whole module: %+v, want last (2) and shadowed by deny-2", added)
+	}
+	added = AddRuleResponse{}
+	f.call(t, tok, "POST", "/api/v1/policy/rules", "",
+		`{"rule":{"id":"last-deny","action":"deny","module":"corp.example.com/x","versions":"v1.1.0","reason":"r"},`+
+			`"position":-1}`, &added)
+	if added.Position != 3 || len(added.Shadows) != 1 || added.Shadows[0].By != "first" ||
+		!strings.Contains(added.Shadows[0].Message, "never decides") {
+		t.Errorf("deny put last under an allow of its versions: %+v, want position 3, shadowed by first", added)
 	}
 	if code := f.call(t, tok, "GET", "/api/v1/audit?limit=x", "", "", &e); code != http.StatusBadRequest ||
 		e.Field != "limit" {

@@ -12,9 +12,12 @@ import (
 
 // WitnessAdmin is the witness as the admin API sees it. *signer.Witness
 // satisfies it. ClearFork never deletes evidence; it marks it cleared.
+// Reset archives the witness state and accepts the upstream's next tree
+// head as the first.
 type WitnessAdmin interface {
 	Status(ctx context.Context) (signer.Status, error)
 	ClearFork(ctx context.Context, who string) ([]signer.ClearedEvidence, error)
+	Reset(ctx context.Context, who, reason string) (signer.Archive, error)
 }
 
 var _ WitnessAdmin = (*signer.Witness)(nil)
@@ -32,8 +35,9 @@ type WitnessAPIConfig struct {
 // WitnessAPI is the admin API of the checksum-database witness, under
 // /api/v1/witness: GET shows the witnessed tree head and any fork
 // evidence; POST /api/v1/witness/clear-fork lets checksum-database traffic
-// through again after an operator has looked at the evidence. Mount it
-// behind RequireAuth.
+// through again after an operator has looked at the evidence, or, with
+// "reset": true, sets the witness state aside to follow a new upstream
+// timeline. Mount it behind RequireAuth.
 type WitnessAPI struct {
 	cfg WitnessAPIConfig
 	log *zap.Logger
@@ -65,11 +69,16 @@ func (a *WitnessAPI) status(w http.ResponseWriter, r *http.Request) {
 // ClearForkRequest is the optional body of POST /api/v1/witness/clear-fork.
 type ClearForkRequest struct {
 	Reason string `json:"reason,omitempty"` // recorded in the audit log
+	// Reset archives the witness state and accepts the upstream's next
+	// tree head as the first: the operator has decided to follow a new
+	// upstream timeline.
+	Reset bool `json:"reset,omitempty"`
 }
 
 // ClearForkResponse is the answer to POST /api/v1/witness/clear-fork.
 type ClearForkResponse struct {
 	Cleared []signer.ClearedEvidence `json:"cleared"`
+	Reset   *signer.Archive          `json:"reset,omitempty"` // the archived state, after a reset
 	Status  signer.Status            `json:"status"`
 }
 
@@ -84,6 +93,10 @@ func (a *WitnessAPI) clearFork(w http.ResponseWriter, r *http.Request) {
 	who := Who(r.Context())
 	if who == "" {
 		who = "unknown"
+	}
+	if req.Reset {
+		a.reset(w, r, who, req.Reason)
+		return
 	}
 	cleared, err := a.cfg.Witness.ClearFork(r.Context(), who)
 	if err != nil {
@@ -111,4 +124,32 @@ func (a *WitnessAPI) clearFork(w http.ResponseWriter, r *http.Request) {
 		cleared = []signer.ClearedEvidence{}
 	}
 	writeJSON(w, http.StatusOK, ClearForkResponse{Cleared: cleared, Status: st})
+}
+
+// reset archives the witness state and follows a new upstream timeline.
+func (a *WitnessAPI) reset(w http.ResponseWriter, r *http.Request, who, reason string) {
+	arch, err := a.cfg.Witness.Reset(r.Context(), who, reason)
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	a.log.Warn("witness reset", zap.String("who", who), zap.String("archive", arch.Key), zap.String("reason", reason))
+	if a.cfg.Audit != nil {
+		e := audit.Entry{Who: who, Action: "witness.reset", Subject: arch.Key, Reason: reason}
+		if err := a.cfg.Audit.Append(r.Context(), e); err != nil {
+			a.log.Error("cannot audit the reset of the witness", zap.Error(err))
+		}
+	}
+	st, err := a.cfg.Witness.Status(r.Context())
+	if err != nil {
+		writeAPIError(w, err)
+		return
+	}
+	cleared := make([]signer.ClearedEvidence, 0, len(arch.Evidence))
+	for _, c := range st.Cleared {
+		if c.ClearedAt.Equal(arch.Time) {
+			cleared = append(cleared, c)
+		}
+	}
+	writeJSON(w, http.StatusOK, ClearForkResponse{Cleared: cleared, Reset: &arch, Status: st})
 }

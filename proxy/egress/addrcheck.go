@@ -24,6 +24,9 @@ type AddressError struct {
 	Addr netip.Addr // the address as resolved
 	Why  string     // for example "a private address (RFC 1918)"
 	Self bool       // one of the gate's own listening sockets: never allowed
+	// Always reports an address refused whatever --allow-range says: one
+	// of the gate's own listening sockets, or an unspecified address.
+	Always bool
 }
 
 func (e *AddressError) Error() string { return fmt.Sprintf("%s is %s", e.Addr, e.Why) }
@@ -113,14 +116,27 @@ func (c *addrChecker) addSelf(a net.Addr) {
 }
 
 // check returns an *AddressError if the gate must not connect to ap.
-// A connection to one of the gate's own listening sockets is refused even
-// in an allowed range: it would loop back into the gate.
+// An unspecified address, and one of the gate's own listening sockets, are
+// refused even in an allowed range: both would loop back into the host.
 func (c *addrChecker) check(ap netip.AddrPort) error {
 	a := ap.Addr().WithZone("").Unmap()
+	if unspecified(a) {
+		return &AddressError{Addr: a, Always: true,
+			Why: `an unspecified ("this host") address, which the host delivers to its own listeners (modgate's too)`}
+	}
 	if c.isSelf(a, ap.Port()) {
-		return &AddressError{Addr: a, Why: fmt.Sprintf("modgate's own listening address (port %d)", ap.Port()), Self: true}
+		why := fmt.Sprintf("modgate's own listening address (port %d)", ap.Port())
+		return &AddressError{Addr: a, Why: why, Self: true, Always: true}
 	}
 	return c.checkIP(a)
+}
+
+// unspecified reports whether a (already unmapped, so ::ffff:0.0.0.0 is
+// 0.0.0.0) is :: or in 0.0.0.0/8 ("this network", RFC 1122): never a valid
+// destination. Linux delivers a connection to 0.0.0.0 or :: to a listener
+// on any local address, 127.0.0.1 included.
+func unspecified(a netip.Addr) bool {
+	return a.IsUnspecified() || a.Is4() && a.As4()[0] == 0
 }
 
 // checkIP checks an address against the allowed and refused ranges.

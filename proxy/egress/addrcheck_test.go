@@ -67,6 +67,15 @@ func TestAddrCheck(t *testing.T) {
 		{addr: "10.9.8.6", allow: "10.9.8.7", wantWhy: "private"},
 		{addr: "64:ff9b::a00:1", allow: "10.0.0.0/8", wantWhy: ""},
 		{addr: "fd12::1", allow: "fd00::/8,127.0.0.0/8", wantWhy: ""},
+		// Unspecified addresses stay refused whatever --allow-range says.
+		{addr: "0.0.0.0", allow: "0.0.0.0/0,::/0", wantWhy: "unspecified"},
+		{addr: "0.255.255.255", allow: "0.0.0.0/0,::/0", wantWhy: "unspecified"},
+		{addr: "0.0.0.0", allow: "0.0.0.0/8", wantWhy: "unspecified"},
+		{addr: "::", allow: "0.0.0.0/0,::/0", wantWhy: "unspecified"},
+		{addr: "::", allow: "::/128", wantWhy: "unspecified"},
+		{addr: "::ffff:0.0.0.0", allow: "0.0.0.0/0,::/0", wantWhy: "unspecified"},
+		{addr: "::ffff:0.1.2.3", allow: "0.0.0.0/0,::/0", wantWhy: "unspecified"},
+		{addr: "1.0.0.0", allow: "0.0.0.0/0,::/0", wantWhy: ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.addr+" allow "+tt.allow, func(t *testing.T) {
@@ -91,6 +100,9 @@ func TestAddrCheck(t *testing.T) {
 			var ae *AddressError
 			if !errors.As(err, &ae) || !errors.Is(err, ErrAddress) || !errors.Is(err, ErrRefused) || httperr.Status(err) != 403 {
 				t.Errorf("check(%s) = %#v: want an *AddressError wrapping ErrAddress and ErrRefused (403)", tt.addr, err)
+			}
+			if ae != nil && ae.Always != (tt.wantWhy == "unspecified") {
+				t.Errorf("check(%s): Always = %v, want it only for unspecified addresses", tt.addr, ae.Always)
 			}
 		})
 	}

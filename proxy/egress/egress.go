@@ -43,7 +43,8 @@ type Config struct {
 	Policy func() HostPolicy
 	// AllowRanges opens address ranges that are refused by default (see
 	// refusedRanges), such as 127.0.0.0/8 for tests or 10.0.0.0/8 for an
-	// internal mirror. The gate's own listening sockets stay refused.
+	// internal mirror. The gate's own listening sockets and unspecified
+	// addresses (0.0.0.0/8, ::) stay refused.
 	AllowRanges []netip.Prefix
 	// ParentProxy, if set, is an http:// or https:// proxy that tunnels and
 	// forwarded requests go through (HTTP CONNECT; user:password in the
@@ -214,8 +215,9 @@ func (e *Egress) dialTarget(ctx context.Context, t Target) (net.Conn, string, er
 // refusal wraps err as the client sees it.
 func refusal(verb string, t Target, err error) error {
 	var ae *AddressError
-	if errors.As(err, &ae) && ae.Self {
-		return fmt.Errorf("%w: %s to %s: %w; that would loop back into the gate", ErrRefused, verb, t, err)
+	if errors.As(err, &ae) && ae.Always {
+		return fmt.Errorf("%w: %s to %s: %w; that would loop back into the gate, so --allow-range cannot open it",
+			ErrRefused, verb, t, err)
 	}
 	if errors.Is(err, ErrAddress) {
 		return fmt.Errorf(
