@@ -166,7 +166,8 @@ func cooldownReason(f Facts, published time.Time, cooldown time.Duration) string
 	case !f.FirstSeen.IsZero():
 		reason += fmt.Sprintf("; first seen in the checksum database %s (record %d)", stamp(f.FirstSeen), f.Record)
 	case f.BeforeWitness:
-		reason += fmt.Sprintf("; record %d predates the gate's first witnessed tree head, so only its .info dates it", f.Record)
+		reason += fmt.Sprintf("; record %d predates the gate's first witnessed tree head, so only its .info dates it",
+			f.Record)
 	}
 	return reason
 }

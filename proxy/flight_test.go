@@ -91,7 +91,9 @@ func TestFlights(t *testing.T) {
 		if err == nil {
 			t.Error("a panic is no error")
 		}
-		b, _, err := fs.do(context.Background(), "k", time.Minute, func(context.Context) ([]byte, error) { return []byte("ok"), nil })
+		b, _, err := fs.do(context.Background(), "k", time.Minute, func(context.Context) ([]byte, error) {
+			return []byte("ok"), nil
+		})
 		if err != nil || string(b) != "ok" {
 			t.Errorf("after a panic: %q, %v", b, err)
 		}

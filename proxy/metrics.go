@@ -67,7 +67,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Cached objects that could not be read back intact (I/O error, checksum), dropped and fetched again, by kind.",
 		}, []string{"kind"}),
 	}
-	reg.MustRegister(m.requests, m.servedBytes, m.fetchedBytes, m.upstream, m.verifyFails, m.decisions, m.connects, m.readErrors)
+	reg.MustRegister(m.requests, m.servedBytes, m.fetchedBytes, m.upstream, m.verifyFails, m.decisions, m.connects,
+		m.readErrors)
 	return m
 }
 

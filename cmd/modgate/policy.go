@@ -362,9 +362,11 @@ func printDating(w io.Writer, f policy.Facts) {
 	}
 	switch {
 	case !f.FirstSeen.IsZero():
-		fmt.Fprintf(w, "first seen:\t%s (record %d, first in a tree head this gate witnessed)\n", stamp(f.FirstSeen), f.Record)
+		fmt.Fprintf(w, "first seen:\t%s (record %d, first in a tree head this gate witnessed)\n",
+			stamp(f.FirstSeen), f.Record)
 	case f.BeforeWitness:
-		fmt.Fprintf(w, "first seen:\tbefore this gate's first witnessed tree head (record %d): only its .info dates it\n", f.Record)
+		fmt.Fprintf(w, "first seen:\tbefore this gate's first witnessed tree head (record %d): "+
+			"only its .info dates it\n", f.Record)
 	}
 }
 

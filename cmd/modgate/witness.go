@@ -220,8 +220,10 @@ func printStatus(w io.Writer, st signer.Status, asJSON bool) error {
 		fmt.Fprintf(w, "co-signed note\n%s", indent(h.Note))
 	}
 	if h := st.History; h != nil {
-		fmt.Fprintf(w, "first witnessed    size %d at %s (older records are dated by their .info only)\n", h.First.Size, h.First.Time.Format(time.RFC3339))
-		fmt.Fprintf(w, "history            %d entries (%d bytes), newest size %d at %s\n", h.Entries, h.Bytes, h.Latest.Size, h.Latest.Time.Format(time.RFC3339))
+		fmt.Fprintf(w, "first witnessed    size %d at %s (older records are dated by their .info only)\n",
+			h.First.Size, h.First.Time.Format(time.RFC3339))
+		fmt.Fprintf(w, "history            %d entries (%d bytes), newest size %d at %s\n",
+			h.Entries, h.Bytes, h.Latest.Size, h.Latest.Time.Format(time.RFC3339))
 	}
 	if st.Forked {
 		fmt.Fprintln(w, "status             FORKED: checksum-database requests fail until the evidence is cleared "+
