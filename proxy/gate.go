@@ -86,7 +86,11 @@ type Config struct {
 	Policy func() *policy.Policy
 	// Audit, if set, records would-be denials of report mode.
 	Audit *audit.Log
-	Now   func() time.Time
+	// Public are served at PublicPrefix on the GOPROXY endpoint (not
+	// through interception), so that a client can fetch the CA and the
+	// verifier key from the proxy's own address.
+	Public []PublicFile
+	Now    func() time.Time
 }
 
 // DefaultIntercept is the default list of intercepted hosts.
@@ -149,6 +153,9 @@ func (g *Gate) Intercepts(host string) bool {
 // ServeHTTP serves a GOPROXY or checksum-database request, direct or
 // decrypted from an intercepted connection, and logs it in one line.
 func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !intercepted(r.Context()) && g.servePublic(w, r) {
+		return
+	}
 	start := time.Now()
 	lw := &logWriter{ResponseWriter: w}
 	req, err := g.route(r)

@@ -33,7 +33,7 @@ type Summary struct {
 	Cacheable int64 // requests answered from the cache or the upstream
 	Hits      int64 // of which from the cache
 	Served    int64 // response body bytes
-	Refused   int64 // answered 403
+	Refused   int64 // answered 403, module requests and egress refusals
 }
 
 // NewMetrics registers the gate's metrics with reg.
@@ -134,6 +134,18 @@ func (m *Metrics) connect(decision string) {
 	if m != nil {
 		m.connects.WithLabelValues(decision).Inc()
 	}
+}
+
+// egressRefused counts a CONNECT or plain http:// request that the egress
+// refused (403) in the summary's Refused, which the terminal's progress
+// line shows.
+func (m *Metrics) egressRefused() {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.summary.Refused++
 }
 
 // HitRatio is the share of cacheable requests served from the cache since

@@ -77,10 +77,11 @@ func (g *Gate) allow(ctx context.Context, mod, vers string) (outcome, error) {
 	return o, nil
 }
 
-// record counts a decision on target and, for report mode, logs and
-// audits a would-be denial (once in wouldDenyEvery).
+// record counts a decision of a request (not each version a list
+// filters) and, for report mode, logs and audits a would-be denial (once
+// in wouldDenyEvery).
 func (g *Gate) record(ctx context.Context, d policy.Decision, target string) policy.Decision {
-	g.count(d)
+	g.cfg.Metrics.decided(string(d.Action), d.Rule, !d.WouldDeny)
 	if d.WouldDeny && g.firstWouldDeny(target, d.Rule) {
 		g.log.Warn("policy would deny (report mode)",
 			zap.String("target", target), zap.String("rule", d.Rule), zap.String("reason", d.Reason))
@@ -92,12 +93,6 @@ func (g *Gate) record(ctx context.Context, d policy.Decision, target string) pol
 			}
 		}
 	}
-	return d
-}
-
-// count counts a decision in the metrics.
-func (g *Gate) count(d policy.Decision) policy.Decision {
-	g.cfg.Metrics.decided(string(d.Action), d.Rule, !d.WouldDeny)
 	return d
 }
 
@@ -159,8 +154,10 @@ func (g *Gate) applyPolicy(ctx context.Context, req Request, body []byte) ([]byt
 // its time unknown: no version is presumed old because a neighbour is, and
 // its own .info, .mod, .zip and lookup are decided on its dates. What
 // dating learns stays cached: the .info in the cache, the record by the
-// witness. Its decisions are counted, not logged: the list's line shows
-// no one rule; the outcome carries the upstream time of the dating.
+// witness. Its decisions are neither counted nor logged: the list's line
+// shows no one rule, and the metrics count a request's decisions, not each
+// version a list filters. The outcome carries the upstream time of the
+// dating.
 func (g *Gate) filterList(ctx context.Context, p *policy.Policy, mod string, body []byte) ([]byte, outcome) {
 	versions := strings.Fields(string(body))
 	sort.Slice(versions, func(i, j int) bool { return semver.Compare(versions[i], versions[j]) > 0 })
@@ -187,7 +184,7 @@ func (g *Gate) filterList(ctx context.Context, p *policy.Policy, mod string, bod
 		if err := errors.Join(errs...); err != nil {
 			g.log.Debug("policy facts unknown", zap.String("target", mod+"@"+v), zap.Error(err))
 		}
-		if d := g.count(p.Decide(policy.Input{Module: mod, Version: v, Facts: facts})); d.Allowed {
+		if p.Decide(policy.Input{Module: mod, Version: v, Facts: facts}).Allowed {
 			kept = append(kept, v)
 		}
 	}

@@ -34,6 +34,7 @@ type Server struct {
 	// tickets keeps session resumption working across the per-connection
 	// clones of tls (see ticketKeys).
 	tickets ticketKeys
+	rejects rejectLog // clients that reject the interception certificate
 
 	egress  atomic.Pointer[egress.Egress]
 	metrics *Metrics
@@ -130,6 +131,9 @@ func (s *Server) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Connect
 	}
 	if err != nil {
 		s.metrics.connect("refuse")
+		if statusOf(err) == http.StatusForbidden {
+			s.metrics.egressRefused()
+		}
 		ctx.Resp = errorResponse(ctx.Req, err)
 		return &goproxy.ConnectAction{Action: goproxy.ConnectReject}, host
 	}
@@ -150,10 +154,16 @@ func (s *Server) onPlainProxy(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Req
 	}
 	if err != nil {
 		e.LogRefused(egress.LineForward, r.RemoteAddr, r.URL.Host, err)
+		if statusOf(err) == http.StatusForbidden {
+			s.metrics.egressRefused()
+		}
 		return r, errorResponse(r, err)
 	}
 	resp, err := e.Forward(r, r.RemoteAddr, t)
 	if err != nil {
+		if statusOf(err) == http.StatusForbidden {
+			s.metrics.egressRefused()
+		}
 		return r, errorResponse(r, err)
 	}
 	return r, resp
@@ -198,8 +208,13 @@ func (s *Server) intercept(req *http.Request, client net.Conn, ctx *goproxy.Prox
 		}
 		return get(hello)
 	}
-	if !s.conns.push(tls.Server(client, cfg)) {
-		client.Close()
+	tc := tls.Server(client, cfg)
+	if err := s.handshake(req.Context(), tc, req.RemoteAddr, host); err != nil {
+		tc.Close()
+		return
+	}
+	if !s.conns.push(tc) {
+		tc.Close()
 	}
 }
 

@@ -93,3 +93,19 @@ func WriteSecret(path, value string) error {
 func writeNew(path, data string, mode os.FileMode) error {
 	return atomicfile.Create(path, []byte(data), mode)
 }
+
+// LoadVerifier reads the enterprise verifier key (the public half) from
+// dir's note.pub. It needs neither the signer key nor permission to read it,
+// so it works on a machine that holds only note.pub.
+func LoadVerifier(dir string) (string, error) {
+	path := filepath.Join(dir, VerifierKeyFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading the verifier key: %w", err)
+	}
+	vkey := strings.TrimSpace(string(b))
+	if _, err := note.NewVerifier(vkey); err != nil {
+		return "", fmt.Errorf("parsing %s: %w", path, err)
+	}
+	return vkey, nil
+}

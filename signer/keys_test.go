@@ -58,3 +58,42 @@ func TestLoadKeyRefusesReadableSecret(t *testing.T) {
 		})
 	}
 }
+
+func TestLoadVerifierNeedsOnlyNotePub(t *testing.T) {
+	dir := t.TempDir()
+	vkey, _, err := CreateKey(dir, "sum.golang.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubOnly := t.TempDir()
+	if err := os.WriteFile(filepath.Join(pubOnly, VerifierKeyFile), []byte(vkey+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bad, VerifierKeyFile), []byte("not a key\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, dir, want string
+		wantErr         string
+	}{
+		{"full data directory", dir, vkey, ""},
+		{"note.pub alone", pubOnly, vkey, ""},
+		{"no note.pub", t.TempDir(), "", "reading the verifier key"},
+		{"invalid note.pub", bad, "", "parsing"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := LoadVerifier(tc.dir)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("LoadVerifier: %q, %v; want an error with %q", got, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("LoadVerifier: %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}

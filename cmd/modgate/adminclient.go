@@ -55,6 +55,12 @@ type adminClient struct {
 	http      *http.Client
 	token     string
 	tokenNote string // why there is no token, for the 401 hint
+	// expectKey is the verifier key of the data directory given (its
+	// note.pub), "" when it has none; identity records the check of the
+	// gate's key against it, made once before the first call.
+	expectKey, dataDir string
+	identity           error
+	checked            bool
 }
 
 // client builds the API client: the token comes from MODGATE_ADMIN_TOKEN,
@@ -69,7 +75,8 @@ func (o *adminOptions) client(getenv env) (*adminClient, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, usageError{fmt.Errorf("--admin %q: want an http:// or https:// URL", o.admin)}
 	}
-	c := &adminClient{base: u}
+	c := &adminClient{base: u, dataDir: o.dataDir}
+	c.expectKey, _ = signer.LoadVerifier(o.dataDir)
 	if c.token = getenv("MODGATE_ADMIN_TOKEN"); c.token == "" {
 		path := filepath.Join(o.dataDir, adminTokenFile)
 		if c.token, err = signer.ReadSecret(path); err != nil {
@@ -140,6 +147,9 @@ func (e *apiCallError) Error() string {
 // do sends a request and decodes a JSON answer into out, or returns the
 // raw body when out is nil.
 func (c *adminClient) do(ctx context.Context, method, path, contentType string, body []byte, out any) ([]byte, error) {
+	if err := c.checkIdentity(ctx); err != nil {
+		return nil, err
+	}
 	path, query, _ := strings.Cut(path, "?")
 	u := c.base.JoinPath(path)
 	u.RawQuery = query
@@ -182,6 +192,52 @@ func (c *adminClient) do(ctx context.Context, method, path, contentType string, 
 		}
 	}
 	return data, nil
+}
+
+// wrongGateError is an admin listener that answers for another gate than
+// the data directory given: its verifier key differs from note.pub.
+type wrongGateError struct {
+	Admin, DataDir, Got, Want string
+}
+
+func (e *wrongGateError) Error() string {
+	return fmt.Sprintf("the gate at %s is not the gate of %s: it serves the verifier key %s, and %s/note.pub holds %s; "+
+		"give --admin of that data directory's gate, or the --data-dir of this gate",
+		e.Admin, e.DataDir, e.Got, e.DataDir, e.Want)
+}
+
+// checkIdentity makes sure, once, that the admin listener belongs to the
+// gate of the data directory given: its /verifier.txt must be note.pub's
+// key. Nothing else, not even the token, is sent to a gate that fails.
+// Without a note.pub (a token from MODGATE_ADMIN_TOKEN alone) there is
+// nothing to compare, and the check passes.
+func (c *adminClient) checkIdentity(ctx context.Context) error {
+	if c.checked || c.expectKey == "" {
+		return c.identity
+	}
+	c.checked = true
+	u := c.base.JoinPath("/verifier.txt")
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.identity = fmt.Errorf("admin API %s: %w (is modgate serve running there? see --admin)",
+			c.base.Redacted(), unwrapURLError(err))
+		return c.identity
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	got := strings.TrimSpace(string(b))
+	switch {
+	case resp.StatusCode != http.StatusOK:
+		c.identity = fmt.Errorf("admin API %s: GET /verifier.txt: %s: not a modgate admin listener, or one without a verifier key",
+			c.base.Redacted(), resp.Status)
+	case got != c.expectKey:
+		c.identity = &wrongGateError{Admin: c.base.Redacted(), DataDir: c.dataDir, Got: got, Want: c.expectKey}
+	}
+	return c.identity
 }
 
 func unwrapURLError(err error) error {

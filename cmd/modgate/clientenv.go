@@ -1,10 +1,11 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -27,6 +28,7 @@ var baseNoProxy = []string{"localhost", "127.0.0.1", "::1"}
 type clientEnvOptions struct {
 	shell, proxy, admin, dataDir, caFile string
 	verifier, scope, noProxy, intercept  string
+	gate, rcFile                         string
 	persist                              bool
 }
 
@@ -41,7 +43,8 @@ type clientEnv struct {
 	GOSUMDB   string   // the enterprise verifier key
 	DBName    string   // the checksum database's name (the key's name)
 	CAFile    string   // where the client keeps the gate's CA certificate
-	AdminURL  string   // the admin listener, serving /ca.pem and /verifier.txt
+	CAURL     string   // where the client fetches the gate's CA certificate
+	Gate      string   // the gate's URL for modgate ca cert --gate; "" when only --admin names it
 	Persist   bool
 	Machine   bool // --scope machine: every user of the machine
 }
@@ -61,20 +64,28 @@ or machine's environment).`,
 	f := cmd.Flags()
 	f.StringVar(&o.shell, "shell", "", "bash, zsh, fish, powershell, cmd or dockerfile")
 	f.StringVar(&o.proxy, "proxy", "", "the gate's proxy URL (default http://<MODGATE_LISTEN or 127.0.0.1:3128>)")
-	f.StringVar(&o.admin, "admin", "", "the gate's admin URL, serving /ca.pem (default the proxy's host, port 3129)")
+	f.StringVar(&o.gate, "gate", "", "the gate's proxy URL: fetch the verifier key from it, and default --proxy to it")
+	f.StringVar(&o.admin, "admin", "", "the gate's admin URL, to name its /ca.pem (default: the proxy's /.modgate/ca.pem)")
 	o.dataDir = defaultDataDir(getenv)
 	f.StringVar(&o.dataDir, "data-dir", o.dataDir, "the gate's data directory, to read the verifier key (note.pub)")
 	f.StringVar(&o.caFile, "ca-file", "", "where the client keeps the gate's CA certificate (default <data-dir>/ca.pem)")
-	f.StringVar(&o.verifier, "verifier", "", "the enterprise verifier key for GOSUMDB (default: read from the data directory)")
+	f.StringVar(&o.verifier, "verifier", "", "the enterprise verifier key for GOSUMDB (default: from --gate, else the data directory's note.pub)")
 	f.StringVar(&o.noProxy, "no-proxy", "", "comma list of extra NO_PROXY entries (hosts the gate intercepts are left out)")
 	f.StringVar(&o.intercept, "intercept", strings.Join(proxy.DefaultIntercept, ","), "the hosts the gate intercepts (never in NO_PROXY)")
 	f.BoolVar(&o.persist, "persist", false, "print lines that persist the settings (rc file, setx, [Environment]::SetEnvironmentVariable)")
+	f.StringVar(&o.rcFile, "rc-file", "", "bash, zsh, fish: write the --persist block into this file, replacing an earlier one (implies --persist)")
 	f.StringVar(&o.scope, "scope", "user", "with --persist for powershell and cmd: user, or machine (every user; needs an elevated shell)")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if !f.Changed("data-dir") && getenv("MODGATE_DATA_DIR") != "" {
 			o.dataDir = getenv("MODGATE_DATA_DIR")
 		}
-		e, err := resolveClientEnv(o, getenv)
+		if o.rcFile != "" {
+			if _, ok := posixDialects[o.shell]; !ok {
+				return usageError{fmt.Errorf("--rc-file applies to --shell bash, zsh and fish, not %q", o.shell)}
+			}
+			o.persist = true
+		}
+		e, err := resolveClientEnv(cmd.Context(), o, getenv)
 		if err != nil {
 			return err
 		}
@@ -82,14 +93,26 @@ or machine's environment).`,
 		if err != nil {
 			return err
 		}
-		_, err = io.WriteString(stdout, out)
-		return err
+		if o.rcFile == "" {
+			_, err = io.WriteString(stdout, out)
+			return err
+		}
+		replaced, err := writeRCFile(o.rcFile, out)
+		if err != nil {
+			return err
+		}
+		verb := "added the modgate block to"
+		if replaced {
+			verb = "replaced the modgate block in"
+		}
+		fmt.Fprintf(stdout, "modgate: %s %s; new shells read it (this one: source %s)\n", verb, o.rcFile, o.rcFile)
+		return nil
 	}
 	return cmd
 }
 
 // resolveClientEnv checks the options and works out the values.
-func resolveClientEnv(o clientEnvOptions, getenv env) (clientEnv, error) {
+func resolveClientEnv(ctx context.Context, o clientEnvOptions, getenv env) (clientEnv, error) {
 	e := clientEnv{Shell: o.shell, Persist: o.persist}
 	if !slices.Contains(clientShells, o.shell) {
 		return e, usageError{fmt.Errorf("--shell %q: want one of %s", o.shell, strings.Join(clientShells, ", "))}
@@ -107,14 +130,14 @@ func resolveClientEnv(o clientEnvOptions, getenv env) (clientEnv, error) {
 	if err := resolveProxy(&e, o, getenv); err != nil {
 		return e, err
 	}
-	if err := resolveVerifier(&e, o); err != nil {
+	if err := resolveVerifier(ctx, &e, o); err != nil {
 		return e, err
 	}
 	e.CAFile = o.caFile
 	if e.CAFile == "" {
 		e.CAFile = filepath.Join(o.dataDir, "ca.pem")
 	}
-	for name, v := range map[string]string{"--proxy": e.Proxy, "--no-proxy": e.NoProxy, "--ca-file": e.CAFile, "--admin": e.AdminURL} {
+	for name, v := range map[string]string{"--proxy": e.Proxy, "--no-proxy": e.NoProxy, "--ca-file": e.CAFile, "--admin": e.CAURL} {
 		if i := strings.IndexFunc(v, unicode.IsControl); i >= 0 {
 			return e, usageError{fmt.Errorf("%s %q: control characters cannot be written in a shell line", name, v)}
 		}
@@ -122,9 +145,12 @@ func resolveClientEnv(o clientEnvOptions, getenv env) (clientEnv, error) {
 	return e, nil
 }
 
-// resolveProxy fills Proxy, AdminURL and NoProxy.
+// resolveProxy fills Proxy, Gate, CAURL and NoProxy.
 func resolveProxy(e *clientEnv, o clientEnvOptions, getenv env) error {
 	p := o.proxy
+	if p == "" && o.gate != "" {
+		p = o.gate
+	}
 	if p == "" {
 		listen := getenv("MODGATE_LISTEN")
 		if listen == "" {
@@ -137,8 +163,19 @@ func resolveProxy(e *clientEnv, o clientEnvOptions, getenv env) error {
 		return usageError{fmt.Errorf("--proxy: %w", err)}
 	}
 	e.Proxy = p
-	if e.AdminURL, err = adminURL(o.admin, u); err != nil {
-		return usageError{err}
+	gate := &url.URL{Scheme: "http", Host: u.Host}
+	if o.gate != "" {
+		if gate, err = parseGateURL(o.gate); err != nil {
+			return usageError{err}
+		}
+	}
+	e.Gate, e.CAURL = gate.String(), publicURL(gate, proxy.PublicCA)
+	if o.admin != "" {
+		a, err := adminURL(o.admin, u)
+		if err != nil {
+			return usageError{err}
+		}
+		e.Gate, e.CAURL = "", a+"/ca.pem"
 	}
 	e.Intercept = splitList(o.intercept)
 	if len(e.Intercept) == 0 {
@@ -152,19 +189,35 @@ func resolveProxy(e *clientEnv, o clientEnvOptions, getenv env) error {
 	return nil
 }
 
-// resolveVerifier fills GOSUMDB and DBName: --verifier, else the data
-// directory's key (signer.LoadKey, or note.pub alone when the signer key is
-// not readable, as on a machine that only has the public half).
-func resolveVerifier(e *clientEnv, o clientEnvOptions) error {
+// resolveVerifier fills GOSUMDB and DBName: --verifier, else the key the
+// gate serves (--gate), else the data directory's note.pub (the public
+// half, which needs no access to the signer key), else the key served by
+// the gate that an http:// --proxy names.
+func resolveVerifier(ctx context.Context, e *clientEnv, o clientEnvOptions) error {
 	vkey := strings.TrimSpace(o.verifier)
-	if vkey == "" {
-		if _, k, err := signer.LoadKey(o.dataDir); err == nil {
-			vkey = k
-		} else if b, perr := os.ReadFile(filepath.Join(o.dataDir, signer.VerifierKeyFile)); perr == nil {
-			vkey = strings.TrimSpace(string(b))
-		} else {
-			return fmt.Errorf("no verifier key: %w; give --verifier (modgate key verifier prints it, the admin listener serves it at /verifier.txt) or the gate's --data-dir", err)
+	switch {
+	case vkey != "":
+	case o.gate != "":
+		base, err := parseGateURL(o.gate)
+		if err != nil {
+			return usageError{err}
 		}
+		if vkey, err = fetchVerifierKey(ctx, base); err != nil {
+			return fmt.Errorf("no verifier key: %w", err)
+		}
+	default:
+		k, err := signer.LoadVerifier(o.dataDir)
+		if err != nil && o.proxy != "" {
+			// No data directory here: the --proxy given is the gate, which serves its key.
+			if u, perr := parseProxyURL(o.proxy); perr == nil && u.Scheme == "http" {
+				k, err = fetchVerifierKey(ctx, &url.URL{Scheme: "http", Host: u.Host})
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("no verifier key: %w; give the gate's address (--gate http://<gate>:3128), "+
+				"--verifier, or the gate's --data-dir", err)
+		}
+		vkey = k
 	}
 	v, err := note.NewVerifier(vkey)
 	if err != nil {

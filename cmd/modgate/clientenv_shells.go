@@ -20,19 +20,19 @@ var posixDialects = map[string]posixDialect{
 	"bash": {
 		name: "bash", quote: quoteSh, set: "export %s=%s",
 		load:   `eval "$(modgate client-env --shell bash ...)"`,
-		rc:     []string{"Append these lines to ~/.bashrc (read by every interactive bash; login shells", "read ~/.bash_profile, which usually sources ~/.bashrc):", "  modgate client-env --shell bash --persist ... >> ~/.bashrc"},
+		rc:     []string{"Append these lines to ~/.bashrc (read by every interactive bash; login shells", "read ~/.bash_profile, which usually sources ~/.bashrc):", "  modgate client-env --shell bash --rc-file ~/.bashrc ...   (replaces this block when run again)"},
 		rmLine: `rm -rf "$(go env GOPATH)/pkg/sumdb/%[1]s/latest" "$(go env GOMODCACHE)/cache/download/sumdb/%[1]s/lookup"`,
 	},
 	"zsh": {
 		name: "zsh", quote: quoteSh, set: "export %s=%s",
 		load:   `eval "$(modgate client-env --shell zsh ...)"`,
-		rc:     []string{"Append these lines to ~/.zshrc (read by every interactive zsh; use ~/.zshenv", "to reach scripts as well):", "  modgate client-env --shell zsh --persist ... >> ~/.zshrc"},
+		rc:     []string{"Append these lines to ~/.zshrc (read by every interactive zsh; use ~/.zshenv", "to reach scripts as well):", "  modgate client-env --shell zsh --rc-file ~/.zshrc ...   (replaces this block when run again)"},
 		rmLine: `rm -rf "$(go env GOPATH)/pkg/sumdb/%[1]s/latest" "$(go env GOMODCACHE)/cache/download/sumdb/%[1]s/lookup"`,
 	},
 	"fish": {
 		name: "fish", quote: quoteFish, set: "set -gx %s %s",
 		load:   `modgate client-env --shell fish ... | source`,
-		rc:     []string{"Append these lines to ~/.config/fish/config.fish, or keep them in a file of their own:", "  modgate client-env --shell fish --persist ... > ~/.config/fish/conf.d/modgate.fish"},
+		rc:     []string{"Append these lines to ~/.config/fish/config.fish, or keep them in a file of their own:", "  modgate client-env --shell fish --rc-file ~/.config/fish/conf.d/modgate.fish ..."},
 		rmLine: `rm -rf (go env GOPATH)/pkg/sumdb/%[1]s/latest (go env GOMODCACHE)/cache/download/sumdb/%[1]s/lookup`,
 	},
 }
@@ -60,8 +60,11 @@ func renderPOSIX(s *script, e clientEnv, d posixDialect) {
 		"  cat /etc/ssl/certs/ca-certificates.crt "+q(e.CAFile)+" > roots.pem",
 		"or trust the CA system-wide (below) and leave SSL_CERT_FILE out. macOS ignores SSL_CERT_FILE.")
 	s.line(d.set, "SSL_CERT_FILE", q(e.CAFile))
-	s.comment("", "Once: get the gate's CA certificate. Copy <data-dir>/ca.pem from the gate, or fetch it:",
-		"  curl -fsS -o "+q(e.CAFile)+" "+q(e.AdminURL+"/ca.pem"),
+	s.comment("", "Once: get the gate's CA certificate. Copy <data-dir>/ca.pem from the gate, or fetch it:")
+	if e.Gate != "" {
+		s.comment("  modgate ca cert --gate " + q(e.Gate) + " > " + q(e.CAFile))
+	}
+	s.comment("  curl -fsS -o "+q(e.CAFile)+" "+q(e.CAURL),
 		"Or trust it system-wide instead of SSL_CERT_FILE:",
 		"  Debian, Ubuntu, Alpine: sudo cp "+q(e.CAFile)+" /usr/local/share/ca-certificates/modgate.crt && sudo update-ca-certificates",
 		"  Fedora, RHEL: sudo cp "+q(e.CAFile)+" /etc/pki/ca-trust/source/anchors/modgate.crt && sudo update-ca-trust",
@@ -115,7 +118,7 @@ func renderPowerShell(s *script, e clientEnv) {
 	}
 	s.comment("", "Once: trust the gate's CA. On Windows the go command uses the certificate store",
 		"(SSL_CERT_FILE is ignored). Copy <data-dir>/ca.pem from the gate, or fetch it:",
-		"  Invoke-WebRequest -UseBasicParsing -Uri "+q(e.AdminURL+"/ca.pem")+" -OutFile "+q(e.CAFile),
+		"  Invoke-WebRequest -UseBasicParsing -Uri "+q(e.CAURL)+" -OutFile "+q(e.CAFile),
 		"  Import-Certificate -FilePath "+q(e.CAFile)+` -CertStoreLocation Cert:\CurrentUser\Root`,
 		`For every user of the machine, from an elevated shell: -CertStoreLocation Cert:\LocalMachine\Root`,
 		"PowerShell on Linux: $env:SSL_CERT_FILE = "+q(e.CAFile)+"; on macOS:",
@@ -188,7 +191,7 @@ func renderCmd(s *script, e clientEnv) error {
 	}
 	s.comment("", "Once: trust the gate's CA (the go command uses the Windows certificate store).",
 		"Copy <data-dir>/ca.pem from the gate, or fetch it:",
-		`  curl.exe -fsS -o "`+e.CAFile+`" "`+e.AdminURL+`/ca.pem"`,
+		`  curl.exe -fsS -o "`+e.CAFile+`" "`+e.CAURL+`"`,
 		`  certutil -user -addstore Root "`+e.CAFile+`"`,
 		`For every user of the machine, from an elevated prompt: certutil -addstore Root "`+e.CAFile+`"`)
 	s.comment("", "Once, after switching GOSUMDB keys: a note cached under another key named "+e.DBName,
@@ -207,7 +210,7 @@ func renderDockerfile(s *script, e clientEnv) {
 		"Paste these lines into the build stage that runs the go command, after its FROM.",
 		"Put the gate's CA certificate into the build context as modgate-ca.pem: copy",
 		"<data-dir>/ca.pem from the gate, or fetch it:",
-		"  curl -fsS -o modgate-ca.pem "+quoteSh(e.AdminURL+"/ca.pem"),
+		"  curl -fsS -o modgate-ca.pem "+quoteSh(e.CAURL),
 		"Build with the proxy as build arguments:",
 		"  docker build --build-arg HTTPS_PROXY="+quoteSh(e.Proxy)+" --build-arg NO_PROXY="+quoteSh(e.NoProxy)+" .",
 		"HTTPS_PROXY and NO_PROXY are build arguments Docker predefines: RUN steps see them, and",

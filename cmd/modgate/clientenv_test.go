@@ -53,7 +53,7 @@ func TestClientEnvGolden(t *testing.T) {
 				if shell == "cmd" {
 					latest = `pkg\sumdb\sum.golang.org\latest`
 				}
-				for _, want := range []string{goldenVerifier, "localhost,127.0.0.1,::1,git.example.com", "http://gate.example.com:3129/ca.pem", latest} {
+				for _, want := range []string{goldenVerifier, "localhost,127.0.0.1,::1,git.example.com", "http://gate.example.com:3128/.modgate/ca.pem", latest} {
 					if !strings.Contains(stdout, want) {
 						t.Errorf("output lacks %q", want)
 					}
@@ -128,7 +128,7 @@ func TestClientEnvDefaults(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	for _, want := range []string{"export GOSUMDB='" + strings.TrimSpace(vkey) + "'", "export HTTPS_PROXY='http://10.1.2.3:8080'",
-		"export SSL_CERT_FILE='" + filepath.Join(dir, "ca.pem") + "'", "'http://10.1.2.3:3129/ca.pem'"} {
+		"export SSL_CERT_FILE='" + filepath.Join(dir, "ca.pem") + "'", "'http://10.1.2.3:8080/.modgate/ca.pem'"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, stdout)
 		}

@@ -82,7 +82,8 @@ func TestDeployCompose(t *testing.T) {
 }
 
 // composeConfig validates the file with docker compose or docker-compose
-// when one is installed (no Docker engine is needed for that).
+// when one is installed (no Docker engine is needed for that); with
+// CI=true one must be.
 func composeConfig(t *testing.T, path string) {
 	for _, argv := range [][]string{{"docker", "compose"}, {"docker-compose"}} {
 		if _, err := exec.LookPath(argv[0]); err != nil {
@@ -96,6 +97,9 @@ func composeConfig(t *testing.T, path string) {
 			t.Errorf("%s config: %v\n%s", strings.Join(argv, " "), err, out)
 		}
 		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("CI=true: neither docker compose nor docker-compose is installed (.ci/run installs docker-compose)")
 	}
 	t.Log("neither docker compose nor docker-compose is installed: only the YAML checks ran")
 }

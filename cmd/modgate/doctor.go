@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -15,7 +16,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/mod/module"
-	"golang.org/x/mod/sumdb/note"
 
 	"github.com/modgate/modgate/proxy"
 )
@@ -33,7 +33,7 @@ const (
 // doctorOptions are the flags of modgate doctor.
 type doctorOptions struct {
 	proxy, admin, module string
-	json                 bool
+	json, strict         bool
 	timeout              time.Duration
 }
 
@@ -78,9 +78,10 @@ It exits 1 if a check fails.`,
 	var o doctorOptions
 	f := cmd.Flags()
 	f.StringVar(&o.proxy, "proxy", "", "the gate's proxy URL (default: HTTPS_PROXY, or GOPROXY when it names the gate)")
-	f.StringVar(&o.admin, "admin", "", "the gate's admin URL (default: the gate's host, port 3129)")
+	f.StringVar(&o.admin, "admin", "", "read the gate's key and CA from this admin URL (default: the gate's /.modgate/)")
 	f.StringVar(&o.module, "module", defaultDoctorModule, "module@version to look up through the gate")
 	f.BoolVar(&o.json, "json", false, "print the checks as JSON")
+	f.BoolVar(&o.strict, "strict", false, "exit 1 on warnings too")
 	f.DurationVar(&o.timeout, "timeout", 15*time.Second, "time limit of each network check")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		in := doctorInputs{getenv: getenv, goEnv: goEnvJSON(nil), roots: goRoots}
@@ -149,13 +150,16 @@ func doctor(ctx context.Context, o doctorOptions, in doctorInputs, w io.Writer) 
 	if rep.Failed > 0 {
 		return fmt.Errorf("doctor: %d of %d checks failed", rep.Failed, len(rep.Checks))
 	}
+	if o.strict && rep.Warned > 0 {
+		return fmt.Errorf("doctor --strict: %d of %d checks warned", rep.Warned, len(rep.Checks))
+	}
 	return nil
 }
 
 // printReport writes the results for people: one line per check, then
 // its fix, indented.
 func printReport(w io.Writer, st *doctorState, rep report) {
-	fmt.Fprintf(w, "modgate doctor: %s, GOPROXY=%s, gate %s, admin %s\n", st.goenv["GOVERSION"], st.goenv["GOPROXY"], orNone(st.gate), st.admin)
+	fmt.Fprintf(w, "modgate doctor: %s, GOPROXY=%s, gate %s, its key from %s\n", st.goenv["GOVERSION"], st.goenv["GOPROXY"], orNone(st.gate), st.keyURL)
 	width := 0
 	for _, r := range rep.Checks {
 		width = max(width, len(r.Check))
@@ -195,7 +199,9 @@ type doctorState struct {
 	proxyErr    error    // HTTPS_PROXY did not parse
 	gate        *url.URL // the gate's proxy URL; nil if unknown
 	goproxyMode bool     // GOPROXY's first entry is the gate
-	admin       string   // the admin listener's base URL
+	gateBase    string   // the gate's URL for modgate ca cert --gate; "" when --admin is given
+	keyURL      string   // where the gate serves its verifier key
+	caURL       string   // where the gate serves its CA certificate
 
 	gateKey    string // the gate's verifier key, from /verifier.txt
 	gateKeyErr error
@@ -216,13 +222,13 @@ func newDoctorState(ctx context.Context, o doctorOptions, in doctorInputs) (*doc
 	if err := st.locateGate(); err != nil {
 		return nil, err
 	}
-	if st.admin, err = adminURL(o.admin, st.gate); err != nil {
-		return nil, usageError{err}
+	if err := st.locateKeys(); err != nil {
+		return nil, err
 	}
-	st.gateKey, st.gateKeyErr = fetchVerifier(ctx, st.admin, o.timeout)
 	if in.roots != nil {
 		st.roots, st.rootsErr = in.roots(in.getenv)
 	}
+	st.gateKey, st.gateKeyErr = fetchVerifier(ctx, st.keyURL, st.roots, o.timeout)
 	return st, nil
 }
 
@@ -252,28 +258,48 @@ func (st *doctorState) locateGate() error {
 	return nil
 }
 
-// fetchVerifier reads the gate's verifier key from admin/verifier.txt.
-func fetchVerifier(ctx context.Context, admin string, timeout time.Duration) (string, error) {
+// locateKeys works out where the gate serves its verifier key and CA:
+// --admin's /verifier.txt and /ca.pem, else /.modgate/ on the gate's
+// proxy or GOPROXY address (default http://127.0.0.1:3128).
+func (st *doctorState) locateKeys() error {
+	if st.opts.admin != "" {
+		admin, err := adminURL(st.opts.admin, st.gate)
+		if err != nil {
+			return usageError{err}
+		}
+		st.keyURL, st.caURL = admin+"/verifier.txt", admin+"/ca.pem"
+		return nil
+	}
+	base := &url.URL{Scheme: "http", Host: defaultListen}
+	if st.gate != nil && (st.gate.Scheme == "http" || st.gate.Scheme == "https") {
+		base = &url.URL{Scheme: st.gate.Scheme, Host: st.gate.Host}
+	}
+	st.gateBase = base.String()
+	st.keyURL, st.caURL = publicURL(base, proxy.PublicVerifier), publicURL(base, proxy.PublicCA)
+	return nil
+}
+
+// fetchVerifier reads the gate's verifier key from target, directly (not
+// through HTTPS_PROXY), verifying an https gate with roots.
+func fetchVerifier(ctx context.Context, target string, roots *x509.CertPool, timeout time.Duration) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, admin+"/verifier.txt", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		return "", err
 	}
-	resp, err := (&http.Client{Transport: &http.Transport{Proxy: nil}}).Do(req)
+	tr := &http.Transport{Proxy: nil, TLSClientConfig: &tls.Config{RootCAs: roots}}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
 		return "", err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET %s/verifier.txt: %s", admin, resp.Status)
+		return "", fmt.Errorf("GET %s: %s", target, resp.Status)
 	}
-	key := strings.TrimSpace(string(body))
-	if _, err := note.NewVerifier(key); err != nil {
-		return "", fmt.Errorf("GET %s/verifier.txt: %q is not a verifier key: %w", admin, key, err)
-	}
-	return key, nil
+	return checkVerifierKey("GET "+target, body)
 }
 
 // getenvAny returns the first non-empty variable among names, as the go

@@ -8,10 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/modgate/modgate/internal/advice"
 )
 
 // doctorChecks are the checks of modgate doctor, in the order they run.
@@ -46,11 +49,35 @@ func fail(fix, format string, args ...any) result {
 
 // setFix says how to give a go env variable a value: in the environment
 // when the environment sets it (it outranks go env -w), else go env -w.
+// It points at client-env only for the variables client-env prints.
 func (st *doctorState) setFix(name, value string) string {
-	if st.getenv(name) != "" {
-		return fmt.Sprintf("the environment sets %s; change it there to %s (modgate client-env --shell <your shell> prints the lines)", name, value)
+	if st.getenv(name) == "" {
+		return fmt.Sprintf("go env -w %s=%s", name, shellWord(value))
 	}
-	return fmt.Sprintf("go env -w %s=%s", name, value)
+	fix := fmt.Sprintf("the environment sets %s; change it there to %s", name, shellWord(value))
+	if advice.PrintedByClientEnv(name) {
+		fix += " (modgate client-env --shell <your shell> --gate <gate URL> prints the line)"
+	}
+	return fix
+}
+
+// shellWord quotes v for a POSIX shell when it holds anything but
+// characters that need no quoting.
+func shellWord(v string) string {
+	if v != "" && strings.Trim(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-") == "" {
+		return v
+	}
+	return quoteSh(v)
+}
+
+// goproxyAdvice is the GOPROXY to recommend (advice.GOPROXY): the gate's
+// endpoint when the client uses it as GOPROXY, or has no HTTPS_PROXY but
+// a known gate; else proxy.golang.org.
+func (st *doctorState) goproxyAdvice() string {
+	if st.gate != nil && (st.goproxyMode || st.httpsProxy == nil) {
+		return advice.GOPROXY(st.gate.Redacted())
+	}
+	return advice.GOPROXY("")
 }
 
 // unsetFix says how to clear a go env variable.
@@ -63,10 +90,10 @@ func (st *doctorState) unsetFix(name string) string {
 
 func checkGate(_ context.Context, st *doctorState) result {
 	if st.gateKeyErr != nil {
-		return warn("give the admin listener's URL: modgate doctor --admin http://<gate>:3129",
-			"cannot read the gate's verifier key from %s/verifier.txt: %v", st.admin, st.gateKeyErr)
+		return warn("give the gate's address: modgate doctor --proxy http://<gate>:3128 (or its admin listener: --admin)",
+			"cannot read the gate's verifier key: %v", st.gateKeyErr)
 	}
-	return ok("the gate's admin listener %s answers; its verifier key is %s", st.admin, st.gateKey)
+	return ok("the gate answers at %s; its verifier key is %s", st.keyURL, st.gateKey)
 }
 
 func checkGOPROXY(_ context.Context, st *doctorState) result {
@@ -74,16 +101,16 @@ func checkGOPROXY(_ context.Context, st *doctorState) result {
 	first := firstGOPROXY(v)
 	switch {
 	case v == "off" || first == "off":
-		return fail(st.setFix("GOPROXY", "https://proxy.golang.org,direct"), "GOPROXY=%s: the go command downloads no modules", v)
+		return fail(st.setFix("GOPROXY", st.goproxyAdvice()), "GOPROXY=%s: the go command downloads no modules", v)
 	case first == "direct" || first == "":
-		return warn(st.setFix("GOPROXY", "https://proxy.golang.org,direct"),
+		return warn(st.setFix("GOPROXY", st.goproxyAdvice()),
 			"GOPROXY=%s: modules come straight from their version control hosts, around the gate", v)
 	case st.goproxyMode:
 		return ok("GOPROXY=%s: the gate's GOPROXY endpoint", v)
 	case isDefaultProxy(first):
 		return ok("GOPROXY=%s: proxy.golang.org, which the gate intercepts through HTTPS_PROXY", v)
 	}
-	return warn(st.setFix("GOPROXY", "https://proxy.golang.org,direct"),
+	return warn(st.setFix("GOPROXY", st.goproxyAdvice()),
 		"GOPROXY=%s starts with neither proxy.golang.org nor the gate: the gate sees only proxy.golang.org and sum.golang.org", v)
 }
 
@@ -175,7 +202,9 @@ func checkExemptions(_ context.Context, st *doctorState) result {
 	}
 	switch {
 	case len(bad) > 0:
-		return warn("list only your private module paths, such as git.example.com/*, in GOPRIVATE (go env -w GOPRIVATE=git.example.com/*), and leave GONOSUMDB and GONOPROXY unset",
+		return warn(fmt.Sprintf("list only the modules that only the gate's upstream serves in %s (%s), not in GOPRIVATE, "+
+			"which also fetches them direct; leave GOPRIVATE and GONOPROXY unset, or limited to modules fetched from their VCS host",
+			advice.PrivateVar, st.setFix(advice.PrivateVar, advice.PrivateExample)),
 			"%s: public modules skip the checksum database or the proxy, and so the gate", strings.Join(bad, "; "))
 	case len(set) > 0:
 		return ok("%s: no public module exempted", strings.Join(set, ", "))
@@ -188,7 +217,12 @@ func checkGOFLAGS(_ context.Context, st *doctorState) result {
 	for _, f := range strings.Fields(v) {
 		name, _, _ := strings.Cut(strings.TrimLeft(f, "-"), "=")
 		if name == "insecure" {
-			return warn(st.setFix("GOFLAGS", strings.TrimSpace(strings.ReplaceAll(" "+v+" ", " "+f+" ", " "))), "GOFLAGS=%s: %s lets downloads skip certificate checks", v, f)
+			fix := st.unsetFix("GOFLAGS")
+			others := slices.DeleteFunc(strings.Fields(v), func(x string) bool { return x == f })
+			if rest := strings.Join(others, " "); rest != "" {
+				fix = st.setFix("GOFLAGS", rest)
+			}
+			return warn(fix, "GOFLAGS=%s: %s lets downloads skip certificate checks", v, f)
 		}
 	}
 	if v == "" {
@@ -205,7 +239,7 @@ func checkGOINSECURE(_ context.Context, st *doctorState) result {
 }
 
 func checkHTTPSProxy(_ context.Context, st *doctorState) result {
-	fix := "set HTTPS_PROXY to the gate (modgate client-env --shell <your shell> prints the line)"
+	fix := "set HTTPS_PROXY to the gate (modgate client-env --shell <your shell> --gate <gate URL> prints the line)"
 	switch {
 	case st.proxyErr != nil:
 		return fail(fix, "HTTPS_PROXY: %v", st.proxyErr)
@@ -283,18 +317,23 @@ func removeNotesFix(latest, lookup string) string {
 
 // caFix says how to make the go command trust the gate's CA here.
 func (st *doctorState) caFix() string {
-	ca := st.admin + "/ca.pem"
+	get := fmt.Sprintf("curl -fsS -o modgate-ca.pem %s", quoteSh(st.caURL))
+	if st.gateBase != "" {
+		get = fmt.Sprintf("modgate ca cert --gate %s > modgate-ca.pem", quoteSh(st.gateBase))
+	}
 	switch runtime.GOOS {
 	case "windows":
-		return fmt.Sprintf("Invoke-WebRequest -UseBasicParsing -Uri %s -OutFile modgate-ca.pem\nImport-Certificate -FilePath modgate-ca.pem -CertStoreLocation Cert:\\CurrentUser\\Root", quotePS(ca))
+		return fmt.Sprintf("Invoke-WebRequest -UseBasicParsing -Uri %s -OutFile modgate-ca.pem\n"+
+			"Import-Certificate -FilePath modgate-ca.pem -CertStoreLocation Cert:\\CurrentUser\\Root", quotePS(st.caURL))
 	case "darwin":
-		return fmt.Sprintf("curl -fsS -o modgate-ca.pem %s\nsudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain modgate-ca.pem", quoteSh(ca))
+		return fmt.Sprintf("%s\nsudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain modgate-ca.pem", get)
 	}
 	cur := ""
 	if f := st.getenv("SSL_CERT_FILE"); f != "" {
 		cur = fmt.Sprintf(" (SSL_CERT_FILE=%s does not hold it)", f)
 	}
-	return fmt.Sprintf("fetch the gate's CA%s: curl -fsS -o modgate-ca.pem %s\nthen export SSL_CERT_FILE=\"$PWD/modgate-ca.pem\"\nor: sudo cp modgate-ca.pem /usr/local/share/ca-certificates/modgate.crt && sudo update-ca-certificates", cur, quoteSh(ca))
+	return fmt.Sprintf("fetch the gate's CA%s: %s\nthen export SSL_CERT_FILE=\"$PWD/modgate-ca.pem\"\n"+
+		"or: sudo cp modgate-ca.pem /usr/local/share/ca-certificates/modgate.crt && sudo update-ca-certificates", cur, get)
 }
 
 // signerNames names the keys whose signatures on n verified, for messages.

@@ -25,6 +25,10 @@ func checkTLS(ctx context.Context, st *doctorState) result {
 	switch {
 	case st.goproxyMode && strings.HasPrefix(st.lookupBase(), "http://"):
 		return ok("not needed: GOPROXY is the gate's plain-HTTP endpoint")
+	case st.goproxyMode && st.rootsErr == nil:
+		return checkGateTLS(ctx, st)
+	case st.httpsProxy == nil && !st.goproxyMode:
+		return warn("", "not checked: neither HTTPS_PROXY nor GOPROXY names the gate")
 	case st.httpsProxy == nil || st.proxyErr != nil:
 		return warn("", "not checked: no usable HTTPS_PROXY")
 	case st.rootsErr != nil:
@@ -46,6 +50,31 @@ func checkTLS(ctx context.Context, st *doctorState) result {
 		seen = append(seen, fmt.Sprintf("%s (issued by %q)", host, issuer))
 	}
 	return ok("%s: the certificates verify with the roots the go command uses", strings.Join(seen, ", "))
+}
+
+// checkGateTLS checks the certificate of the gate's HTTPS GOPROXY
+// endpoint (serve --tls-listen), which the go command reaches directly.
+func checkGateTLS(ctx context.Context, st *doctorState) result {
+	ctx, cancel := context.WithTimeout(ctx, st.opts.timeout)
+	defer cancel()
+	u, _ := url.Parse(st.lookupBase())
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "443")
+	}
+	d := tls.Dialer{Config: &tls.Config{ServerName: u.Hostname(), RootCAs: st.roots}}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	var cve *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &cve):
+		return fail(st.caFix(), "the gate's endpoint %s presents a certificate (issued by %q) that does not verify "+
+			"with the roots the go command uses: %v", u.Host, issuerOf(cve.UnverifiedCertificates), cve.Err)
+	case err != nil:
+		return fail("check that the gate serves HTTPS there (serve --tls-listen)", "TLS to %s: %v", u.Host, err)
+	}
+	defer conn.Close()
+	issuer := issuerOf(conn.(*tls.Conn).ConnectionState().PeerCertificates)
+	return ok("%s (issued by %q): the gate's certificate verifies with the roots the go command uses", u.Host, issuer)
 }
 
 // connectError is a proxy's refusal of a CONNECT.

@@ -54,6 +54,9 @@ func newInitCmd(getenv env, stderr io.Writer) *cobra.Command {
 		if err := checkTLSNames(extra, splitList(*intercept)); err != nil {
 			return usageError{err}
 		}
+		if err := checkListenAddr("listen", *listen); err != nil {
+			return usageError{err}
+		}
 		created, vkey, err := initDataDir(*dataDir, splitList(*intercept), extra, name)
 		if err != nil {
 			return err
@@ -165,6 +168,9 @@ func printClientLines(w io.Writer, dataDir, proxy, vkey string) {
     $env:HTTPS_PROXY = '%[1]s'
     $env:GOSUMDB = '%[3]s'
   macOS: sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain '%[2]s'
+  A workstation without the data directory fetches the CA and the key from the gate:
+    modgate ca cert --gate %[1]s > ~/.config/modgate/ca.pem
+    modgate client-env --shell bash --gate %[1]s --ca-file ~/.config/modgate/ca.pem --rc-file ~/.bashrc
   A client that verified %[4]s with another key before must delete its cached notes:
     rm -rf "$(go env GOPATH)/pkg/sumdb/%[4]s/latest" "$(go env GOMODCACHE)/cache/download/sumdb/%[4]s/lookup"
 `, proxy, ca, vkey, name)

@@ -115,15 +115,19 @@ func addDataDir(cmd *cobra.Command, getenv env) *string {
 // environment (MODGATE_<FLAG>, upper case, dashes to underscores), else from
 // the YAML file named by --config. Unknown settings in the file are errors.
 func applyEnvAndConfig(fs *pflag.FlagSet, getenv env, configFile string) error {
-	settings := map[string]string{}
+	settings := map[string]configValue{}
 	if configFile != "" {
 		var err error
 		if settings, err = readConfig(configFile); err != nil {
 			return err
 		}
-		for name := range settings {
-			if fs.Lookup(name) == nil || name == "config" {
+		for name, v := range settings {
+			f := fs.Lookup(name)
+			if f == nil || name == "config" {
 				return usageError{fmt.Errorf("config %s: unknown setting %q", configFile, name)}
+			}
+			if v.list && !acceptsList(f) {
+				return usageError{fmt.Errorf("config %s: %s takes one value, not a list", configFile, name)}
 			}
 		}
 	}
@@ -138,7 +142,7 @@ func applyEnvAndConfig(fs *pflag.FlagSet, getenv env, configFile string) error {
 				errs = append(errs, usageError{fmt.Errorf("%s=%q: %v", envName, v, err)})
 			}
 		} else if v, ok := settings[f.Name]; ok {
-			if err := fs.Set(f.Name, v); err != nil {
+			if err := fs.Set(f.Name, v.value); err != nil {
 				errs = append(errs, usageError{fmt.Errorf("config %s: %s: %v", configFile, f.Name, err)})
 			}
 		}
@@ -151,8 +155,33 @@ func lookup(getenv env, name string) (string, bool) {
 	return v, v != ""
 }
 
+// listAnnotation marks a flag whose value is a comma list, so that a
+// config file may give it as a YAML list.
+const listAnnotation = "modgate_list"
+
+// acceptsList reports whether f takes a comma list: a slice flag, or one
+// annotated with listAnnotation.
+func acceptsList(f *pflag.Flag) bool {
+	_, ok := f.Annotations[listAnnotation]
+	return ok || strings.HasSuffix(f.Value.Type(), "Slice")
+}
+
+// markList annotates the flags named as taking a comma list.
+func markList(fs *pflag.FlagSet, names ...string) {
+	for _, n := range names {
+		fs.SetAnnotation(n, listAnnotation, []string{"true"})
+	}
+}
+
+// configValue is one setting of a config file: its value as a flag reads
+// it, and whether the file gave a YAML list.
+type configValue struct {
+	value string
+	list  bool
+}
+
 // readConfig reads a flat YAML map of flag names to scalars or lists.
-func readConfig(path string) (map[string]string, error) {
+func readConfig(path string) (map[string]configValue, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
@@ -161,7 +190,7 @@ func readConfig(path string) (map[string]string, error) {
 	if err := yaml.Unmarshal(b, &raw); err != nil {
 		return nil, usageError{fmt.Errorf("config %s: %v", path, err)}
 	}
-	out := make(map[string]string, len(raw))
+	out := make(map[string]configValue, len(raw))
 	for k, v := range raw {
 		switch v := v.(type) {
 		case []any:
@@ -169,13 +198,13 @@ func readConfig(path string) (map[string]string, error) {
 			for i, p := range v {
 				parts[i] = fmt.Sprint(p)
 			}
-			out[k] = strings.Join(parts, ",")
+			out[k] = configValue{strings.Join(parts, ","), true}
 		case map[string]any:
 			return nil, usageError{fmt.Errorf("config %s: %s: want a value or a list, not a map", path, k)}
 		case nil:
-			out[k] = ""
+			out[k] = configValue{}
 		default:
-			out[k] = fmt.Sprint(v)
+			out[k] = configValue{value: fmt.Sprint(v)}
 		}
 	}
 	return out, nil

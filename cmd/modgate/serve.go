@@ -163,6 +163,7 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 		"bound on the cache, such as 20GiB: past it the least recently used zips, .mod, .info and checksum data "+
 			"are evicted (default unbounded)",
 	)
+	markList(f, "intercept", "private", "tls-names")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if !f.Changed("config") {
 			o.config = getenv("MODGATE_CONFIG")
@@ -194,6 +195,8 @@ func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
 	}
 	ec := zap.NewProductionEncoderConfig()
 	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	// One unit for every duration in the logs: milliseconds, as upstream_ms.
+	ec.EncodeDuration = zapcore.MillisDurationEncoder
 	var enc zapcore.Encoder
 	switch format {
 	case "json":
@@ -227,6 +230,9 @@ func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
 	intercept := splitList(o.intercept)
 	if o.tls.nameList, err = o.tls.tlsNames(intercept); err != nil {
 		return usageError{err}
+	}
+	if err := validateServe(o); err != nil {
+		return err
 	}
 	if err := checkWritable(o.dataDir); err != nil {
 		return err
@@ -349,11 +355,13 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 		Upstream: upstreamURL, HTTPClient: client, Cache: g.cache, Witness: g.witness, Intercept: intercept,
 		Private: splitList(o.private), Offline: o.offline, ListTTL: o.listTTL, SpoolDir: spool,
 		Logger: log.Named("access"), Metrics: g.metrics, Policy: g.policy.Current, Audit: g.audit,
+		Public: publicFiles(g.ca.CertPEM, g.verifier),
 	})
 	if err != nil {
 		return nil, err
 	}
-	lc := pki.LeavesConfig{CA: g.ca, Dir: o.dataDir, Allow: o.tls.allow(g.gate.Intercepts), Logger: log.Named("certs")}
+	lc := pki.LeavesConfig{CA: g.ca, Dir: o.dataDir, Allow: o.tls.allow(g.gate.Intercepts),
+		Logger: libraryLogger(log.Named("certs"))}
 	if g.leaves, err = pki.NewLeaves(ctx, lc); err != nil {
 		return nil, err
 	}
@@ -394,6 +402,15 @@ func (g *gateParts) loadKeys(dataDir, dbName string, intercept []string) (note.S
 		return nil, fmt.Errorf("admin token: %w", err)
 	}
 	return sig, nil
+}
+
+// publicFiles are the files the proxy listener serves to clients at
+// /.modgate/: the CA certificate and the verifier key, both public.
+func publicFiles(caPEM []byte, verifier string) []proxy.PublicFile {
+	return []proxy.PublicFile{
+		{Name: proxy.PublicCA, ContentType: "application/x-pem-file", Body: caPEM},
+		{Name: proxy.PublicVerifier, ContentType: "text/plain; charset=utf-8", Body: []byte(verifier + "\n")},
+	}
 }
 
 // cleanSpool makes the spool directory and removes zips that a killed

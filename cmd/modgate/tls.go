@@ -166,7 +166,7 @@ func (g *gateParts) tlsCerts(ctx context.Context, o serveOptions, addr string, l
 		}
 	}
 	a, err := pki.NewACME(ctx, pki.ACMEConfig{CA: o.tls.acmeCA, Email: o.tls.acmeEmail, TrustedRoots: roots,
-		Dir: o.dataDir, ListenAddr: addr, Logger: log.Named("acme")})
+		Dir: o.dataDir, ListenAddr: addr, Logger: libraryLogger(log.Named("acme"))})
 	if err != nil {
 		return nil, nil, fmt.Errorf("--acme-ca: %w", err)
 	}

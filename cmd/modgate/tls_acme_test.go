@@ -29,7 +29,8 @@ func TestGOPROXYOverTLSFromACME(t *testing.T) {
 	dirURL, tlsRootFile, issuedRootFile := startPebble(t, port)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	up, g := fakeGate(t, dataDir, "--tls-listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "--tls-names", "localhost",
-		"--acme-ca", dirURL, "--acme-ca-root", tlsRootFile, "--acme-email", "gate@corp.example")
+		"--acme-ca", dirURL, "--acme-ca-root", tlsRootFile, "--acme-email", "gate@corp.example",
+		"--log-level", "debug") // certmagic's routine lines are debug lines
 	if !strings.Contains(g.Log(), "certificate obtained successfully") {
 		t.Errorf("the gate did not log an ACME certificate:\n%s", g.Log())
 	}

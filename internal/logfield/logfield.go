@@ -38,4 +38,5 @@ const (
 	WouldDeny = "would_deny"
 	BytesOut  = "bytes_out" // client to upstream
 	BytesIn   = "bytes_in"  // upstream to client
+	Hint      = "hint"      // what an operator can change about a refusal
 )

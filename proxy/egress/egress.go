@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/modgate/modgate/internal/httperr"
 	"github.com/modgate/modgate/internal/logfield"
@@ -243,13 +244,19 @@ const (
 // would_deny), then what its decision adds (bytes, status, error).
 func (e *Egress) logLine(what, client string, t Target, resolved string, d policy.Decision, decision string,
 	extra ...zap.Field) {
+	e.logLineAt(zap.InfoLevel, what, client, t, resolved, d, decision, extra...)
+}
+
+// logLineAt is logLine at the given level.
+func (e *Egress) logLineAt(level zapcore.Level, what, client string, t Target, resolved string, d policy.Decision,
+	decision string, extra ...zap.Field) {
 	fields := append([]zap.Field{
 		zap.String(logfield.Client, client), zap.String(logfield.Host, t.Host), zap.Int(logfield.Port, t.Port),
 		zap.String(logfield.Resolved, resolved), zap.String(logfield.Decision, decision),
 		zap.String(logfield.Rule, d.Rule), zap.String(logfield.Reason, d.Reason),
 		zap.Bool(logfield.WouldDeny, d.WouldDeny),
 	}, extra...)
-	e.log.Info(what, fields...)
+	e.log.Log(level, what, fields...)
 }
 
 // logRefused logs a refused or failed request; what is LineConnect or
@@ -265,8 +272,16 @@ func (e *Egress) logRefused(what, client string, t Target, resolved string, d po
 	if resolved == "" && errors.As(err, &ae) {
 		resolved = ae.Addr.String() // the refused address
 	}
-	e.logLine(what, client, t, resolved, d, decision,
-		zap.Int(logfield.Status, status), zap.Duration(logfield.Duration, time.Since(start)), zap.Error(err))
+	fields := []zap.Field{zap.Int(logfield.Status, status), zap.Duration(logfield.Duration, time.Since(start)),
+		zap.Error(err)}
+	if decision == "refuse" {
+		// A client sees only "403" (git: "CONNECT tunnel failed"); the
+		// operator needs the line, the rule and what to change.
+		e.logLineAt(zap.WarnLevel, what, client, t, resolved, d, decision,
+			append(fields, zap.String(logfield.Hint, refusalHint(err)))...)
+		return
+	}
+	e.logLine(what, client, t, resolved, d, decision, fields...)
 }
 
 // LogIntercept logs a CONNECT that the gate answers itself (decision
