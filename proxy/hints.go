@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/modgate/modgate/internal/logfield"
 )
 
 // rejectLogInterval is how often the gate logs, per client address, that
@@ -59,8 +61,9 @@ func (l *rejectLog) handshakeFailed(log *zap.Logger, client, host string, err er
 	if seen {
 		return
 	}
-	log.Warn("client rejected the gate's certificate", zap.String("client", client), zap.String("host", host), zap.Error(err),
-		zap.String("hint", "the client does not trust the gate's CA: give it ca.pem (on Linux SSL_CERT_FILE; "+
+	log.Warn("client rejected the gate's certificate",
+		zap.String(logfield.Client, client), zap.String(logfield.Host, host), zap.Error(err),
+		zap.String(logfield.Hint, "the client does not trust the gate's CA: give it ca.pem (on Linux SSL_CERT_FILE; "+
 			"modgate ca cert --gate <gate URL> prints it), or run modgate doctor there"),
 		zap.Duration("quiet_for", rejectLogInterval))
 }
