@@ -172,7 +172,7 @@ func TestUsageExitCodes(t *testing.T) {
 		{"unknown flag", []string{"version", "--nope"}, exitUsage, "unknown flag"},
 		{"flag needs an argument", []string{"key", "verifier", "--data-dir"}, exitUsage, "flag needs an argument"},
 		{"invalid flag value", []string{"healthcheck", "--timeout", "soon"}, exitUsage, "invalid argument"},
-		{"runs and fails", []string{"key", "verifier", "--data-dir", dir}, exitFail, "note.key"},
+		{"runs and fails", []string{"key", "verifier", "--data-dir", dir}, exitFail, "note.pub"},
 		{"ok", []string{"version"}, exitOK, "modgate "},
 	}
 	for _, tt := range tests {
