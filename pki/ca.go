@@ -17,12 +17,15 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/modgate/modgate/internal/dnsname"
+	"github.com/modgate/modgate/internal/secretfile"
 )
 
-// ErrInsecureKey reports a CA key file that group or others may read
-// (mode & 0o077 != 0). The error message names the file and the chmod that
-// fixes it.
-var ErrInsecureKey = errors.New("pki: CA key file is readable by group or others")
+// ErrInsecureKey reports a CA key file that group or others may read. The
+// error message names the file and the chmod that fixes it. It is
+// secretfile.ErrInsecureKey, the one sentinel of every secret file.
+var ErrInsecureKey = secretfile.ErrInsecureKey
 
 // ErrExists reports that Save (or LoadOrCreate) refused to overwrite an
 // existing CA file.
@@ -246,25 +249,16 @@ func checkName(name string) error {
 		return fmt.Errorf("%w: %q is an IP address", ErrInvalidName, name)
 	}
 	for label := range strings.SplitSeq(name, ".") {
-		if !validLabel(label) {
-			return fmt.Errorf("%w: %q: bad label %q (want lower-case letters, digits and inner hyphens)", ErrInvalidName, name, label)
+		if !dnsname.HostLabel(label) {
+			return fmt.Errorf(
+				"%w: %q: bad label %q (want lower-case letters, digits and inner hyphens)",
+				ErrInvalidName,
+				name,
+				label,
+			)
 		}
 	}
 	return nil
-}
-
-// validLabel reports whether label is a valid lower-case DNS label.
-func validLabel(label string) bool {
-	if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(label); i++ {
-		c := label[i]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
-			return false
-		}
-	}
-	return true
 }
 
 // caCommonName returns "modgate interception CA (<hostname>)", so that a

@@ -35,7 +35,11 @@ const adminLeafLifetime = 7 * 24 * time.Hour
 // letters, digits, '.', '_', '-' and '@'. It returns both as PEM.
 func (ca *CA) IssueClient(name string, lifetime time.Duration) (certPEM, keyPEM []byte, err error) {
 	if !validClientName(name) {
-		return nil, nil, fmt.Errorf("%w: client name %q: use 1 to 64 letters, digits, '.', '_', '-' or '@'", ErrInvalidName, name)
+		return nil, nil, fmt.Errorf(
+			"%w: client name %q: use 1 to 64 letters, digits, '.', '_', '-' or '@'",
+			ErrInvalidName,
+			name,
+		)
 	}
 	if lifetime <= 0 {
 		lifetime = DefaultClientLifetime
@@ -84,7 +88,8 @@ func validClientName(name string) bool {
 		return false
 	}
 	return strings.IndexFunc(name, func(r rune) bool {
-		return !(r == '.' || r == '_' || r == '-' || r == '@' || '0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z')
+		return !(r == '.' || r == '_' || r == '-' || r == '@' ||
+			'0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z')
 	}) < 0
 }
 
@@ -113,7 +118,7 @@ func (ca *CA) WriteClient(dir, name string, lifetime time.Duration) (certPath, k
 		_ = os.Remove(keyPath)
 		return "", "", err
 	}
-	return certPath, keyPath, syncDir(dir)
+	return certPath, keyPath, nil
 }
 
 // AdminTLSConfig returns the TLS configuration of the admin listener: a
@@ -124,8 +129,14 @@ func (ca *CA) WriteClient(dir, name string, lifetime time.Duration) (certPath, k
 // (CAs made before modgate added it).
 func (ca *CA) AdminTLSConfig() (*tls.Config, error) {
 	if !ca.Permits(AdminName) {
-		return nil, fmt.Errorf("%w: the CA permits only %q, not %s; it was made before modgate added %s to new CAs: move ca.pem and ca-key.pem away, run modgate init, and redistribute the new CA",
-			ErrNotPermitted, ca.Names(), AdminName, AdminName)
+		return nil, fmt.Errorf(
+			"%w: the CA permits only %q, not %s; it was made before modgate added %s to new CAs: "+
+				"move ca.pem and ca-key.pem away, run modgate init, and redistribute the new CA",
+			ErrNotPermitted,
+			ca.Names(),
+			AdminName,
+			AdminName,
+		)
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)

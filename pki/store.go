@@ -6,11 +6,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
+
+	"github.com/modgate/modgate/internal/atomicfile"
+	"github.com/modgate/modgate/internal/secretfile"
 )
 
 // File names of the CA inside its directory.
@@ -61,58 +62,18 @@ func (ca *CA) Save(dir string) error {
 		_ = os.Remove(keyPath)
 		return err
 	}
-	return syncDir(dir)
-}
-
-// writeExclusive writes data to path with mode perm through a temporary
-// file in the same directory. It fails with ErrExists if path exists.
-func writeExclusive(path string, data []byte, perm os.FileMode) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("pki: writing %s: %w", path, err)
-	}
-	defer func() {
-		// The temporary name goes away in every case: after a successful
-		// link the data lives on under path.
-		_ = os.Remove(tmp.Name())
-	}()
-	if err := tmp.Chmod(perm); err != nil {
-		_ = tmp.Close()
-		return fmt.Errorf("pki: writing %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		_ = tmp.Close()
-		return fmt.Errorf("pki: writing %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		_ = tmp.Close()
-		return fmt.Errorf("pki: writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("pki: writing %s: %w", path, err)
-	}
-	// link(2) refuses an existing target, which rename(2) would replace.
-	if err := os.Link(tmp.Name(), path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("%w: %s", ErrExists, path)
-		}
-		return fmt.Errorf("pki: writing %s: %w", path, err)
-	}
 	return nil
 }
 
-// syncDir flushes the directory entry of newly linked files to disk.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
+// writeExclusive writes data to path with mode perm, atomically and
+// durably (atomicfile.Create). It fails with ErrExists if path exists.
+func writeExclusive(path string, data []byte, perm os.FileMode) error {
+	err := atomicfile.Create(path, data, perm)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%w: %s", ErrExists, path)
 	}
-	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("pki: syncing %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("pki: syncing %s: %w", dir, err)
+		return fmt.Errorf("pki: %w", err)
 	}
 	return nil
 }
@@ -147,23 +108,10 @@ func Load(dir string) (*CA, error) {
 	return ca, nil
 }
 
-// readPrivate reads a file that must not be readable by group or others.
-// The mode is checked on the open file, so it is the file that is read.
+// readPrivate reads the CA key file, which must not be readable by group
+// or others (secretfile.Read).
 func readPrivate(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("pki: reading CA key: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("pki: reading CA key: %w", err)
-	}
-	// Windows has no POSIX modes to check.
-	if mode := fi.Mode().Perm(); runtime.GOOS != "windows" && mode&0o077 != 0 {
-		return nil, fmt.Errorf("%w: %s has mode %04o; run: chmod 600 %s", ErrInsecureKey, path, mode, path)
-	}
-	data, err := io.ReadAll(f)
+	data, err := secretfile.Read(path)
 	if err != nil {
 		return nil, fmt.Errorf("pki: reading CA key: %w", err)
 	}
@@ -240,7 +188,13 @@ func LoadOrCreate(dir string, names []string) (ca *CA, created bool, err error) 
 	}
 	for _, n := range names {
 		if !ca.Permits(n) {
-			return nil, false, fmt.Errorf("%w: the CA in %s does not permit %q (it permits %q); a new CA is needed", ErrNotPermitted, dir, n, ca.Names())
+			return nil, false, fmt.Errorf(
+				"%w: the CA in %s does not permit %q (it permits %q); a new CA is needed",
+				ErrNotPermitted,
+				dir,
+				n,
+				ca.Names(),
+			)
 		}
 	}
 	return ca, false, nil
@@ -278,5 +232,5 @@ func certifyKey(dir string, names []string) (*CA, error) {
 	if err := writeExclusive(filepath.Join(dir, CertFile), certPEM, 0o644); err != nil {
 		return nil, err
 	}
-	return ca, syncDir(dir)
+	return ca, nil // writeExclusive synced the directory
 }

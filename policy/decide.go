@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -94,7 +95,7 @@ func (p *Policy) Decide(in Input) Decision {
 
 func (p *Policy) decide(in Input) Decision {
 	for _, r := range p.Rules {
-		if !r.matches(in) {
+		if !p.matches(r, in) {
 			continue
 		}
 		reason := r.Reason
@@ -165,14 +166,17 @@ func cooldownReason(f Facts, published time.Time, cooldown time.Duration) string
 	case !f.FirstSeen.IsZero():
 		reason += fmt.Sprintf("; first seen in the checksum database %s (record %d)", stamp(f.FirstSeen), f.Record)
 	case f.BeforeWitness:
-		reason += fmt.Sprintf("; record %d predates the gate's first witnessed tree head, so only its .info dates it", f.Record)
+		reason += fmt.Sprintf("; record %d predates the gate's first witnessed tree head, so only its .info dates it",
+			f.Record)
 	}
 	return reason
 }
 
-// matches reports whether the rule applies to the input's module and
-// version (and, for a commit rule, its commit).
-func (r Rule) matches(in Input) bool {
+// matches reports whether rule r of p applies to the input's module and
+// version (and, for a commit rule, its commit). Its version constraint was
+// parsed when p was loaded; a policy built in code (not through Parse or a
+// File) has it parsed here.
+func (p *Policy) matches(r Rule, in Input) bool {
 	if !module.MatchPrefixPatterns(r.Module, in.Module) {
 		return false
 	}
@@ -183,8 +187,14 @@ func (r Rule) matches(in Input) bool {
 	if r.Versions == "" {
 		return true
 	}
-	c, err := ParseConstraint(r.Versions)
-	return err == nil && c.Match(in.Version)
+	c, ok := p.constraints[r.Versions]
+	if !ok {
+		var err error
+		if c, err = ParseConstraint(r.Versions); err != nil {
+			return false
+		}
+	}
+	return c.Match(in.Version)
 }
 
 // everyVersion reports whether the rule matches every version of the
@@ -277,7 +287,12 @@ func (p *Policy) decideHost(host string, port int) Decision {
 		return Decision{Allowed: r.Action != Deny, Action: r.Action, Rule: r.ID, Reason: reason}
 	}
 	if p.Egress.Default == Allow {
-		return Decision{Allowed: true, Action: Allow, Rule: RuleDefault, Reason: "no egress rule matched; the egress default is allow"}
+		return Decision{
+			Allowed: true,
+			Action:  Allow,
+			Rule:    RuleDefault,
+			Reason:  "no egress rule matched; the egress default is allow",
+		}
 	}
 	return Decision{Action: Deny, Rule: RuleDefault, Reason: fmt.Sprintf("no egress rule allows %s:%d", host, port)}
 }
@@ -288,22 +303,13 @@ func (r HostRule) matches(host string, port int) bool {
 		if port != 443 {
 			return false
 		}
-	} else if !containsInt(r.Ports, port) {
+	} else if !slices.Contains(r.Ports, port) {
 		return false
 	}
 	if parent, ok := strings.CutPrefix(r.Host, "*."); ok {
 		return strings.HasSuffix(host, "."+parent)
 	}
 	return host == r.Host
-}
-
-func containsInt(list []int, n int) bool {
-	for _, x := range list {
-		if x == n {
-			return true
-		}
-	}
-	return false
 }
 
 func verb(a Action) string {

@@ -43,9 +43,39 @@ func TestDecide(t *testing.T) {
 		{"above bound allowed", base, "example.com/bad", "v1.10.0", Facts{}, true, false, "default", ""},
 		{"prefix is element-wise", base, "example.com/badger", "v1.0.0", Facts{}, true, false, "default", ""},
 		{"subpath matches prefix", base, "example.com/bad/sub", "v1.0.0", Facts{}, false, false, "bad-old", ""},
-		{"pseudo before tag is below it", base, "example.com/bad", "v1.2.0-0.20240101000000-abcdefabcdef", Facts{}, false, false, "bad-old", ""},
-		{"pseudo after tag is above it", base, "example.com/bad", "v1.2.1-0.20240101000000-abcdefabcdef", Facts{}, true, false, "default", ""},
-		{"untagged pseudo is below v0.0.1", base, "example.com/bad", "v0.0.0-20240101000000-abcdefabcdef", Facts{}, false, false, "bad-old", ""},
+		{
+			"pseudo before tag is below it",
+			base,
+			"example.com/bad",
+			"v1.2.0-0.20240101000000-abcdefabcdef",
+			Facts{},
+			false,
+			false,
+			"bad-old",
+			"",
+		},
+		{
+			"pseudo after tag is above it",
+			base,
+			"example.com/bad",
+			"v1.2.1-0.20240101000000-abcdefabcdef",
+			Facts{},
+			true,
+			false,
+			"default",
+			"",
+		},
+		{
+			"untagged pseudo is below v0.0.1",
+			base,
+			"example.com/bad",
+			"v0.0.0-20240101000000-abcdefabcdef",
+			Facts{},
+			false,
+			false,
+			"bad-old",
+			"",
+		},
 		{"prerelease below bound", base, "example.com/bad", "v1.2.0-rc.1", Facts{}, false, false, "bad-old", ""},
 		{"range: inside", base, "example.com/lib", "v1.5.0", Facts{}, false, false, "lib-range", "TICKET-1"},
 		{"range: upper bound excluded", base, "example.com/lib", "v2.0.0", Facts{}, true, false, "default", ""},
@@ -53,28 +83,118 @@ func TestDecide(t *testing.T) {
 		{"range: below", base, "example.com/lib", "v0.9.0", Facts{}, true, false, "default", ""},
 		{"first match wins", base, "corp.example.com/x", "v1.0.0", Facts{}, true, false, "corp", "allowed by rule corp"},
 		{"later rule reached for apex", base, "corp.example.com", "v1.0.0", Facts{}, false, false, "corp-all", ""},
-		{"+incompatible compares as its version", base, "example.com/old", "v2.0.0+incompatible", Facts{}, false, false, "incompat", ""},
+		{
+			"+incompatible compares as its version",
+			base,
+			"example.com/old",
+			"v2.0.0+incompatible",
+			Facts{},
+			false,
+			false,
+			"incompat",
+			"",
+		},
 		{"+incompatible exact", base, "example.com/exact", "v1.0.0+incompatible", Facts{}, false, false, "exact", ""},
 		{"glob element", base, "github.com/someone/evil", "v1.0.0", Facts{}, false, false, "glob", "evil"},
 		{"glob does not span elements", base, "github.com/a/b/evil", "v1.0.0", Facts{}, true, false, "default", ""},
-		{"invalid version never matches a constraint", base, "example.com/bad", "latest", Facts{}, true, false, "default", ""},
-		{"retracted denied", strict, "example.com/x", "v1.0.0", retracted, false, false, "retracted", "retracted by the module's authors: broke the API"},
+		{
+			"invalid version never matches a constraint",
+			base,
+			"example.com/bad",
+			"latest",
+			Facts{},
+			true,
+			false,
+			"default",
+			"",
+		},
+		{
+			"retracted denied",
+			strict,
+			"example.com/x",
+			"v1.0.0",
+			retracted,
+			false,
+			false,
+			"retracted",
+			"retracted by the module's authors: broke the API",
+		},
 		{"retracted off", base, "example.com/x", "v1.0.0", retracted, true, false, "default", ""},
-		{"retraction unknown denies nothing", strict, "example.com/x", "v1.0.0", Facts{Retracted: true, Now: now}, true, false, "default", ""},
+		{
+			"retraction unknown denies nothing",
+			strict,
+			"example.com/x",
+			"v1.0.0",
+			Facts{Retracted: true, Now: now},
+			true,
+			false,
+			"default",
+			"",
+		},
 		{"allow rule exempts from retraction", strict, "corp.example.com/x", "v1.0.0", retracted, true, false, "corp", ""},
 		{"deny rule beats retraction", strict, "example.com/bad", "v1.0.0", retracted, false, false, "bad-old", ""},
 		{"cooldown denies fresh", strict, "example.com/x", "v1.0.0", fresh, false, false, "cooldown", "published 1h ago"},
 		{"cooldown passes old", strict, "example.com/x", "v1.0.0", old, true, false, "default", ""},
-		{"cooldown boundary passes", strict, "example.com/x", "v1.0.0", Facts{Published: now.Add(-72 * time.Hour), Now: now}, true, false, "default", ""},
-		{"cooldown future time", strict, "example.com/x", "v1.0.0", Facts{Published: now.Add(time.Hour), Now: now}, false, false, "cooldown", "in the future"},
+		{
+			"cooldown boundary passes",
+			strict,
+			"example.com/x",
+			"v1.0.0",
+			Facts{Published: now.Add(-72 * time.Hour), Now: now},
+			true,
+			false,
+			"default",
+			"",
+		},
+		{
+			"cooldown future time",
+			strict,
+			"example.com/x",
+			"v1.0.0",
+			Facts{Published: now.Add(time.Hour), Now: now},
+			false,
+			false,
+			"cooldown",
+			"in the future",
+		},
 		{"cooldown unknown publish time", strict, "example.com/x", "v1.0.0", Facts{Now: now}, true, false, "default", ""},
 		{"cooldown unknown now", strict, "example.com/x", "v1.0.0", Facts{Published: now}, true, false, "default", ""},
 		{"allow rule exempts from cooldown", strict, "corp.example.com/x", "v1.0.0", fresh, true, false, "corp", ""},
-		{"pinned allow exempts that version", strict, "example.com/fresh", "v1.0.0", fresh, true, false, "pinned", "reviewed"},
-		{"pinned allow does not exempt others", strict, "example.com/fresh", "v1.1.0", fresh, false, false, "cooldown", "72h cooldown"},
+		{
+			"pinned allow exempts that version",
+			strict,
+			"example.com/fresh",
+			"v1.0.0",
+			fresh,
+			true,
+			false,
+			"pinned",
+			"reviewed",
+		},
+		{
+			"pinned allow does not exempt others",
+			strict,
+			"example.com/fresh",
+			"v1.1.0",
+			fresh,
+			false,
+			false,
+			"cooldown",
+			"72h cooldown",
+		},
 		{"default deny", denyAll, "example.com/x", "v1.0.0", Facts{}, false, false, "default", "default is deny"},
 		{"default deny after allow rule", denyAll, "corp.example.com/a", "v1.0.0", Facts{}, true, false, "corp", ""},
-		{"report mode lets a rule denial through", report, "example.com/bad", "v1.0.0", Facts{}, true, true, "bad-old", "CVE"},
+		{
+			"report mode lets a rule denial through",
+			report,
+			"example.com/bad",
+			"v1.0.0",
+			Facts{},
+			true,
+			true,
+			"bad-old",
+			"CVE",
+		},
 		{"report mode lets retracted through", report, "example.com/x", "v1.0.0", retracted, true, true, "retracted", ""},
 		{"report mode allow is plain", report, "example.com/x", "v1.0.0", Facts{}, true, false, "default", ""},
 		{"zero policy allows", zero, "example.com/bad", "v1.0.0", Facts{}, true, false, "default", ""},
@@ -84,7 +204,15 @@ func TestDecide(t *testing.T) {
 			in := Input{Module: tt.mod, Version: tt.v, Facts: tt.facts}
 			d := tt.p.Decide(in)
 			if d.Allowed != tt.allowed || d.WouldDeny != tt.would || d.Rule != tt.rule {
-				t.Fatalf("Decide(%s@%s) = %+v; want allowed=%v would_deny=%v rule=%s", tt.mod, tt.v, d, tt.allowed, tt.would, tt.rule)
+				t.Fatalf(
+					"Decide(%s@%s) = %+v; want allowed=%v would_deny=%v rule=%s",
+					tt.mod,
+					tt.v,
+					d,
+					tt.allowed,
+					tt.would,
+					tt.rule,
+				)
 			}
 			if wantAction := Allow; !tt.allowed || tt.would {
 				wantAction = Deny
@@ -170,9 +298,62 @@ func TestDecideHost(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			d := tt.p.DecideHost(tt.host, tt.port)
 			if d.Allowed != tt.allowed || d.WouldDeny != tt.would || d.Rule != tt.rule || d.Reason == "" {
-				t.Errorf("DecideHost(%s, %d) = %+v; want allowed=%v would_deny=%v rule=%s", tt.host, tt.port, d, tt.allowed, tt.would, tt.rule)
+				t.Errorf(
+					"DecideHost(%s, %d) = %+v; want allowed=%v would_deny=%v rule=%s",
+					tt.host,
+					tt.port,
+					d,
+					tt.allowed,
+					tt.would,
+					tt.rule,
+				)
 			}
 		})
+	}
+}
+
+// TestConstraintsParsedAtLoad checks that loading parses each version
+// constraint once, that decisions use it, and that normalizing a Clone
+// leaves the original's parsed constraints alone.
+func TestConstraintsParsedAtLoad(t *testing.T) {
+	p, err := Parse([]byte("rules:\n" +
+		"  - {id: a, action: deny, module: example.com/a, versions: \"<v1.2.0\", reason: r}\n" +
+		"  - {id: b, action: deny, module: example.com/b, versions: \" <v1.2.0 \", reason: r}\n" +
+		"  - {id: c, action: allow, module: example.com/c}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.constraints) != 1 {
+		t.Fatalf("parsed constraints = %v, want one for \"<v1.2.0\"", p.constraints)
+	}
+	tests := []struct {
+		mod, version string
+		allowed      bool
+	}{
+		{"example.com/a", "v1.1.0", false},
+		{"example.com/a", "v1.2.0", true},
+		{"example.com/b", "v1.0.0", false},
+		{"example.com/c", "v9.0.0", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mod+"@"+tt.version, func(t *testing.T) {
+			if d := p.Decide(Input{Module: tt.mod, Version: tt.version}); d.Allowed != tt.allowed {
+				t.Errorf("Decide = %+v, want allowed %v", d, tt.allowed)
+			}
+		})
+	}
+	c := p.Clone()
+	c.Rules[0].Versions = ">=v2.0.0"
+	c.normalize()
+	if _, ok := p.constraints[">=v2.0.0"]; ok || len(p.constraints) != 1 {
+		t.Errorf("normalizing a clone changed the original's constraints: %v", p.constraints)
+	}
+	if d := c.Decide(Input{Module: "example.com/a", Version: "v2.1.0"}); d.Allowed {
+		t.Errorf("clone: Decide(v2.1.0) = %+v, want denied by the new constraint", d)
+	}
+	hand := &Policy{Rules: []Rule{{ID: "h", Action: Deny, Module: "example.com/a", Versions: "<v1.0.0"}}}
+	if d := hand.Decide(Input{Module: "example.com/a", Version: "v0.9.0"}); d.Allowed {
+		t.Errorf("policy built in code: Decide = %+v, want denied", d)
 	}
 }
 

@@ -10,11 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/modgate/modgate/internal/atomicfile"
 	"go.uber.org/zap"
 )
 
@@ -330,16 +330,17 @@ func readStable(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	if st1.Size() != st2.Size() || !st1.ModTime().Equal(st2.ModTime()) || int64(len(data)) != st2.Size() && len(data) <= MaxFileSize {
+	if st1.Size() != st2.Size() || !st1.ModTime().Equal(st2.ModTime()) ||
+		int64(len(data)) != st2.Size() && len(data) <= MaxFileSize {
 		return nil, errUnstable
 	}
 	return data, nil
 }
 
 // writeAtomic replaces the file at path (following a symbolic link) with
-// data: a temporary file in the same directory, fsync, rename, and fsync
-// of the directory. The file keeps its mode; a new file gets 0644.
-func writeAtomic(path string, data []byte) (err error) {
+// data, atomically and durably (atomicfile.Write). The file keeps its
+// mode; a new file gets 0644.
+func writeAtomic(path string, data []byte) error {
 	target := path
 	if t, err := filepath.EvalSymlinks(path); err == nil {
 		target = t
@@ -348,47 +349,8 @@ func writeAtomic(path string, data []byte) (err error) {
 	if fi, err := os.Stat(target); err == nil {
 		mode = fi.Mode().Perm()
 	}
-	dir := filepath.Dir(target)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(target)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("policy: writing %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return fmt.Errorf("policy: writing %s: %w", path, err)
-	}
-	if err = tmp.Chmod(mode); err != nil {
-		return fmt.Errorf("policy: writing %s: %w", path, err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("policy: writing %s: %w", path, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("policy: writing %s: %w", path, err)
-	}
-	if err = os.Rename(tmp.Name(), target); err != nil {
-		return fmt.Errorf("policy: writing %s: %w", path, err)
-	}
-	return syncDir(dir)
-}
-
-// syncDir flushes a directory entry to disk.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("policy: syncing %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("policy: syncing %s: %w", dir, err)
+	if err := atomicfile.Write(target, data, mode); err != nil {
+		return fmt.Errorf("policy: %w", err)
 	}
 	return nil
 }

@@ -290,9 +290,9 @@ func (d *doc) policy() (*Policy, error) {
 	return p, nil
 }
 
-// normalize fills in the defaults of empty fields, trims version
-// constraints and makes empty lists nil, so that equal policies compare
-// equal.
+// normalize fills in the defaults of empty fields, trims and parses
+// version constraints and makes empty lists nil, so that equal policies
+// compare equal.
 func (p *Policy) normalize() {
 	if p.Mode == "" {
 		p.Mode = Enforce
@@ -306,8 +306,19 @@ func (p *Policy) normalize() {
 	if p.Egress.Default == "" {
 		p.Egress.Default = Deny
 	}
+	p.constraints = nil // a new map: a Clone may share the old one
 	for i := range p.Rules {
-		p.Rules[i].Versions = strings.TrimSpace(p.Rules[i].Versions)
+		v := strings.TrimSpace(p.Rules[i].Versions)
+		p.Rules[i].Versions = v
+		if _, done := p.constraints[v]; v == "" || done {
+			continue
+		}
+		if c, err := ParseConstraint(v); err == nil { // Validate reports an invalid one
+			if p.constraints == nil {
+				p.constraints = make(map[string]Constraint)
+			}
+			p.constraints[v] = c
+		}
 	}
 	for i := range p.Egress.Rules {
 		if len(p.Egress.Rules[i].Ports) == 0 {

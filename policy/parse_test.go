@@ -52,8 +52,13 @@ func TestParseFull(t *testing.T) {
 			{ID: "list", Action: Deny, Module: "example.com/lib", Versions: ">=v1.0.0 <v1.5.0, v2.0.0", Reason: "TICKET-1"},
 			{ID: "corp", Action: Allow, Module: "corp.example.com/*,other.example/x"},
 		},
-		Egress: Egress{Mode: Enforce, Default: Allow, Rules: []HostRule{{ID: "gh", Action: Allow, Host: "*.github.com", Ports: []int{443, 22}}}},
+		Egress: Egress{
+			Mode:    Enforce,
+			Default: Allow,
+			Rules:   []HostRule{{ID: "gh", Action: Allow, Host: "*.github.com", Ports: []int{443, 22}}},
+		},
 	}
+	want.normalize() // parses the version constraints, as loading does
 	if !reflect.DeepEqual(p, want) {
 		t.Fatalf("Parse =\n%+v\nwant\n%+v", p, want)
 	}
@@ -120,15 +125,57 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"duplicate id", rule("  - id: a\n    action: allow\n    module: x\n"), "rules[2].id", 9, "duplicate"},
 		{"bad action", "rules:\n  - id: a\n    action: block\n    module: m\n", "rules[0].action", 3, "not an action"},
 		{"missing module", "rules:\n  - id: a\n    action: allow\n", "rules[0].module", 2, "required"},
-		{"bad module glob", "rules:\n  - id: a\n    action: allow\n    module: 'example.com/['\n", "rules[0].module", 4, "bad glob"},
-		{"deny without reason", "rules:\n  - id: a\n    action: deny\n    module: m\n", "rules[0].reason", 2, "needs a reason"},
-		{"multi-line reason", "rules:\n  - id: a\n    action: deny\n    module: m\n    reason: \"a\\nb\"\n", "rules[0].reason", 5, "one line"},
+		{
+			"bad module glob",
+			"rules:\n  - id: a\n    action: allow\n    module: 'example.com/['\n",
+			"rules[0].module",
+			4,
+			"bad glob",
+		},
+		{
+			"deny without reason",
+			"rules:\n  - id: a\n    action: deny\n    module: m\n",
+			"rules[0].reason",
+			2,
+			"needs a reason",
+		},
+		{
+			"multi-line reason",
+			"rules:\n  - id: a\n    action: deny\n    module: m\n    reason: \"a\\nb\"\n",
+			"rules[0].reason",
+			5,
+			"one line",
+		},
 		{"bad egress mode", "egress:\n  mode: loud\n", "egress.mode", 2, "not a mode"},
 		{"unknown egress field", "egress:\n  hosts: []\n", "egress.hosts", 2, "unknown field"},
-		{"bad host", "egress:\n  rules:\n    - id: h\n      action: allow\n      host: Example.com:443\n", "egress.rules[0].host", 5, "lower-case"},
-		{"apex wildcard only", "egress:\n  rules:\n    - id: h\n      action: allow\n      host: '*.'\n", "egress.rules[0].host", 5, "required"},
-		{"bad port", "egress:\n  rules:\n    - id: h\n      action: allow\n      host: a.b\n      ports: [0]\n", "egress.rules[0].ports[0]", 6, "1-65535"},
-		{"id shared with a host rule", "rules:\n  - id: a\n    action: allow\n    module: m\negress:\n  rules:\n    - id: a\n      action: allow\n      host: a.b\n", "egress.rules[0].id", 7, "duplicate"},
+		{
+			"bad host",
+			"egress:\n  rules:\n    - id: h\n      action: allow\n      host: Example.com:443\n",
+			"egress.rules[0].host",
+			5,
+			"lower-case",
+		},
+		{
+			"apex wildcard only",
+			"egress:\n  rules:\n    - id: h\n      action: allow\n      host: '*.'\n",
+			"egress.rules[0].host",
+			5,
+			"required",
+		},
+		{
+			"bad port",
+			"egress:\n  rules:\n    - id: h\n      action: allow\n      host: a.b\n      ports: [0]\n",
+			"egress.rules[0].ports[0]",
+			6,
+			"1-65535",
+		},
+		{
+			"id shared with a host rule",
+			"rules:\n  - id: a\n    action: allow\n    module: m\negress:\n  rules:\n    - id: a\n      action: allow\n      host: a.b\n",
+			"egress.rules[0].id",
+			7,
+			"duplicate",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -138,7 +185,15 @@ func TestParseErrorsNameTheField(t *testing.T) {
 				t.Fatalf("Parse error %v (%T), want a *ValidationError", err, err)
 			}
 			if ve.Field != tt.field || ve.Line != tt.line || !strings.Contains(ve.Problem, tt.want) {
-				t.Errorf("got field %q line %d problem %q; want field %q line %d problem containing %q", ve.Field, ve.Line, ve.Problem, tt.field, tt.line, tt.want)
+				t.Errorf(
+					"got field %q line %d problem %q; want field %q line %d problem containing %q",
+					ve.Field,
+					ve.Line,
+					ve.Problem,
+					tt.field,
+					tt.line,
+					tt.want,
+				)
 			}
 			if !strings.Contains(err.Error(), tt.field) {
 				t.Errorf("message %q does not name the field", err)
@@ -156,7 +211,12 @@ func TestParseConstraint(t *testing.T) {
 	}{
 		{"v1.2.3", "=v1.2.3", []string{"v1.2.3"}, []string{"v1.2.4", "v1.2.3-pre"}},
 		{"= v1.2", "=v1.2", []string{"v1.2.0"}, []string{"v1.2.1"}},
-		{"<v1.2.0", "<v1.2.0", []string{"v1.1.9", "v1.2.0-rc.1", "v0.0.0-20200101000000-abcdefabcdef"}, []string{"v1.2.0", "v2.0.0"}},
+		{
+			"<v1.2.0",
+			"<v1.2.0",
+			[]string{"v1.1.9", "v1.2.0-rc.1", "v0.0.0-20200101000000-abcdefabcdef"},
+			[]string{"v1.2.0", "v2.0.0"},
+		},
 		{"<=v1.2.0", "<=v1.2.0", []string{"v1.2.0"}, []string{"v1.2.1-0.20200101000000-abcdefabcdef"}},
 		{">v1.2.0", ">v1.2.0", []string{"v1.2.1-0.20200101000000-abcdefabcdef", "v2.0.0+incompatible"}, []string{"v1.2.0"}},
 		{">= v1.0.0  < v2.0.0", ">=v1.0.0 <v2.0.0", []string{"v1.0.0", "v1.99.0"}, []string{"v2.0.0", "v0.9.0"}},
@@ -217,7 +277,8 @@ func TestJSONRoundTrip(t *testing.T) {
 		t.Error("UnmarshalJSON accepted an unknown field")
 	}
 	var r Rule
-	if err := json.Unmarshal([]byte(`{"id":"a","action":"deny","module":"m","versions":["v1.0.0","<v0.5.0"],"reason":"x"}`), &r); err != nil || r.Versions != "v1.0.0, <v0.5.0" {
+	if err := json.Unmarshal([]byte(`{"id":"a","action":"deny","module":"m","versions":["v1.0.0","<v0.5.0"],"reason":"x"}`), &r); err != nil ||
+		r.Versions != "v1.0.0, <v0.5.0" {
 		t.Errorf("rule with a versions list: %+v, %v", r, err)
 	}
 	if err := json.Unmarshal([]byte(`{"id":"a","modul":"m"}`), &r); err == nil {

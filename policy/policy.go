@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/modgate/modgate/internal/dnsname"
 )
 
 // ErrInvalid is wrapped by every *ValidationError: the policy (or a rule)
@@ -142,6 +144,11 @@ type Policy struct {
 	Rules []Rule
 	// Egress is the policy for other hosts.
 	Egress Egress
+
+	// constraints are the rules' Versions, parsed once when the policy is
+	// loaded (normalize), by their text. Never modified after: a Clone
+	// shares it until it is normalized again.
+	constraints map[string]Constraint
 }
 
 // Clone returns a deep copy of p.
@@ -272,6 +279,19 @@ func prefixed(prefix string, err error) []error {
 	return out
 }
 
+// Problems returns the *ValidationErrors joined in err (by Validate or
+// Parse), in order; nil if there are none.
+func Problems(err error) []*ValidationError {
+	var out []*ValidationError
+	for _, e := range unjoin(err) {
+		var ve *ValidationError
+		if errors.As(e, &ve) {
+			out = append(out, ve)
+		}
+	}
+	return out
+}
+
 // unjoin returns the errors joined in err (or err alone).
 func unjoin(err error) []error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
@@ -314,7 +334,8 @@ func checkID(add addFunc, id string) {
 	case len(id) > MaxIDLen:
 		add("id", "longer than %d bytes", MaxIDLen)
 	case strings.IndexFunc(id, func(r rune) bool {
-		return !(r < utf8.RuneSelf && (r == '.' || r == '_' || r == '-' || '0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z'))
+		return !(r < utf8.RuneSelf && (r == '.' || r == '_' || r == '-' ||
+			'0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z'))
 	}) >= 0:
 		add("id", "%q: use only letters, digits, '.', '_' and '-'", id)
 	}
@@ -407,26 +428,16 @@ func checkHostPattern(host string) error {
 		return fmt.Errorf("%q: longer than 253 bytes", host)
 	}
 	for label := range strings.SplitSeq(name, ".") {
-		if !validLabel(label) {
-			return fmt.Errorf("%q: bad label %q: want a lower-case DNS name, or *. and one (no port, no trailing dot)", host, label)
+		if !dnsname.Label(label) {
+			return fmt.Errorf(
+				"%q: bad label %q: want a lower-case DNS name, or *. and one (no port, no trailing dot)",
+				host,
+				label,
+			)
 		}
 	}
 	if _, err := strconv.Atoi(strings.ReplaceAll(name, ".", "")); err == nil {
 		return fmt.Errorf("%q: IP addresses are not host names", host)
 	}
 	return nil
-}
-
-// validLabel reports whether label is a lower-case DNS label.
-func validLabel(label string) bool {
-	if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(label); i++ {
-		c := label[i]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' && c != '_' {
-			return false
-		}
-	}
-	return true
 }

@@ -9,44 +9,91 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/modgate/modgate/internal/logfield"
+	"github.com/modgate/modgate/policy"
 	"github.com/modgate/modgate/signer"
 )
 
-// reqInfo collects what the access log says of one request.
-type reqInfo struct {
-	start         time.Time
-	req           Request
-	err           error
-	cache         string
-	mu            sync.Mutex
-	upstream      time.Duration
-	upstreamCalls int
-	decision      string // policy decision: allow, deny or would_deny
-	rule          string
+// Cache results recorded in the access log.
+const (
+	cacheHit   = "hit"
+	cacheMiss  = "miss"
+	cacheStale = "stale"
+)
+
+// upstreamTime is the time spent on upstream requests, and how many.
+type upstreamTime struct {
+	d     time.Duration
+	calls int
 }
 
-type infoKey struct{}
+// since returns one upstream call that started at start.
+func since(start time.Time) upstreamTime { return upstreamTime{d: time.Since(start), calls: 1} }
 
-func withInfo(ctx context.Context, info *reqInfo) context.Context {
-	return context.WithValue(ctx, infoKey{}, info)
+func (u upstreamTime) plus(v upstreamTime) upstreamTime {
+	return upstreamTime{d: u.d + v.d, calls: u.calls + v.calls}
 }
 
-// infoFrom returns the request's log record; a throwaway one outside a request.
-func infoFrom(ctx context.Context) *reqInfo {
-	if info, ok := ctx.Value(infoKey{}).(*reqInfo); ok {
-		return info
+// outcome is what happened to one request, for its access-log line: the
+// serving functions return it, and ServeHTTP logs it once.
+type outcome struct {
+	cache    string       // cacheHit, cacheMiss or cacheStale; "" if nothing was served
+	waited   bool         // joined another request's in-flight upstream fetch
+	upstream upstreamTime // upstream requests made for this answer (or the fetch it joined)
+	decision string       // the policy's decision: allow, deny or would_deny; "" if it did not decide
+	rule     string
+}
+
+// with returns o with what p adds: its upstream time, whether it waited,
+// and its decision if o has none or p's is a denial. The cache result
+// stays o's: it is that of the answer, not of the reads behind a decision.
+func (o outcome) with(p outcome) outcome {
+	o.upstream = o.upstream.plus(p.upstream)
+	o.waited = o.waited || p.waited
+	if p.decision != "" && (o.decision == "" || p.decision != string(policy.Allow)) {
+		o.decision, o.rule = p.decision, p.rule
 	}
-	return &reqInfo{}
+	return o
 }
 
-func (i *reqInfo) addUpstream(d time.Duration) {
-	i.mu.Lock()
-	i.upstream += d
-	i.upstreamCalls++
-	i.mu.Unlock()
+// decided returns the outcome of a decision that the log shows.
+func decided(d policy.Decision) outcome {
+	o := outcome{decision: string(d.Action), rule: d.Rule}
+	if d.WouldDeny {
+		o.decision = "would_deny"
+	}
+	return o
 }
 
-func (i *reqInfo) addUpstreamSince(start time.Time) { i.addUpstream(time.Since(start)) }
+// remoteClock adds up the upstream time of the checksum-database reads
+// that the witness makes through SumDBRemote during one shared fetch.
+// signer.Remote returns bytes only, so the time travels in the fetch's
+// context (withRemoteClock); everything else returns it.
+type remoteClock struct {
+	mu sync.Mutex
+	t  upstreamTime
+}
+
+type remoteClockKey struct{}
+
+func withRemoteClock(ctx context.Context, c *remoteClock) context.Context {
+	return context.WithValue(ctx, remoteClockKey{}, c)
+}
+
+// addRemote records one upstream read in ctx's clock, if it has one.
+func addRemote(ctx context.Context, t upstreamTime) {
+	if c, ok := ctx.Value(remoteClockKey{}).(*remoteClock); ok {
+		c.mu.Lock()
+		c.t = c.t.plus(t)
+		c.mu.Unlock()
+	}
+}
+
+func (c *remoteClock) total() upstreamTime {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
 
 // failureKind names the verification failure behind err, or "".
 func failureKind(kind Kind, err error) string {
@@ -87,39 +134,33 @@ func (w *logWriter) Write(p []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *logWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-func (g *Gate) startLog(w http.ResponseWriter, r *http.Request) (*logWriter, *reqInfo) {
-	return &logWriter{ResponseWriter: w}, &reqInfo{start: time.Now()}
-}
-
-// endLog writes the access-log line of a request.
-func (g *Gate) endLog(w *logWriter, r *http.Request, info *reqInfo) {
+// logRequest writes the one access-log line of a request, and counts it.
+func (g *Gate) logRequest(w *logWriter, r *http.Request, req Request, o outcome, err error, start time.Time) {
 	via := "goproxy"
 	if r.TLS != nil {
 		via = "goproxy-tls"
 	}
-	if Intercepted(r.Context()) {
+	if intercepted(r.Context()) {
 		via = "intercept"
 	}
-	info.mu.Lock()
-	upstreamMS := info.upstream.Milliseconds()
-	info.mu.Unlock()
 	fields := []zap.Field{
-		zap.String("client", r.RemoteAddr), zap.String("method", r.Method),
-		zap.String("host", r.Host), zap.String("path", r.URL.Path), zap.String("via", via),
-		zap.String("kind", string(info.req.Kind)), zap.String("module", info.req.Module),
-		zap.String("version", info.req.Version), zap.Int("status", w.status),
-		zap.Int64("bytes", w.bytes), zap.String("cache", info.cache),
-		zap.Int64("upstream_ms", upstreamMS), zap.Duration("duration", time.Since(info.start)),
+		zap.String(logfield.Client, r.RemoteAddr), zap.String(logfield.Method, r.Method),
+		zap.String(logfield.Host, r.Host), zap.String(logfield.Path, r.URL.Path), zap.String(logfield.Via, via),
+		zap.String(logfield.Kind, string(req.Kind)), zap.String(logfield.Module, req.Module),
+		zap.String(logfield.Version, req.Version), zap.Int(logfield.Status, w.status),
+		zap.Int64(logfield.Bytes, w.bytes), zap.String(logfield.Cache, o.cache),
+		zap.Bool(logfield.Waited, o.waited), zap.Int64(logfield.UpstreamMS, o.upstream.d.Milliseconds()),
+		zap.Duration(logfield.Duration, time.Since(start)),
 	}
-	if info.decision != "" {
-		fields = append(fields, zap.String("decision", info.decision), zap.String("rule", info.rule))
+	if o.decision != "" {
+		fields = append(fields, zap.String(logfield.Decision, o.decision), zap.String(logfield.Rule, o.rule))
 	}
-	if info.err != nil {
-		fields = append(fields, zap.String("error", info.err.Error()))
-		if kind := failureKind(info.req.Kind, info.err); kind != "" {
+	if err != nil {
+		fields = append(fields, zap.String(logfield.Error, err.Error()))
+		if kind := failureKind(req.Kind, err); kind != "" {
 			g.cfg.Metrics.verifyFailed(kind)
 		}
 	}
-	g.cfg.Metrics.request(info.req.Kind, w.status, info.cache, via, w.bytes)
+	g.cfg.Metrics.request(req.Kind, w.status, o.cache, via, w.bytes)
 	g.log.Info("request", fields...)
 }

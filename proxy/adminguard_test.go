@@ -6,11 +6,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/modgate/modgate/pki"
+	"github.com/modgate/modgate/policy"
+	"github.com/modgate/modgate/proxy/admin"
+	"github.com/modgate/modgate/proxy/audit"
 )
 
 // TestAdminRefusesCrossSiteRequests sends the admin API, over TLS with a
@@ -25,16 +29,28 @@ func TestAdminRefusesCrossSiteRequests(t *testing.T) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
-	f := newAdminFixture(t, pool)
 	tg := newTestGate(t, nil, gateOptions{})
+	dir := t.TempDir()
+	policyPath, tokenPath := filepath.Join(dir, "policy.yaml"), filepath.Join(dir, "admin.token")
+	if err := os.WriteFile(policyPath, policy.DefaultFile(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tokenPath, []byte("t0ken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file, err := policy.OpenFile(t.Context(), policyPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auditLog := audit.New(tg.cache)
 	mux := http.NewServeMux()
-	NewPolicyAPI(PolicyAPIConfig{File: f.file, Audit: f.audit}).Register(mux)
-	NewWitnessAPI(WitnessAPIConfig{Witness: tg.witness, Audit: f.audit}).Register(mux)
+	admin.NewPolicyAPI(admin.PolicyAPIConfig{File: file, Audit: auditLog}).Register(mux)
+	admin.NewWitnessAPI(admin.WitnessAPIConfig{Witness: tg.witness, Audit: auditLog}).Register(mux)
 	srvCfg, err := ca.AdminTLSConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewUnstartedServer(RequireAdmin(f.tokenPath, pool, mux))
+	ts := httptest.NewUnstartedServer(admin.RequireAuth(tokenPath, pool, mux))
 	ts.TLS = srvCfg
 	ts.StartTLS()
 	defer ts.Close()
@@ -78,7 +94,7 @@ func TestAdminRefusesCrossSiteRequests(t *testing.T) {
 		{"text/plain clear-fork", "POST", "/api/v1/witness/clear-fork", "text/plain", `{"reason":"x"}`, nil, 415},
 		{"read, foreign Origin", "GET", "/api/v1/policy", "", "", []string{"Origin: https://evil.example"}, 403},
 	}
-	original, _ := os.ReadFile(f.policyPath)
+	original, _ := os.ReadFile(policyPath)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			header := tt.header
@@ -89,7 +105,7 @@ func TestAdminRefusesCrossSiteRequests(t *testing.T) {
 			if r.status != tt.want || !strings.Contains(string(r.body), `"error"`) {
 				t.Errorf("%d %s, want %d with a JSON error", r.status, r.body, tt.want)
 			}
-			if now, _ := os.ReadFile(f.policyPath); string(now) != string(original) {
+			if now, _ := os.ReadFile(policyPath); string(now) != string(original) {
 				t.Fatalf("the policy file changed:\n%s", now)
 			}
 			if !tg.witness.Forked() {
@@ -97,7 +113,7 @@ func TestAdminRefusesCrossSiteRequests(t *testing.T) {
 			}
 		})
 	}
-	if entries, _ := f.audit.List(t.Context(), 0); len(entries) != 0 {
+	if entries, _ := auditLog.List(t.Context(), 0); len(entries) != 0 {
 		t.Errorf("audit entries after refused requests: %+v", entries)
 	}
 	// The same requests as JSON from the listener's own origin, or from

@@ -11,10 +11,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modgate/modgate/proxy/admin"
+	"github.com/modgate/modgate/proxy/audit"
 	"github.com/modgate/modgate/signer"
 )
 
-// TestWitnessAPI checks the witness admin API behind RequireAdmin: the
+// TestWitnessAPI checks the witness admin API behind admin.RequireAuth: the
 // status before and after a fork, clearing the evidence (audited, kept),
 // and refusing callers without the token.
 func TestWitnessAPI(t *testing.T) {
@@ -23,10 +25,10 @@ func TestWitnessAPI(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("t0ken\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	audit := NewAuditLog(tg.cache)
+	audit := audit.New(tg.cache)
 	mux := http.NewServeMux()
-	NewWitnessAPI(WitnessAPIConfig{Witness: tg.witness, Audit: audit}).Register(mux)
-	srv := httptest.NewServer(RequireAdmin(tokenFile, nil, mux))
+	admin.NewWitnessAPI(admin.WitnessAPIConfig{Witness: tg.witness, Audit: audit}).Register(mux)
+	srv := httptest.NewServer(admin.RequireAuth(tokenFile, nil, mux))
 	defer srv.Close()
 	call := func(method, path, token, body string) (int, []byte) {
 		t.Helper()
@@ -72,13 +74,16 @@ func TestWitnessAPI(t *testing.T) {
 		t.Fatal("an unauthenticated call cleared the fork")
 	}
 	code, body := call("POST", "/api/v1/witness/clear-fork", "t0ken", `{"reason": "checked with the sumdb operators"}`)
-	var resp ClearForkResponse
-	if code != 200 || json.Unmarshal(body, &resp) != nil || len(resp.Cleared) != 1 || resp.Status.Forked || len(resp.Status.Cleared) != 1 {
+	var resp admin.ClearForkResponse
+	if code != 200 || json.Unmarshal(body, &resp) != nil || len(resp.Cleared) != 1 || resp.Status.Forked ||
+		len(resp.Status.Cleared) != 1 {
 		t.Fatalf("clear-fork: %d %s", code, body)
 	}
 	entries, err := audit.List(t.Context(), 0)
-	if err != nil || len(entries) != 1 || entries[0].Action != "witness.clear-fork" || !strings.HasPrefix(entries[0].Who, "token:") ||
-		entries[0].Reason != "checked with the sumdb operators" || entries[0].Subject != "sum.golang.org" {
+	if err != nil || len(entries) != 1 || entries[0].Action != "witness.clear-fork" ||
+		!strings.HasPrefix(entries[0].Who, "token:") ||
+		entries[0].Reason != "checked with the sumdb operators" ||
+		entries[0].Subject != "sum.golang.org" {
 		t.Errorf("audit after clear-fork: %+v, %v", entries, err)
 	}
 	if code, body := call("POST", "/api/v1/witness/clear-fork", "t0ken", `{"unknown": 1}`); code != http.StatusBadRequest {
@@ -116,10 +121,10 @@ func TestWitnessAPIReset(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("t0ken\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	audit := NewAuditLog(tg.cache)
+	audit := audit.New(tg.cache)
 	mux := http.NewServeMux()
-	NewWitnessAPI(WitnessAPIConfig{Witness: tg.witness, Audit: audit}).Register(mux)
-	srv := httptest.NewServer(RequireAdmin(tokenFile, nil, mux))
+	admin.NewWitnessAPI(admin.WitnessAPIConfig{Witness: tg.witness, Audit: audit}).Register(mux)
+	srv := httptest.NewServer(admin.RequireAuth(tokenFile, nil, mux))
 	defer srv.Close()
 	lookup := "/sumdb/sum.golang.org/lookup/example.com/lib@v1.0.0"
 	if r := get(t, tg.url, lookup); r.status != http.StatusOK {
@@ -127,20 +132,21 @@ func TestWitnessAPIReset(t *testing.T) {
 	}
 	before, _ := tg.witness.Status(t.Context())
 	tg.fake.Fork()
-	if r := get(t, tg.url, "/sumdb/sum.golang.org/lookup/example.com/dep@v1.0.0"); r.status != http.StatusBadGateway {
+	r := get(t, tg.url, "/sumdb/sum.golang.org/lookup/example.com/dep@v1.0.0")
+	if r.status != http.StatusBadGateway {
 		t.Fatalf("lookup after the fork: %d %s", r.status, r.body)
 	}
 	req, _ := http.NewRequest("POST", srv.URL+"/api/v1/witness/clear-fork",
 		strings.NewReader(`{"reason": "the sumdb operators restarted the log", "reset": true}`))
 	req.Header.Set("Authorization", "Bearer t0ken")
 	req.Header.Set("Content-Type", "application/json")
-	r := doReq(t, req)
-	var resp ClearForkResponse
+	r = doReq(t, req)
+	var resp admin.ClearForkResponse
 	if r.status != 200 || json.Unmarshal(r.body, &resp) != nil || resp.Reset == nil {
 		t.Fatalf("reset: %d %s", r.status, r.body)
 	}
-	if resp.Reset.Note != before.Tree.Note || len(resp.Reset.Evidence) != 1 || resp.Status.Forked || resp.Status.Tree != nil ||
-		len(resp.Status.Archived) != 1 || len(resp.Cleared) != 1 {
+	if resp.Reset.Note != before.Tree.Note || len(resp.Reset.Evidence) != 1 || resp.Status.Forked ||
+		resp.Status.Tree != nil || len(resp.Status.Archived) != 1 || len(resp.Cleared) != 1 {
 		t.Errorf("reset answer: %s", r.body)
 	}
 	entries, err := audit.List(t.Context(), 0)

@@ -1,23 +1,20 @@
 package proxy
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/modgate/modgate/internal/stall"
 )
 
 // ErrStalled reports an upstream that sent nothing for the stall timeout,
 // before its headers or in its body. It wraps context.DeadlineExceeded, so
-// clients get 504.
-var ErrStalled = fmt.Errorf("upstream stalled: %w", context.DeadlineExceeded)
+// clients get 504. It is stall.ErrStalled.
+var ErrStalled = stall.ErrStalled
 
 // DefaultStallTimeout is how long an upstream may send nothing.
 const DefaultStallTimeout = 60 * time.Second
@@ -37,6 +34,15 @@ type ClientOptions struct {
 	StallTimeout time.Duration
 }
 
+// newHTTPClient returns the client for upstream fetches: bounded dials,
+// handshakes and header waits, kept-alive connections, and the system roots
+// plus extra (which may be nil). It ignores HTTPS_PROXY, so that the gate
+// never sends its own fetches back through itself. NewHTTPClientWith
+// takes more options.
+func newHTTPClient(extra []*x509.Certificate) *http.Client {
+	return NewHTTPClientWith(ClientOptions{Roots: extra})
+}
+
 // NewHTTPClientWith returns the client for upstream fetches: bounded
 // dials, handshakes, header waits and pauses (ErrStalled), answers with at
 // most 64 KiB of headers, and kept-alive connections.
@@ -51,7 +57,7 @@ func NewHTTPClientWith(o ClientOptions) *http.Client {
 	}
 	tr.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	tr.TLSHandshakeTimeout = 10 * time.Second
-	tr.ResponseHeaderTimeout = 0 // stallTransport bounds the wait
+	tr.ResponseHeaderTimeout = 0 // stall.Transport bounds the wait
 	tr.MaxIdleConnsPerHost = 32
 	tr.MaxResponseHeaderBytes = 64 << 10
 	if len(o.Roots) > 0 {
@@ -64,67 +70,5 @@ func NewHTTPClientWith(o ClientOptions) *http.Client {
 		}
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	return &http.Client{Transport: &stallTransport{base: tr, d: o.StallTimeout}}
-}
-
-// stallTransport ends a request that gets no answer within d, or whose
-// body pauses for longer than d.
-type stallTransport struct {
-	base *http.Transport
-	d    time.Duration
-}
-
-// RoundTrip implements http.RoundTripper.
-func (t *stallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	ctx, cancel := context.WithCancel(req.Context())
-	var fired atomic.Bool
-	timer := time.AfterFunc(t.d, func() { fired.Store(true); cancel() })
-	resp, err := t.base.RoundTrip(req.WithContext(ctx))
-	timer.Stop()
-	if err != nil {
-		cancel()
-		if fired.Load() {
-			err = fmt.Errorf("%w: no answer within %s", ErrStalled, t.d)
-		}
-		return nil, err
-	}
-	resp.Body = newStallBody(resp.Body, cancel, t.d)
-	return resp, nil
-}
-
-// CloseIdleConnections closes the transport's idle connections.
-func (t *stallTransport) CloseIdleConnections() { t.base.CloseIdleConnections() }
-
-// stallBody cancels its request when no byte arrives for d, and then
-// reports ErrStalled instead of the cancellation.
-type stallBody struct {
-	rc     io.ReadCloser
-	cancel context.CancelFunc
-	timer  *time.Timer
-	d      time.Duration
-	fired  atomic.Bool
-	once   sync.Once
-}
-
-func newStallBody(rc io.ReadCloser, cancel context.CancelFunc, d time.Duration) *stallBody {
-	b := &stallBody{rc: rc, cancel: cancel, d: d}
-	b.timer = time.AfterFunc(d, func() { b.fired.Store(true); cancel() })
-	return b
-}
-
-func (b *stallBody) Read(p []byte) (int, error) {
-	n, err := b.rc.Read(p)
-	if n > 0 {
-		b.timer.Reset(b.d)
-	}
-	if err != nil && err != io.EOF && b.fired.Load() {
-		err = fmt.Errorf("%w: nothing received for %s", ErrStalled, b.d)
-	}
-	return n, err
-}
-
-func (b *stallBody) Close() error {
-	err := b.rc.Close()
-	b.once.Do(func() { b.timer.Stop(); b.cancel() })
-	return err
+	return &http.Client{Transport: &stall.Transport{Base: tr, D: o.StallTimeout}}
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/modgate/modgate/pki"
 	"github.com/modgate/modgate/policy"
+	"github.com/modgate/modgate/proxy/egress"
 )
 
 // fakeResolver maps names to addresses; other names do not exist.
@@ -39,7 +40,7 @@ func (r fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Ad
 	return out, nil
 }
 
-// hostRules is a HostPolicy: "host:port" → action; anything else is denied
+// hostRules is a egress.HostPolicy: "host:port" → action; anything else is denied
 // by rule "default". Report makes denials WouldDeny.
 type hostRules struct {
 	rules  map[string]policy.Action
@@ -50,7 +51,11 @@ func (h hostRules) DecideHost(host string, port int) policy.Decision {
 	if a, ok := h.rules[fmt.Sprintf("%s:%d", host, port)]; ok && a == policy.Allow {
 		return policy.Decision{Allowed: true, Action: policy.Allow, Rule: "allow-" + host, Reason: "allowed by a test rule"}
 	}
-	d := policy.Decision{Action: policy.Deny, Rule: "default", Reason: fmt.Sprintf("no egress rule allows %s:%d", host, port)}
+	d := policy.Decision{
+		Action: policy.Deny,
+		Rule:   "default",
+		Reason: fmt.Sprintf("no egress rule allows %s:%d", host, port),
+	}
 	if h.report {
 		d.Allowed, d.WouldDeny = true, true
 	}
@@ -86,12 +91,12 @@ type egressServer struct {
 	fake *testGate
 }
 
-func startEgressServer(t *testing.T, cfg EgressConfig) *egressServer {
+func startEgressServer(t *testing.T, cfg egress.Config) *egressServer {
 	t.Helper()
 	tg := newTestGate(t, nil, gateOptions{})
 	core, logs := observer.New(zapcore.DebugLevel)
 	cfg.Logger = zap.New(core)
-	e, err := NewEgress(cfg)
+	e, err := egress.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,15 +174,17 @@ func TestEgressConnect(t *testing.T) {
 		"anyv6.test":    {"::"},
 	}
 	allowAll := map[string]policy.Action{}
-	for _, h := range []string{"allowed.test", "private.test", "mixed.test", "metadata.test", "nat64.test", "mapped.test", "v6.test", "gone.test", "sinkhole.test", "anyv6.test", "127.0.0.1", "169.254.169.254", "::1", "10.0.0.7"} {
+	for _, h := range []string{"allowed.test", "private.test", "mixed.test", "metadata.test", "nat64.test",
+		"mapped.test", "v6.test", "gone.test", "sinkhole.test", "anyv6.test",
+		"127.0.0.1", "169.254.169.254", "::1", "10.0.0.7"} {
 		allowAll[h+":"+ep] = policy.Allow
 		allowAll[h+":443"] = policy.Allow
 	}
-	loopback, _ := ParseRanges([]string{"127.0.0.0/8"})
-	everything, _ := ParseRanges([]string{"0.0.0.0/0", "::/0"})
+	loopback, _ := egress.ParseRanges([]string{"127.0.0.0/8"})
+	everything, _ := egress.ParseRanges([]string{"0.0.0.0/0", "::/0"})
 	tests := []struct {
 		name     string
-		policy   HostPolicy
+		policy   egress.HostPolicy
 		allow    []netip.Prefix
 		target   string
 		want     int
@@ -189,23 +196,128 @@ func TestEgressConnect(t *testing.T) {
 		{"IPv4-mapped answer in an allowed range", hostRules{rules: allowAll}, loopback, "mapped.test:" + ep, 200, nil},
 		{"report mode lets a denial through", hostRules{report: true}, loopback, "allowed.test:" + ep, 200, nil},
 		{"no egress rules", nil, loopback, "allowed.test:" + ep, 403, []string{"refused", "no egress rules are configured"}},
-		{"denied by the host rules", hostRules{rules: map[string]policy.Action{}}, loopback, "allowed.test:" + ep, 403, []string{"refused", "no egress rule allows allowed.test:" + ep, "egress rule default"}},
-		{"other port than allowed", hostRules{rules: allowAll}, loopback, "allowed.test:8443", 403, []string{"no egress rule allows allowed.test:8443"}},
-		{"loopback without --allow-range", hostRules{rules: allowAll}, nil, "allowed.test:" + ep, 403, []string{"allowed.test resolves to an address modgate may not reach: 127.0.0.1", "loopback", "--allow-range"}},
-		{"loopback literal without --allow-range", hostRules{rules: allowAll}, nil, "127.0.0.1:" + ep, 403, []string{"127.0.0.1 is a loopback address"}},
-		{"IPv6 loopback literal", hostRules{rules: allowAll}, loopback, "[::1]:443", 403, []string{"::1 is a loopback address"}},
-		{"IPv6 loopback answer", hostRules{rules: allowAll}, loopback, "v6.test:443", 403, []string{"v6.test resolves to an address modgate may not reach: ::1"}},
-		{"private answer", hostRules{rules: allowAll}, loopback, "private.test:443", 403, []string{"10.0.0.7 is a private address"}},
+		{
+			"denied by the host rules",
+			hostRules{rules: map[string]policy.Action{}},
+			loopback,
+			"allowed.test:" + ep,
+			403,
+			[]string{"refused", "no egress rule allows allowed.test:" + ep, "egress rule default"},
+		},
+		{
+			"other port than allowed",
+			hostRules{rules: allowAll},
+			loopback,
+			"allowed.test:8443",
+			403,
+			[]string{"no egress rule allows allowed.test:8443"},
+		},
+		{
+			"loopback without --allow-range",
+			hostRules{rules: allowAll},
+			nil,
+			"allowed.test:" + ep,
+			403,
+			[]string{"allowed.test resolves to an address modgate may not reach: 127.0.0.1", "loopback", "--allow-range"},
+		},
+		{
+			"loopback literal without --allow-range",
+			hostRules{rules: allowAll},
+			nil,
+			"127.0.0.1:" + ep,
+			403,
+			[]string{"127.0.0.1 is a loopback address"},
+		},
+		{
+			"IPv6 loopback literal",
+			hostRules{rules: allowAll},
+			loopback,
+			"[::1]:443",
+			403,
+			[]string{"::1 is a loopback address"},
+		},
+		{
+			"IPv6 loopback answer",
+			hostRules{rules: allowAll},
+			loopback,
+			"v6.test:443",
+			403,
+			[]string{"v6.test resolves to an address modgate may not reach: ::1"},
+		},
+		{
+			"private answer",
+			hostRules{rules: allowAll},
+			loopback,
+			"private.test:443",
+			403,
+			[]string{"10.0.0.7 is a private address"},
+		},
 		{"private literal", hostRules{rules: allowAll}, loopback, "10.0.0.7:443", 403, []string{"private address"}},
-		{"one private answer among others", hostRules{rules: allowAll}, loopback, "mixed.test:" + ep, 403, []string{"mixed.test resolves to an address modgate may not reach: 10.0.0.7"}},
-		{"metadata answer", hostRules{rules: allowAll}, loopback, "metadata.test:443", 403, []string{"169.254.169.254 is a link-local address"}},
+		{
+			"one private answer among others",
+			hostRules{rules: allowAll},
+			loopback,
+			"mixed.test:" + ep,
+			403,
+			[]string{"mixed.test resolves to an address modgate may not reach: 10.0.0.7"},
+		},
+		{
+			"metadata answer",
+			hostRules{rules: allowAll},
+			loopback,
+			"metadata.test:443",
+			403,
+			[]string{"169.254.169.254 is a link-local address"},
+		},
 		{"metadata literal", hostRules{rules: allowAll}, loopback, "169.254.169.254:443", 403, []string{"link-local"}},
-		{"NAT64 embedding loopback", hostRules{rules: allowAll}, nil, "nat64.test:443", 403, []string{"NAT64 address embedding 127.0.0.1"}},
-		{"IPv4-mapped loopback", hostRules{rules: allowAll}, nil, "mapped.test:443", 403, []string{"127.0.0.1 is a loopback address"}},
-		{"name resolving to 0.0.0.0, every range allowed", hostRules{rules: allowAll}, everything, "sinkhole.test:" + ep, 403, []string{"0.0.0.0 is an unspecified", "cannot open it"}},
-		{"name resolving to ::, every range allowed", hostRules{rules: allowAll}, everything, "anyv6.test:" + ep, 403, []string{":: is an unspecified"}},
-		{"name that does not resolve", hostRules{rules: allowAll}, loopback, "gone.test:443", 502, []string{"resolving gone.test"}},
-		{"intercepted host on another port", hostRules{rules: allowAll}, loopback, "proxy.golang.org:80", 403, []string{"modgate answers for proxy.golang.org itself, on port 443 only"}},
+		{
+			"NAT64 embedding loopback",
+			hostRules{rules: allowAll},
+			nil,
+			"nat64.test:443",
+			403,
+			[]string{"NAT64 address embedding 127.0.0.1"},
+		},
+		{
+			"IPv4-mapped loopback",
+			hostRules{rules: allowAll},
+			nil,
+			"mapped.test:443",
+			403,
+			[]string{"127.0.0.1 is a loopback address"},
+		},
+		{
+			"name resolving to 0.0.0.0, every range allowed",
+			hostRules{rules: allowAll},
+			everything,
+			"sinkhole.test:" + ep,
+			403,
+			[]string{"0.0.0.0 is an unspecified", "cannot open it"},
+		},
+		{
+			"name resolving to ::, every range allowed",
+			hostRules{rules: allowAll},
+			everything,
+			"anyv6.test:" + ep,
+			403,
+			[]string{":: is an unspecified"},
+		},
+		{
+			"name that does not resolve",
+			hostRules{rules: allowAll},
+			loopback,
+			"gone.test:443",
+			502,
+			[]string{"resolving gone.test"},
+		},
+		{
+			"intercepted host on another port",
+			hostRules{rules: allowAll},
+			loopback,
+			"proxy.golang.org:80",
+			403,
+			[]string{"modgate answers for proxy.golang.org itself, on port 443 only"},
+		},
 		{"no port", hostRules{rules: allowAll}, loopback, "allowed.test", 400, []string{"want host:port"}},
 		{"odd port 0", hostRules{rules: allowAll}, loopback, "allowed.test:0", 400, []string{"port must be"}},
 		{"port too large", hostRules{rules: allowAll}, loopback, "allowed.test:70000", 400, []string{"port must be"}},
@@ -215,11 +327,11 @@ func TestEgressConnect(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var pol func() HostPolicy
+			var pol func() egress.HostPolicy
 			if tt.policy != nil {
-				pol = func() HostPolicy { return tt.policy }
+				pol = func() egress.HostPolicy { return tt.policy }
 			}
-			s := startEgressServer(t, EgressConfig{Policy: pol, AllowRanges: tt.allow, Resolver: resolver})
+			s := startEgressServer(t, egress.Config{Policy: pol, AllowRanges: tt.allow, Resolver: resolver})
 			r, c, br := s.connect(t, tt.target)
 			if tt.want != 200 && tt.wantBody == nil {
 				if r.status != tt.want {
@@ -255,8 +367,11 @@ func TestEgressConnect(t *testing.T) {
 			if tt.name == "report mode lets a denial through" {
 				wantDecision = "would_deny"
 			}
-			if rec["decision"] != wantDecision || rec["resolved"] != "127.0.0.1:"+ep || rec["bytes_out"] != int64(5) || rec["bytes_in"] != int64(5) ||
-				rec["port"] != int64(echoPort) || rec["client"] == "" || rec["rule"] == "" {
+			if rec["decision"] != wantDecision || rec["resolved"] != "127.0.0.1:"+ep ||
+				rec["bytes_out"] != int64(5) || rec["bytes_in"] != int64(5) ||
+				rec["port"] != int64(echoPort) ||
+				rec["client"] == "" ||
+				rec["rule"] == "" {
 				t.Errorf("log line %v: want decision %s, resolved 127.0.0.1:%s, 5 bytes each way", rec, wantDecision, ep)
 			}
 		})
@@ -295,9 +410,9 @@ func waitLog(t *testing.T, logs *observer.ObservedLogs, msg string, ok func(map[
 // TestEgressRefusesItself checks that a tunnel to the gate's own listener
 // is refused even when --allow-range opens loopback.
 func TestEgressRefusesItself(t *testing.T) {
-	loopback, _ := ParseRanges([]string{"127.0.0.0/8", "::1/128"})
+	loopback, _ := egress.ParseRanges([]string{"127.0.0.0/8", "::1/128"})
 	allowAny := hostRules{report: true}
-	s := startEgressServer(t, EgressConfig{Policy: func() HostPolicy { return allowAny }, AllowRanges: loopback})
+	s := startEgressServer(t, egress.Config{Policy: func() egress.HostPolicy { return allowAny }, AllowRanges: loopback})
 	r, _, _ := s.connect(t, s.addr)
 	checkErrorBody(t, "CONNECT to itself", r, 403, "modgate's own listening address", "loop back into the gate")
 }
@@ -305,9 +420,16 @@ func TestEgressRefusesItself(t *testing.T) {
 // TestEgressIdleTunnel checks that a tunnel with no traffic is closed.
 func TestEgressIdleTunnel(t *testing.T) {
 	host, port := echoServer(t)
-	loopback, _ := ParseRanges([]string{"127.0.0.0/8"})
+	loopback, _ := egress.ParseRanges([]string{"127.0.0.0/8"})
 	allowAny := hostRules{report: true}
-	s := startEgressServer(t, EgressConfig{Policy: func() HostPolicy { return allowAny }, AllowRanges: loopback, IdleTimeout: 200 * time.Millisecond})
+	s := startEgressServer(
+		t,
+		egress.Config{
+			Policy:      func() egress.HostPolicy { return allowAny },
+			AllowRanges: loopback,
+			IdleTimeout: 200 * time.Millisecond,
+		},
+	)
 	r, c, br := s.connect(t, net.JoinHostPort(host, fmt.Sprint(port)))
 	if r.status != 200 {
 		t.Fatalf("CONNECT: %d %s", r.status, r.body)
@@ -338,8 +460,11 @@ func TestEgressForward(t *testing.T) {
 	port := tu.Port()
 	resolver := fakeResolver{"site.test": {"127.0.0.1"}, "private.test": {"10.0.0.7"}}
 	rules := hostRules{rules: map[string]policy.Action{"site.test:" + port: policy.Allow, "private.test:80": policy.Allow}}
-	loopback, _ := ParseRanges([]string{"127.0.0.0/8"})
-	s := startEgressServer(t, EgressConfig{Policy: func() HostPolicy { return rules }, AllowRanges: loopback, Resolver: resolver})
+	loopback, _ := egress.ParseRanges([]string{"127.0.0.0/8"})
+	s := startEgressServer(
+		t,
+		egress.Config{Policy: func() egress.HostPolicy { return rules }, AllowRanges: loopback, Resolver: resolver},
+	)
 	proxyURL := &url.URL{Scheme: "http", Host: s.addr}
 	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
 	tests := []struct {
@@ -380,7 +505,9 @@ func TestEgressForward(t *testing.T) {
 				t.Errorf("target saw headers %v: want X-Keep and no Proxy-Authorization", seen)
 			}
 			waitLog(t, s.logs, "forward", func(rec map[string]any) bool {
-				return rec["decision"] == "forward" && rec["bytes_in"] == int64(len(body)) && rec["resolved"] == "127.0.0.1:"+port && rec["status"] == int64(200)
+				return rec["decision"] == "forward" && rec["bytes_in"] == int64(len(body)) &&
+					rec["resolved"] == "127.0.0.1:"+port &&
+					rec["status"] == int64(200)
 			})
 		})
 	}

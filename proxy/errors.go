@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/modgate/modgate/cache"
+	"github.com/modgate/modgate/internal/httperr"
 	"github.com/modgate/modgate/signer"
 )
 
@@ -24,8 +24,9 @@ var (
 	// ErrTooLarge reports a module zip over the 500 MiB limit.
 	ErrTooLarge = errors.New("module zip larger than 500 MiB")
 	// ErrRefused reports a request the gate refuses, such as a CONNECT to a
-	// host it does not intercept.
-	ErrRefused = errors.New("refused")
+	// host it does not intercept. It is the sentinel that proxy/egress
+	// wraps too (httperr.ErrRefused).
+	ErrRefused = httperr.ErrRefused
 )
 
 // UpstreamError is an unexpected answer from an upstream server.
@@ -55,36 +56,29 @@ func (e *UpstreamError) NotFound() bool {
 }
 
 // redact drops credentials and the query from a URL for messages.
-func redact(u *url.URL) string {
-	c := *u
-	c.User = nil
-	c.RawQuery = ""
-	return c.Redacted()
-}
+func redact(u *url.URL) string { return httperr.Redact(u) }
 
-// statusOf maps an error to the HTTP status a client gets.
+// statusOf maps an error to the HTTP status a client gets: an error's own
+// HTTPStatus, 400 for a bad request and 403 for a refusal (httperr.Known),
+// then what only the pipeline reports (507 for a full cache disk, 504
+// offline, 404 for what is not there), then 504 for a timeout and 502 for
+// every upstream, verification and fork failure (httperr.Fallback).
 func statusOf(err error) int {
+	if s, ok := httperr.Known(err); ok {
+		return s
+	}
 	var ue *UpstreamError
-	var hs interface{ HTTPStatus() int }
 	switch {
-	case errors.As(err, &hs):
-		return hs.HTTPStatus()
-	case errors.Is(err, ErrBadRequest):
-		return http.StatusBadRequest
 	case errors.Is(err, cache.ErrDiskFull):
 		return http.StatusInsufficientStorage
-	case errors.Is(err, ErrRefused):
-		return http.StatusForbidden
 	case errors.Is(err, ErrOffline):
 		return http.StatusGatewayTimeout
 	case errors.Is(err, signer.ErrNotFound):
 		return http.StatusNotFound
 	case errors.As(err, &ue) && ue.NotFound():
 		return ue.Status
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return http.StatusGatewayTimeout
 	}
-	return http.StatusBadGateway // upstream, verification and fork failures
+	return httperr.Fallback(err)
 }
 
 // maxErrorLines is the most lines of an error body the go command shows.

@@ -22,13 +22,6 @@ import (
 	"github.com/modgate/modgate/signer"
 )
 
-// Cache results recorded in the access log.
-const (
-	cacheHit   = "hit"
-	cacheMiss  = "miss"
-	cacheStale = "stale"
-)
-
 // fileSpec says how one kind of small module file is fetched and checked.
 type fileSpec struct {
 	ext     string // upstream path suffix
@@ -53,90 +46,97 @@ func specFor(req Request) fileSpec {
 }
 
 // serveFile serves list, @latest, .info and .mod, under the policy.
-func (g *Gate) serveFile(ctx context.Context, w http.ResponseWriter, r *http.Request, req Request) error {
+func (g *Gate) serveFile(ctx context.Context, w http.ResponseWriter, r *http.Request, req Request) (outcome, error) {
+	var o outcome
 	if req.Kind == KindMod || (req.Kind == KindInfo && module.CanonicalVersion(req.Version) == req.Version) {
-		if err := g.allow(ctx, req.Module, req.Version); err != nil {
-			return err
+		ao, err := g.allow(ctx, req.Module, req.Version)
+		if o = o.with(ao); err != nil {
+			return o, err
 		}
 	}
-	body, result, err := g.load(ctx, req)
-	if err != nil {
-		return err
+	body, lo, err := g.load(ctx, req)
+	if o = o.with(lo); err != nil {
+		return o, err
 	}
-	if body, err = g.applyPolicy(ctx, req, body); err != nil {
-		return err
+	body, po, err := g.applyPolicy(ctx, req, body)
+	if o = o.with(po); err != nil {
+		return o, err
 	}
-	return g.writeSmall(ctx, w, r, specFor(req).ctype, body, result)
+	o.cache = lo.cache
+	writeSmall(w, r, specFor(req).ctype, body)
+	return o, nil
 }
 
 // load returns a verified small module file from the cache, or fetches,
 // checks and stores it; a stale copy stands in when the upstream fails.
-func (g *Gate) load(ctx context.Context, req Request) ([]byte, string, error) {
+// The outcome says which, and what the upstream cost.
+func (g *Gate) load(ctx context.Context, req Request) ([]byte, outcome, error) {
 	spec := specFor(req)
 	key := string(req.Kind) + "/" + req.escaped
 	e, err := g.cfg.Cache.Get(ctx, key)
 	if err != nil && !errors.Is(err, cache.ErrNotFound) {
 		if err := g.dropUnreadable(ctx, req, key, err); err != nil {
-			return nil, "", err
+			return nil, outcome{}, err
 		}
 		err = cache.ErrNotFound
 	}
 	trusted := err == nil && g.trustHolds(req, e.Mark)
 	switch {
 	case trusted && (!spec.mutable || g.cfg.Offline || g.cfg.Now().Sub(e.Stored) < g.cfg.ListTTL):
-		return e.Value, cacheHit, nil
+		return e.Value, outcome{cache: cacheHit}, nil
 	case g.cfg.Offline && err == nil:
-		return nil, "", untrustedOffline(req)
+		return nil, outcome{}, untrustedOffline(req)
 	case g.cfg.Offline:
-		return nil, "", fmt.Errorf("%s: %w", req.Target(), ErrOffline)
+		return nil, outcome{}, fmt.Errorf("%s: %w", req.Target(), ErrOffline)
 	}
-	body, ferr := g.shared(ctx, key, func(ctx context.Context) ([]byte, error) {
+	body, o, ferr := g.shared(ctx, key, func(ctx context.Context) ([]byte, upstreamTime, error) {
 		// Another request may have stored it since this one missed.
 		if e, err := g.cfg.Cache.Get(ctx, key); err == nil && g.trustHolds(req, e.Mark) &&
 			(!spec.mutable || g.cfg.Now().Sub(e.Stored) < g.cfg.ListTTL) {
-			return e.Value, nil
+			return e.Value, upstreamTime{}, nil
 		}
-		body, err := g.fetchTimed(ctx, req.Kind, "/"+req.escaped+spec.ext)
+		body, up, err := g.fetchTimed(ctx, req.Kind, "/"+req.escaped+spec.ext)
 		if err != nil {
-			return nil, err
+			return nil, up, err
 		}
 		trust, err := spec.check(g, ctx, req, body)
 		if err != nil {
-			return nil, err
+			return nil, up, err
 		}
 		if err := g.cfg.Cache.PutMarked(ctx, key, body, trust); err != nil {
-			return nil, fmt.Errorf("storing %s: %w", key, err)
+			return nil, up, fmt.Errorf("storing %s: %w", key, err)
 		}
-		return body, nil
+		return body, up, nil
 	})
 	if ferr != nil && trusted && statusOf(ferr) == http.StatusBadGateway {
 		g.log.Warn("upstream failed; serving a stale copy", zap.String("key", key), zap.Error(ferr))
-		return e.Value, cacheStale, nil
+		o.cache = cacheStale
+		return e.Value, o, nil
 	}
 	if ferr != nil {
-		return nil, "", ferr
+		return nil, o, ferr
 	}
-	return body, cacheMiss, nil
+	o.cache = cacheMiss
+	return body, o, nil
 }
 
-// fetchTimed fetches a small body and records the upstream time.
-func (g *Gate) fetchTimed(ctx context.Context, kind Kind, path string) ([]byte, error) {
+// fetchTimed fetches a small body and returns the upstream time.
+func (g *Gate) fetchTimed(ctx context.Context, kind Kind, path string) ([]byte, upstreamTime, error) {
 	start := time.Now()
 	b, err := g.up.fetch(ctx, path)
-	infoFrom(ctx).addUpstream(time.Since(start))
-	g.cfg.Metrics.fetched(kind, time.Since(start), int64(len(b)))
-	return b, err
+	up := since(start)
+	g.cfg.Metrics.fetched(kind, up.d, int64(len(b)))
+	return b, up, err
 }
 
-func (g *Gate) writeSmall(ctx context.Context, w http.ResponseWriter, r *http.Request, ctype string, body []byte, result string) error {
-	infoFrom(ctx).cache = result
+// writeSmall writes a whole small body (none for HEAD).
+func writeSmall(w http.ResponseWriter, r *http.Request, ctype string, body []byte) {
 	w.Header().Set("Content-Type", ctype)
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		w.Write(body)
 	}
-	return nil
 }
 
 // checkList accepts a version list whose every line is a valid version.
@@ -209,23 +209,25 @@ func matchSum(ctx context.Context, lines func(context.Context, module.Version) (
 		return fmt.Errorf("%w: the checksum database has no %s line for %s", ErrMismatch, what, req.Target())
 	}
 	if want := strings.TrimPrefix(got[len(got)-1], req.Module+" "+req.Version+suffix+" "); hash != want {
-		return fmt.Errorf("%w: upstream %s of %s has hash %s,\nbut the checksum database says %s", ErrMismatch, what, req.Target(), hash, want)
+		return fmt.Errorf("%w: upstream %s of %s has hash %s,\nbut the checksum database says %s",
+			ErrMismatch, what, req.Target(), hash, want)
 	}
 	return nil
 }
 
 // serveZip serves a module zip from the cache, fetching, verifying and
 // storing it first on a miss.
-func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Request, req Request) error {
-	if err := g.allow(ctx, req.Module, req.Version); err != nil {
-		return err
+func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Request, req Request) (outcome, error) {
+	o, err := g.allow(ctx, req.Module, req.Version)
+	if err != nil {
+		return o, err
 	}
 	key := "zip/" + req.escaped
 	result := cacheHit
 	blob, err := g.openVerified(ctx, key)
 	if err != nil && !errors.Is(err, cache.ErrNotFound) {
 		if err := g.dropUnreadable(ctx, req, key, err); err != nil {
-			return err
+			return o, err
 		}
 		err = cache.ErrNotFound
 	}
@@ -237,28 +239,31 @@ func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if errors.Is(err, cache.ErrNotFound) {
 		switch {
 		case g.cfg.Offline && untrusted:
-			return untrustedOffline(req)
+			return o, untrustedOffline(req)
 		case g.cfg.Offline:
-			return fmt.Errorf("%s: %w", req.Target(), ErrOffline)
+			return o, fmt.Errorf("%s: %w", req.Target(), ErrOffline)
 		}
 		result = cacheMiss
 		// The shared fetch stores the blob; each caller then opens its own:
 		// a Blob is a reader with a position and a read transaction, so one
 		// cannot serve several callers.
-		if _, err = g.shared(ctx, key, func(ctx context.Context) ([]byte, error) {
+		var fo outcome
+		_, fo, err = g.shared(ctx, key, func(ctx context.Context) ([]byte, upstreamTime, error) {
 			if g.storedTrusted(ctx, req, key) {
-				return nil, nil // stored since this request missed
+				return nil, upstreamTime{}, nil // stored since this request missed
 			}
-			return nil, g.fetchZip(ctx, req, key)
-		}); err == nil {
+			up, err := g.fetchZip(ctx, req, key)
+			return nil, up, err
+		})
+		if o = o.with(fo); err == nil {
 			blob, err = g.openVerified(ctx, key)
 		}
 	}
 	if err != nil {
-		return err
+		return o, err
 	}
 	defer blob.Close()
-	infoFrom(ctx).cache = result
+	o.cache = result
 	w.Header().Set("Content-Type", "application/zip")
 	body := &readErr{r: blob}
 	http.ServeContent(w, r, "", blob.Stored(), body)
@@ -268,7 +273,7 @@ func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		// truncated body), and the next request fetches it again.
 		_ = g.dropUnreadable(ctx, req, key, body.err)
 	}
-	return nil
+	return o, nil
 }
 
 // openVerified opens the cached zip under key and checks all of it (each
@@ -322,32 +327,33 @@ func (r *readErr) Read(p []byte) (int, error) {
 func (r *readErr) Seek(off int64, whence int) (int64, error) { return r.r.Seek(off, whence) }
 
 // fetchZip spools the upstream zip to a file while downloading, checks its
-// hash against the checksum database and only then stores it.
-func (g *Gate) fetchZip(ctx context.Context, req Request, key string) error {
+// hash against the checksum database and only then stores it. It returns
+// the time the download took.
+func (g *Gate) fetchZip(ctx context.Context, req Request, key string) (upstreamTime, error) {
 	start := time.Now()
 	f, size, err := g.up.spool(ctx, "/"+req.escaped+".zip", g.cfg.SpoolDir, maxZipSize)
-	infoFrom(ctx).addUpstream(time.Since(start))
-	g.cfg.Metrics.fetched(KindZip, time.Since(start), size)
+	up := since(start)
+	g.cfg.Metrics.fetched(KindZip, up.d, size)
 	if err != nil {
-		return err
+		return up, err
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
 	h, err := dirhash.HashZip(f.Name(), dirhash.Hash1)
 	if err != nil {
-		return fmt.Errorf("%w: upstream zip of %s is not a valid zip: %v", ErrMismatch, req.Target(), err)
+		return up, fmt.Errorf("%w: upstream zip of %s is not a valid zip: %v", ErrMismatch, req.Target(), err)
 	}
 	trust, err := g.checkSum(ctx, req, "", h)
 	if err != nil {
-		return err
+		return up, err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("rewinding spool file: %w", err)
+		return up, fmt.Errorf("rewinding spool file: %w", err)
 	}
 	if err := g.cfg.Cache.PutBlobMarked(ctx, key, f, size, trust); err != nil {
-		return fmt.Errorf("storing %s: %w", key, err)
+		return up, fmt.Errorf("storing %s: %w", key, err)
 	}
-	return nil
+	return up, nil
 }
 
 // storedTrusted reports whether a zip whose trust holds is stored under key.

@@ -14,17 +14,20 @@ import (
 // panic is an error.
 func TestFlights(t *testing.T) {
 	t.Run("one call for concurrent callers", func(t *testing.T) {
-		var fs flights
-		var calls atomic.Int32
+		var fs flights[[]byte]
+		var calls, starters atomic.Int32
 		release := make(chan struct{})
 		var wg sync.WaitGroup
 		for range 5 {
 			wg.Go(func() {
-				b, err := fs.do(context.Background(), "k", time.Minute, func(context.Context) ([]byte, error) {
+				b, started, err := fs.do(context.Background(), "k", time.Minute, func(context.Context) ([]byte, error) {
 					calls.Add(1)
 					<-release
 					return []byte("v"), nil
 				})
+				if started {
+					starters.Add(1)
+				}
 				if err != nil || string(b) != "v" {
 					t.Errorf("got %q, %v", b, err)
 				}
@@ -36,9 +39,12 @@ func TestFlights(t *testing.T) {
 		if n := calls.Load(); n != 1 {
 			t.Errorf("%d calls, want 1", n)
 		}
+		if n := starters.Load(); n != 1 {
+			t.Errorf("%d callers started the call, want 1", n)
+		}
 	})
 	t.Run("work stops when no caller waits", func(t *testing.T) {
-		var fs flights
+		var fs flights[[]byte]
 		stopped := make(chan struct{})
 		ctx, cancel := context.WithCancel(context.Background())
 		ctx2, cancel2 := context.WithCancel(context.Background())
@@ -48,9 +54,9 @@ func TestFlights(t *testing.T) {
 			return nil, ctx.Err()
 		}
 		errs := make(chan error, 2)
-		go func() { _, err := fs.do(ctx, "k", time.Hour, work); errs <- err }()
+		go func() { _, _, err := fs.do(ctx, "k", time.Hour, work); errs <- err }()
 		time.Sleep(20 * time.Millisecond)
-		go func() { _, err := fs.do(ctx2, "k", time.Hour, work); errs <- err }()
+		go func() { _, _, err := fs.do(ctx2, "k", time.Hour, work); errs <- err }()
 		time.Sleep(20 * time.Millisecond)
 		cancel()
 		if err := <-errs; !errors.Is(err, context.Canceled) {
@@ -70,8 +76,8 @@ func TestFlights(t *testing.T) {
 		}
 	})
 	t.Run("deadline", func(t *testing.T) {
-		var fs flights
-		_, err := fs.do(context.Background(), "k", 10*time.Millisecond, func(ctx context.Context) ([]byte, error) {
+		var fs flights[[]byte]
+		_, _, err := fs.do(context.Background(), "k", 10*time.Millisecond, func(ctx context.Context) ([]byte, error) {
 			<-ctx.Done()
 			return nil, ctx.Err()
 		})
@@ -80,12 +86,14 @@ func TestFlights(t *testing.T) {
 		}
 	})
 	t.Run("panic", func(t *testing.T) {
-		var fs flights
-		_, err := fs.do(context.Background(), "k", time.Minute, func(context.Context) ([]byte, error) { panic("boom") })
+		var fs flights[[]byte]
+		_, _, err := fs.do(context.Background(), "k", time.Minute, func(context.Context) ([]byte, error) { panic("boom") })
 		if err == nil {
 			t.Error("a panic is no error")
 		}
-		b, err := fs.do(context.Background(), "k", time.Minute, func(context.Context) ([]byte, error) { return []byte("ok"), nil })
+		b, _, err := fs.do(context.Background(), "k", time.Minute, func(context.Context) ([]byte, error) {
+			return []byte("ok"), nil
+		})
 		if err != nil || string(b) != "ok" {
 			t.Errorf("after a panic: %q, %v", b, err)
 		}

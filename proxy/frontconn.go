@@ -71,7 +71,7 @@ func (s *Server) serveFront(w http.ResponseWriter, r *http.Request) {
 	}
 	if max := s.limits.MaxConnects; max > 0 && s.connects.Add(1) > int64(max) {
 		s.connects.Add(-1)
-		s.gate.cfg.Metrics.Connect("over_cap")
+		s.metrics.connect("over_cap")
 		err := connectCapError{max: max}
 		s.log.Warn("connect", zap.String("client", r.RemoteAddr), zap.String("host", r.Host),
 			zap.String("decision", "refuse"), zap.Int("status", http.StatusServiceUnavailable), zap.Error(err))
@@ -136,7 +136,7 @@ func (c *replayConn) Read(p []byte) (int, error) {
 }
 
 // CloseWrite half-closes the connection, as a TCP connection does.
-func (c *replayConn) CloseWrite() error { return closeWrite(c.Conn) }
+func (c *replayConn) CloseWrite() error { return halfClose(c.Conn) }
 
 func (c *replayConn) Close() error {
 	c.once.Do(c.release)
@@ -187,4 +187,13 @@ func (c *idleWriteConn) Write(p []byte) (int, error) {
 }
 
 // CloseWrite half-closes the connection, as a TCP connection does.
-func (c *idleWriteConn) CloseWrite() error { return closeWrite(c.Conn) }
+func (c *idleWriteConn) CloseWrite() error { return halfClose(c.Conn) }
+
+// halfClose passes CloseWrite on to c, so that the tunnels' half-close
+// (egress) reaches the client's TCP connection through these wrappers.
+func halfClose(c net.Conn) error {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Close()
+}

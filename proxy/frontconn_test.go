@@ -27,6 +27,7 @@ import (
 
 	"github.com/modgate/modgate/pki"
 	"github.com/modgate/modgate/policy"
+	"github.com/modgate/modgate/proxy/egress"
 )
 
 // limitedServer is a Server with limits and an Egress that may reach the
@@ -46,9 +47,9 @@ func startLimitedServer(t *testing.T, lim Limits, o gateOptions) *limitedServer 
 	reg := prometheus.NewRegistry()
 	tg.gate.cfg.Metrics = NewMetrics(reg)
 	echoHost, echoPort := echoServer(t)
-	loopback, _ := ParseRanges([]string{"127.0.0.0/8"})
+	loopback, _ := egress.ParseRanges([]string{"127.0.0.0/8"})
 	rules := hostRules{rules: map[string]policy.Action{fmt.Sprintf("%s:%d", echoHost, echoPort): policy.Allow}}
-	e, err := NewEgress(EgressConfig{Policy: func() HostPolicy { return rules }, AllowRanges: loopback})
+	e, err := egress.New(egress.Config{Policy: func() egress.HostPolicy { return rules }, AllowRanges: loopback})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,8 @@ import (
 
 	"github.com/modgate/modgate/cache"
 	"github.com/modgate/modgate/policy"
+	"github.com/modgate/modgate/proxy/audit"
+	"github.com/modgate/modgate/proxy/egress"
 )
 
 // Cache is the store of verified objects. *cache.Store satisfies it.
@@ -84,7 +86,7 @@ type Config struct {
 	// Policy returns the module policy in force; nil allows everything.
 	Policy func() *policy.Policy
 	// Audit, if set, records would-be denials of report mode.
-	Audit *AuditLog
+	Audit *audit.Log
 	// Public are served at PublicPrefix on the GOPROXY endpoint (not
 	// through interception), so that a client can fetch the CA and the
 	// verifier key from the proxy's own address.
@@ -101,7 +103,7 @@ type Gate struct {
 	cfg   Config
 	up    *upstream
 	log   *zap.Logger
-	group flights
+	group flights[fetchResult]
 
 	wouldMu   sync.Mutex
 	wouldDeny map[string]time.Time // last audit of a would-be denial, by target and rule
@@ -134,11 +136,15 @@ func New(cfg Config) (*Gate, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = NewHTTPClient(nil)
+		cfg.HTTPClient = newHTTPClient(nil)
 	}
 	up := &upstream{base: cfg.Upstream, client: cfg.HTTPClient, offline: cfg.Offline}
 	return &Gate{cfg: cfg, up: up, log: cfg.Logger}, nil
 }
+
+// metrics returns the gate's metrics (nil records nothing), which the
+// Server shares for its CONNECT counts.
+func (g *Gate) metrics() *Metrics { return g.cfg.Metrics }
 
 // Intercepts reports whether CONNECTs to host are intercepted.
 func (g *Gate) Intercepts(host string) bool {
@@ -146,32 +152,30 @@ func (g *Gate) Intercepts(host string) bool {
 }
 
 // ServeHTTP serves a GOPROXY or checksum-database request, direct or
-// decrypted from an intercepted connection.
+// decrypted from an intercepted connection, and logs it in one line.
 func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !Intercepted(r.Context()) && g.servePublic(w, r) {
+	if !intercepted(r.Context()) && g.servePublic(w, r) {
 		return
 	}
-	lw, info := g.startLog(w, r)
-	defer g.endLog(lw, r, info)
+	start := time.Now()
+	lw := &logWriter{ResponseWriter: w}
 	req, err := g.route(r)
-	info.req = req
-	if err != nil {
-		writeError(lw, err)
-		return
-	}
-	ctx := withInfo(r.Context(), info)
-	switch req.Kind {
-	case KindSupported, KindSumLatest, KindLookup, KindTile:
-		err = g.serveSumDB(ctx, lw, r, req)
-	case KindZip:
-		err = g.serveZip(ctx, lw, r, req)
-	default:
-		err = g.serveFile(ctx, lw, r, req)
+	var o outcome
+	if err == nil {
+		ctx := r.Context()
+		switch req.Kind {
+		case KindSupported, KindSumLatest, KindLookup, KindTile:
+			o, err = g.serveSumDB(ctx, lw, r, req)
+		case KindZip:
+			o, err = g.serveZip(ctx, lw, r, req)
+		default:
+			o, err = g.serveFile(ctx, lw, r, req)
+		}
 	}
 	if err != nil {
-		info.err = err
 		writeError(lw, err)
 	}
+	g.logRequest(lw, r, req, o, err, start)
 }
 
 // route checks the method and parses (host, path) into a Request.
@@ -179,43 +183,53 @@ func (g *Gate) route(r *http.Request) (Request, error) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return Request{}, badRequest("method %s not allowed: only GET and HEAD", r.Method)
 	}
-	if Intercepted(r.Context()) { // decrypted from an intercepted CONNECT
-		host := hostOnly(r.Host)
-		if !g.Intercepts(host) {
-			return Request{}, badRequest("host %q is not intercepted", host)
+	if intercepted(r.Context()) { // decrypted from an intercepted CONNECT
+		t, err := egress.ParseTarget(r.Host, 443)
+		if err != nil {
+			return Request{}, badRequest("host %q is not intercepted", r.Host)
 		}
-		if host == g.cfg.Witness.Name() {
-			return RouteSumDB(host, r.URL.Path)
+		if !g.Intercepts(t.Host) {
+			return Request{}, badRequest("host %q is not intercepted", t.Host)
+		}
+		if t.Host == g.cfg.Witness.Name() {
+			return routeSumDB(t.Host, r.URL.Path)
 		}
 	}
-	return Route(r.URL.Path)
+	return parsePath(r.URL.Path)
 }
 
 // interceptedKey marks the context of requests decrypted from an
 // intercepted CONNECT.
 type interceptedKey struct{}
 
-// Intercepted reports whether a request's context is that of a request
+// intercepted reports whether a request's context is that of a request
 // decrypted from an intercepted CONNECT (rather than a direct GOPROXY
 // request, over plain HTTP or TLS).
-func Intercepted(ctx context.Context) bool {
+func intercepted(ctx context.Context) bool {
 	v, _ := ctx.Value(interceptedKey{}).(bool)
 	return v
 }
 
-// hostOnly strips a port from host.
-func hostOnly(host string) string {
-	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
-		host = host[:i]
-	}
-	return strings.ToLower(strings.Trim(host, "[]"))
+// fetchResult is what a shared fetch returns to every caller.
+type fetchResult struct {
+	body     []byte
+	upstream upstreamTime
 }
 
 // shared runs fn once for all concurrent callers with the same key, in a
 // context that one caller's cancellation does not end, but that ends when
-// no caller waits for it any more, or after fetchTimeout.
-func (g *Gate) shared(ctx context.Context, key string, fn func(ctx context.Context) ([]byte, error)) ([]byte, error) {
-	return g.group.do(ctx, key, fetchTimeout, fn)
+// no caller waits for it any more, or after fetchTimeout. Every caller
+// gets fn's body and error, and an outcome: the upstream time of the
+// fetch (fn's own, plus the witness's reads in its context), and whether
+// this caller waited on another's fetch rather than starting it.
+func (g *Gate) shared(ctx context.Context, key string,
+	fn func(ctx context.Context) ([]byte, upstreamTime, error)) ([]byte, outcome, error) {
+	res, started, err := g.group.do(ctx, key, fetchTimeout, func(ctx context.Context) (fetchResult, error) {
+		clock := &remoteClock{}
+		body, up, err := fn(withRemoteClock(ctx, clock))
+		return fetchResult{body: body, upstream: up.plus(clock.total())}, err
+	})
+	return res.body, outcome{waited: !started, upstream: res.upstream}, err
 }
 
 // private reports whether path skips the public checksum database, by

@@ -72,6 +72,8 @@ type gateOptions struct {
 	Userinfo *url.Userinfo // credentials in the upstream URL
 	// WrapCache, if set, wraps the cache the gate sees (not the witness's).
 	WrapCache func(Cache) Cache
+	// Logger is the gate's logger (its access log); nil means zap.NewNop().
+	Logger *zap.Logger
 	// Policy, if set, is the module policy in force.
 	Policy *policy.Policy
 }
@@ -127,7 +129,7 @@ func newTestGate(t *testing.T, fake *fakeupstream.Server, o gateOptions) *testGa
 		t.Fatal(err)
 	}
 	upstreamURL.User = o.Userinfo
-	client := NewHTTPClient(nil)
+	client := newHTTPClient(nil)
 	t.Cleanup(client.CloseIdleConnections)
 	remote := NewSumDBRemote(fake.Name(), nil, upstreamURL, client, o.Offline)
 	tg.witness, err = signer.New(ctx, signer.Config{
@@ -144,7 +146,7 @@ func newTestGate(t *testing.T, fake *fakeupstream.Server, o gateOptions) *testGa
 	tg.gate, err = New(Config{
 		Upstream: upstreamURL, HTTPClient: client, Cache: c, Witness: tg.witness,
 		Private: o.Private, Offline: o.Offline, ListTTL: o.ListTTL, SpoolDir: t.TempDir(),
-		Logger: zap.NewNop(), Now: tg.clock.Now,
+		Logger: o.Logger, Now: tg.clock.Now,
 	})
 	if err != nil {
 		t.Fatalf("proxy.New: %v", err)

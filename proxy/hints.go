@@ -10,23 +10,9 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-)
 
-// refusalHint says what an operator can change about an egress refusal.
-func refusalHint(err error) string {
-	var dh *DeniedHostError
-	var ae *AddressError
-	switch {
-	case errors.As(err, &dh):
-		return "to allow it, add an egress rule for the host and port to the policy file (egress.rules), " +
-			"or let clients reach it around the gate (NO_PROXY)"
-	case errors.As(err, &ae) && ae.Self:
-		return "the client sent the gate a request for the gate itself; check its HTTPS_PROXY and NO_PROXY"
-	case errors.As(err, &ae):
-		return "the address is in a range refused by default; serve --allow-range opens it"
-	}
-	return "modgate intercepts this host on port 443 only; check the client's proxy settings"
-}
+	"github.com/modgate/modgate/internal/logfield"
+)
 
 // rejectLogInterval is how often the gate logs, per client address, that
 // a client rejected the interception certificate.
@@ -75,8 +61,9 @@ func (l *rejectLog) handshakeFailed(log *zap.Logger, client, host string, err er
 	if seen {
 		return
 	}
-	log.Warn("client rejected the gate's certificate", zap.String("client", client), zap.String("host", host), zap.Error(err),
-		zap.String("hint", "the client does not trust the gate's CA: give it ca.pem (on Linux SSL_CERT_FILE; "+
+	log.Warn("client rejected the gate's certificate",
+		zap.String(logfield.Client, client), zap.String(logfield.Host, host), zap.Error(err),
+		zap.String(logfield.Hint, "the client does not trust the gate's CA: give it ca.pem (on Linux SSL_CERT_FILE; "+
 			"modgate ca cert --gate <gate URL> prints it), or run modgate doctor there"),
 		zap.Duration("quiet_for", rejectLogInterval))
 }

@@ -9,20 +9,34 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/modgate/modgate/proxy/egress"
 )
 
 // TestServerRefusesOverlongRequests sends requests whose header block or
 // request line is larger than the front server accepts (64 KiB): each is
 // refused with 431 before anything is routed, decided or fetched.
 func TestServerRefusesOverlongRequests(t *testing.T) {
-	s := startEgressServer(t, EgressConfig{})
+	s := startEgressServer(t, egress.Config{})
 	big := strings.Repeat("a", 70<<10)
 	tests := []struct {
 		name, request string
 	}{
-		{"overlong header on a GOPROXY request", "GET /example.com/lib/@v/list HTTP/1.1\r\nHost: x\r\nX-Big: " + big + "\r\n\r\n"},
-		{"many headers on a GOPROXY request", "GET /example.com/lib/@v/list HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-A: "+strings.Repeat("b", 1000)+"\r\n", 80) + "\r\n"},
-		{"overlong header on a CONNECT", "CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\nX-Big: " + big + "\r\n\r\n"},
+		{
+			"overlong header on a GOPROXY request",
+			"GET /example.com/lib/@v/list HTTP/1.1\r\nHost: x\r\nX-Big: " + big + "\r\n\r\n",
+		},
+		{
+			"many headers on a GOPROXY request",
+			"GET /example.com/lib/@v/list HTTP/1.1\r\nHost: x\r\n" + strings.Repeat(
+				"X-A: "+strings.Repeat("b", 1000)+"\r\n",
+				80,
+			) + "\r\n",
+		},
+		{
+			"overlong header on a CONNECT",
+			"CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\nX-Big: " + big + "\r\n\r\n",
+		},
 		{"overlong request line", "GET /" + big + " HTTP/1.1\r\nHost: x\r\n\r\n"},
 		{"overlong CONNECT target", "CONNECT " + big + ":443 HTTP/1.1\r\nHost: x\r\n\r\n"},
 	}
@@ -59,7 +73,7 @@ func TestServerRefusesOverlongRequests(t *testing.T) {
 func TestServerRefusesHostileConnects(t *testing.T) {
 	allowAll := hostRules{report: true}
 	resolver := fakeResolver{"localhost": {"127.0.0.1", "::1"}, "xn--bcher-kva.example": {"10.1.1.1"}}
-	s := startEgressServer(t, EgressConfig{Policy: func() HostPolicy { return allowAll }, Resolver: resolver})
+	s := startEgressServer(t, egress.Config{Policy: func() egress.HostPolicy { return allowAll }, Resolver: resolver})
 	for _, target := range []string{
 		"127.0.0.1:443", "[::1]:443", "[::ffff:127.0.0.1]:443", "169.254.169.254:80", "0.0.0.0:443",
 		"localhost:443", "example.org:0", "example.org:99999", "example.org:-1", "%65xample.org:443",

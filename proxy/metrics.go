@@ -56,7 +56,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "modgate_verification_failures_total", Help: "Upstream answers refused by verification, by kind.",
 		}, []string{"kind"}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "modgate_policy_decisions_total", Help: "Module policy decisions, by action and rule.",
+			Name: "modgate_policy_decisions_total",
+			Help: "Module policy decisions, by action and rule; enforced is false for a denial that report mode let through.",
 		}, []string{"action", "rule", "enforced"}),
 		connects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "modgate_connect_total", Help: "CONNECT requests, by decision.",
@@ -66,7 +67,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Cached objects that could not be read back intact (I/O error, checksum), dropped and fetched again, by kind.",
 		}, []string{"kind"}),
 	}
-	reg.MustRegister(m.requests, m.servedBytes, m.fetchedBytes, m.upstream, m.verifyFails, m.decisions, m.connects, m.readErrors)
+	reg.MustRegister(m.requests, m.servedBytes, m.fetchedBytes, m.upstream, m.verifyFails, m.decisions, m.connects,
+		m.readErrors)
 	return m
 }
 
@@ -119,15 +121,16 @@ func (m *Metrics) readError(kind Kind) {
 	}
 }
 
-// Decided records a policy decision.
-func (m *Metrics) Decided(action, rule string, enforced bool) {
+// decided records a policy decision; enforced is false only for a denial
+// that report mode let through (Decision.WouldDeny).
+func (m *Metrics) decided(action, rule string, enforced bool) {
 	if m != nil {
 		m.decisions.WithLabelValues(action, rule, strconv.FormatBool(enforced)).Inc()
 	}
 }
 
-// Connect records a CONNECT decision ("intercept", "tunnel", "refuse").
-func (m *Metrics) Connect(decision string) {
+// connect records a CONNECT decision ("intercept", "tunnel", "refuse").
+func (m *Metrics) connect(decision string) {
 	if m != nil {
 		m.connects.WithLabelValues(decision).Inc()
 	}
@@ -207,13 +210,16 @@ type gateCollector struct {
 func NewCollector(stats StatsSource, w WitnessState) prometheus.Collector {
 	return &gateCollector{
 		stats: stats, witness: w,
-		objects:  prometheus.NewDesc("modgate_cache_objects", "Objects in the cache, by kind.", []string{"kind"}, nil),
-		bytes:    prometheus.NewDesc("modgate_cache_bytes", "Bytes in the cache, by kind.", []string{"kind"}, nil),
-		treeSize: prometheus.NewDesc("modgate_witness_tree_size", "Size of the newest witnessed checksum-database tree.", nil, nil),
-		forked:   prometheus.NewDesc("modgate_witness_forks_detected", "1 if fork evidence is on record (checksum-database traffic fails closed).", nil, nil),
-		free:     prometheus.NewDesc("modgate_cache_disk_free_bytes", "Bytes free on the cache's filesystem.", nil, nil),
+		objects: prometheus.NewDesc("modgate_cache_objects", "Objects in the cache, by kind.", []string{"kind"}, nil),
+		bytes:   prometheus.NewDesc("modgate_cache_bytes", "Bytes in the cache, by kind.", []string{"kind"}, nil),
+		treeSize: prometheus.NewDesc("modgate_witness_tree_size",
+			"Size of the newest witnessed checksum-database tree.", nil, nil),
+		forked: prometheus.NewDesc("modgate_witness_forks_detected",
+			"1 if fork evidence is on record (checksum-database traffic fails closed).", nil, nil),
+		free: prometheus.NewDesc("modgate_cache_disk_free_bytes", "Bytes free on the cache's filesystem.", nil, nil),
 		diskFull: prometheus.NewDesc("modgate_cache_disk_full",
-			"1 while new objects are refused (507) for lack of space, a read-only filesystem or a failed statfs; /readyz says degraded.",
+			"1 while new objects are refused (507) for lack of space, a read-only filesystem or a failed statfs; "+
+				"/readyz says degraded.",
 			nil, nil),
 		refused: prometheus.NewDesc("modgate_cache_disk_full_refusals_total",
 			"Stores refused for lack of space since start (answered 507 cache disk full).", nil, nil),

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/modgate/modgate/policy"
+	"github.com/modgate/modgate/proxy/egress"
 )
 
 // fakeParent is a corporate parent proxy: it requires Basic
@@ -32,7 +34,7 @@ type fakeParent struct {
 
 func startParent(t *testing.T, dns map[string]string) *fakeParent {
 	t.Helper()
-	p := &fakeParent{auth: basicAuth(url.UserPassword("corp", "s3cret")), dns: dns}
+	p := &fakeParent{auth: "Basic " + base64.StdEncoding.EncodeToString([]byte("corp:s3cret")), dns: dns}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +74,10 @@ func (p *fakeParent) serve(c net.Conn) {
 	p.requests = append(p.requests, req.Method+" "+target)
 	p.mu.Unlock()
 	if req.Header.Get("Proxy-Authorization") != p.auth {
-		io.WriteString(c, "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\nContent-Length: 0\r\n\r\n")
+		io.WriteString(
+			c,
+			"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\nContent-Length: 0\r\n\r\n",
+		)
 		return
 	}
 	host, port, _ := net.SplitHostPort(req.Host)
@@ -120,15 +125,21 @@ func TestEgressParentProxy(t *testing.T) {
 		wantBody string
 		wantSeen string // what the parent must have been asked
 	}{
-		{"tunnel by name through the parent", parent.url, "outside.test:" + fmt.Sprint(echoPort), 200, "", "CONNECT outside.test:" + fmt.Sprint(echoPort)},
-		{"name modgate resolves to a private address", parent.url, "private.test:443", 403, "10.0.0.7 is a private address", ""},
+		{"tunnel by name through the parent", parent.url, "outside.test:" + fmt.Sprint(echoPort), 200, "",
+			"CONNECT outside.test:" + fmt.Sprint(echoPort)},
+		{"name modgate resolves to a private address", parent.url, "private.test:443", 403,
+			"10.0.0.7 is a private address", ""},
 		{"private IP literal", parent.url, "10.1.2.3:443", 403, "private address", ""},
 		{"denied host never reaches the parent", parent.url, "denied.test:443", 403, "no egress rule allows", ""},
-		{"wrong credentials", &url.URL{Scheme: "http", User: url.UserPassword("corp", "wrong"), Host: parent.url.Host}, "outside.test:" + fmt.Sprint(echoPort), 502, "answered CONNECT with 407", "CONNECT outside.test"},
+		{"wrong credentials", &url.URL{Scheme: "http", User: url.UserPassword("corp", "wrong"), Host: parent.url.Host},
+			"outside.test:" + fmt.Sprint(echoPort), 502, "answered CONNECT with 407", "CONNECT outside.test"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			before := len(parent.log())
-			s := startEgressServer(t, EgressConfig{Policy: func() HostPolicy { return rules }, Resolver: resolver, ParentProxy: tt.parent})
+			s := startEgressServer(
+				t,
+				egress.Config{Policy: func() egress.HostPolicy { return rules }, Resolver: resolver, ParentProxy: tt.parent},
+			)
 			r, c, br := s.connect(t, tt.target)
 			seen := strings.Join(parent.log()[before:], "\n")
 			if tt.wantSeen == "" && seen != "" {
@@ -156,7 +167,10 @@ func TestEgressParentProxy(t *testing.T) {
 	}
 	t.Run("plain http through the parent", func(t *testing.T) {
 		before := len(parent.log())
-		s := startEgressServer(t, EgressConfig{Policy: func() HostPolicy { return rules }, Resolver: resolver, ParentProxy: parent.url})
+		s := startEgressServer(
+			t,
+			egress.Config{Policy: func() egress.HostPolicy { return rules }, Resolver: resolver, ParentProxy: parent.url},
+		)
 		client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: s.addr})}}
 		resp, err := client.Get("http://site.test:" + sitePort + "/x")
 		if err != nil {
@@ -179,7 +193,9 @@ func TestEgressParentProxy(t *testing.T) {
 func TestHTTPClientParentProxy(t *testing.T) {
 	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "plain") }))
 	defer plain.Close()
-	secure := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "secure") }))
+	secure := httptest.NewTLSServer(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "secure") }),
+	)
 	defer secure.Close()
 	parent := startParent(t, map[string]string{"plain.test": "127.0.0.1", "127.0.0.1": "127.0.0.1"})
 	client := NewHTTPClientWith(ClientOptions{ParentProxy: parent.url, Roots: []*x509.Certificate{secure.Certificate()}})

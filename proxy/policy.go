@@ -55,43 +55,40 @@ func (g *Gate) policy() *policy.Policy {
 }
 
 // allow decides mod@vers and returns a *DeniedError for an enforced
-// denial. A fact the gate cannot establish stays unknown: it never fails
-// the request (see policy.Decide for what an unknown fact decides).
-func (g *Gate) allow(ctx context.Context, mod, vers string) error {
+// denial. The outcome carries the decision and the upstream time of the
+// facts it needed. A fact the gate cannot establish stays unknown: it
+// never fails the request (see policy.Decide for what an unknown fact
+// decides).
+func (g *Gate) allow(ctx context.Context, mod, vers string) (outcome, error) {
 	p := g.policy()
 	if p == nil {
-		return nil
+		return outcome{}, nil
 	}
-	facts, err := g.facts(ctx, p, mod, vers)
+	facts, o, err := g.facts(ctx, p, mod, vers)
 	if err != nil {
 		g.log.Debug("policy facts unknown", zap.String("target", mod+"@"+vers), zap.Error(err))
 	}
-	d := g.record(ctx, p.Decide(policy.Input{Module: mod, Version: vers, Facts: facts}), mod+"@"+vers, true)
+	d := g.record(ctx, p.Decide(policy.Input{Module: mod, Version: vers, Facts: facts}), mod+"@"+vers)
+	o = o.with(decided(d))
 	if !d.Allowed {
-		return &DeniedError{Target: mod + "@" + vers, Decision: d}
+		return o, &DeniedError{Target: mod + "@" + vers, Decision: d}
 	}
-	return nil
+	return o, nil
 }
 
-// record counts, logs and (for report mode) audits a decision.
-func (g *Gate) record(ctx context.Context, d policy.Decision, target string, logIt bool) policy.Decision {
-	if logIt { // a decision of the request; not each version a list filters
-		g.cfg.Metrics.Decided(string(d.Action), d.Rule, !d.Allowed)
-	}
-	info := infoFrom(ctx)
-	if logIt && (info.decision == "" || d.Action == policy.Deny) {
-		info.decision, info.rule = string(d.Action), d.Rule
-		if d.WouldDeny {
-			info.decision = "would_deny"
-		}
-	}
-	if d.WouldDeny && logIt && g.cfg.Audit != nil { // aggregated per rule and interval
+// record counts a decision of a request (not each version a list
+// filters) and, for report mode, audits a would-be denial (aggregated per
+// rule and interval) and logs it (once in wouldDenyEvery).
+func (g *Gate) record(ctx context.Context, d policy.Decision, target string) policy.Decision {
+	g.cfg.Metrics.decided(string(d.Action), d.Rule, !d.WouldDeny)
+	if d.WouldDeny && g.cfg.Audit != nil {
 		if err := g.cfg.Audit.WouldDeny(context.WithoutCancel(ctx), d.Rule, d.Reason, target); err != nil {
 			g.log.Error("cannot audit a would-be denial", zap.Error(err))
 		}
 	}
-	if d.WouldDeny && logIt && g.firstWouldDeny(target, d.Rule) {
-		g.log.Warn("policy would deny (report mode)", zap.String("target", target), zap.String("rule", d.Rule), zap.String("reason", d.Reason))
+	if d.WouldDeny && g.firstWouldDeny(target, d.Rule) {
+		g.log.Warn("policy would deny (report mode)",
+			zap.String("target", target), zap.String("rule", d.Rule), zap.String("reason", d.Reason))
 	}
 	return d
 }
@@ -119,28 +116,31 @@ func (g *Gate) firstWouldDeny(target, rule string) bool {
 }
 
 // applyPolicy filters what list, @latest and .info of a query answer.
-func (g *Gate) applyPolicy(ctx context.Context, req Request, body []byte) ([]byte, error) {
+func (g *Gate) applyPolicy(ctx context.Context, req Request, body []byte) ([]byte, outcome, error) {
 	p := g.policy()
 	switch {
 	case p == nil:
-		return body, nil
+		return body, outcome{}, nil
 	case req.Kind == KindList:
-		return g.filterList(ctx, p, req.Module, body), nil
+		body, o := g.filterList(ctx, p, req.Module, body)
+		return body, o, nil
 	case req.Kind == KindLatest || (req.Kind == KindInfo && module.CanonicalVersion(req.Version) != req.Version):
 		var info struct{ Version string }
 		if err := json.Unmarshal(body, &info); err != nil {
-			return nil, fmt.Errorf("%w: .info of %s: %v", ErrMismatch, req.Target(), err)
+			return nil, outcome{}, fmt.Errorf("%w: .info of %s: %v", ErrMismatch, req.Target(), err)
 		}
-		if err := g.allow(ctx, req.Module, info.Version); err != nil {
+		o, err := g.allow(ctx, req.Module, info.Version)
+		if err != nil {
 			var de *DeniedError
 			if errors.As(err, &de) && req.Kind == KindLatest {
 				de.NotFound = true
 				de.Target = req.Module + "@latest (" + info.Version + ")"
 			}
-			return nil, err
+			return nil, o, err
 		}
+		return body, o, nil
 	}
-	return body, nil
+	return body, outcome{}, nil
 }
 
 // filterList leaves denied versions out of a version list. Versions are
@@ -151,64 +151,76 @@ func (g *Gate) applyPolicy(ctx context.Context, req Request, body []byte) ([]byt
 // its time unknown: no version is presumed old because a neighbour is, and
 // its own .info, .mod, .zip and lookup are decided on its dates. What
 // dating learns stays cached: the .info in the cache, the record by the
-// witness.
-func (g *Gate) filterList(ctx context.Context, p *policy.Policy, mod string, body []byte) []byte {
+// witness. Its decisions are neither counted nor logged: the list's line
+// shows no one rule, and the metrics count a request's decisions, not each
+// version a list filters. The outcome carries the upstream time of the
+// dating.
+func (g *Gate) filterList(ctx context.Context, p *policy.Policy, mod string, body []byte) ([]byte, outcome) {
 	versions := strings.Fields(string(body))
 	sort.Slice(versions, func(i, j int) bool { return semver.Compare(versions[i], versions[j]) > 0 })
 	retractions, published := p.Needs(mod)
 	dating := published // fetching what it takes, until a version is past the cooldown
+	var o outcome
 	var kept []string
 	for _, v := range versions {
 		facts := policy.Facts{Now: g.cfg.Now()}
 		var errs []error
 		if retractions {
-			errs = append(errs, g.retraction(ctx, mod, v, &facts))
+			ro, err := g.retraction(ctx, mod, v, &facts)
+			o, errs = o.with(ro), append(errs, err)
 		}
 		if dating {
-			errs = append(errs, g.date(ctx, mod, v, &facts))
+			do, err := g.date(ctx, mod, v, &facts)
+			o, errs = o.with(do), append(errs, err)
 			dating = facts.Published.IsZero() || facts.Now.Sub(facts.Published) < p.Cooldown
 		} else if published {
 			errs = append(errs, g.dateCached(ctx, mod, v, &facts))
 		}
-		errs = append(errs, g.commitFact(ctx, p, mod, v, &facts))
+		co, err := g.commitFact(ctx, p, mod, v, &facts)
+		o, errs = o.with(co), append(errs, err)
 		if err := errors.Join(errs...); err != nil {
 			g.log.Debug("policy facts unknown", zap.String("target", mod+"@"+v), zap.Error(err))
 		}
-		if d := g.record(ctx, p.Decide(policy.Input{Module: mod, Version: v, Facts: facts}), mod+"@"+v, false); d.Allowed {
+		if p.Decide(policy.Input{Module: mod, Version: v, Facts: facts}).Allowed {
 			kept = append(kept, v)
 		}
 	}
 	sort.Slice(kept, func(i, j int) bool { return semver.Compare(kept[i], kept[j]) < 0 })
 	if len(kept) == 0 {
-		return nil
+		return nil, o
 	}
-	return []byte(strings.Join(kept, "\n") + "\n")
+	return []byte(strings.Join(kept, "\n") + "\n"), o
 }
 
 // facts gathers what a decision on mod@vers needs under p. A fact it
-// cannot establish stays unknown; the error says why.
-func (g *Gate) facts(ctx context.Context, p *policy.Policy, mod, vers string) (policy.Facts, error) {
+// cannot establish stays unknown; the error says why. The outcome carries
+// the upstream time of the reads.
+func (g *Gate) facts(ctx context.Context, p *policy.Policy, mod, vers string) (policy.Facts, outcome, error) {
 	facts := policy.Facts{Now: g.cfg.Now()}
 	retractions, published := p.Needs(mod)
+	var o outcome
 	var errs []error
 	if retractions {
-		errs = append(errs, g.retraction(ctx, mod, vers, &facts))
+		ro, err := g.retraction(ctx, mod, vers, &facts)
+		o, errs = o.with(ro), append(errs, err)
 	}
 	if published {
-		errs = append(errs, g.date(ctx, mod, vers, &facts))
+		do, err := g.date(ctx, mod, vers, &facts)
+		o, errs = o.with(do), append(errs, err)
 	}
-	errs = append(errs, g.commitFact(ctx, p, mod, vers, &facts))
-	return facts, errors.Join(errs...)
+	co, err := g.commitFact(ctx, p, mod, vers, &facts)
+	return facts, o.with(co), errors.Join(append(errs, err)...)
 }
 
 // Facts returns every fact a decision on mod@vers can use, for the admin
 // API's policy test; the error says which facts are unknown and why.
 func (g *Gate) Facts(ctx context.Context, mod, vers string) (policy.Facts, error) {
 	facts := policy.Facts{Now: g.cfg.Now()}
-	commit, cerr := g.commit(ctx, mod, vers)
+	commit, _, cerr := g.commit(ctx, mod, vers)
 	facts.Commit = commit
-	err := errors.Join(g.retraction(ctx, mod, vers, &facts), g.date(ctx, mod, vers, &facts), cerr)
-	return facts, err
+	_, rerr := g.retraction(ctx, mod, vers, &facts)
+	_, derr := g.date(ctx, mod, vers, &facts)
+	return facts, errors.Join(rerr, derr, cerr)
 }
 
 // internalRequest builds a Request for the gate's own reads.
@@ -229,30 +241,43 @@ func internalRequest(kind Kind, mod, vers string) (Request, error) {
 // date fills the publication facts of mod@vers: its .info Time, and when
 // the witness first saw its checksum-database record (the record's index
 // comes from the lookup that verification makes anyway). Published is the
-// later of the two. A part that cannot be established stays unknown.
-func (g *Gate) date(ctx context.Context, mod, vers string, f *policy.Facts) error {
+// later of the two. A part that cannot be established stays unknown. The
+// outcome carries the upstream time of the reads.
+func (g *Gate) date(ctx context.Context, mod, vers string, f *policy.Facts) (outcome, error) {
 	return g.dateBy(ctx, mod, vers, f, g.infoTime, g.recordIndex)
 }
 
 // dateCached is date from what the cache already holds, without the
 // upstream.
 func (g *Gate) dateCached(ctx context.Context, mod, vers string, f *policy.Facts) error {
-	return g.dateBy(ctx, mod, vers, f, g.cachedInfoTime, g.storedRecordIndex)
+	_, err := g.dateBy(ctx, mod, vers, f, noOutcome(g.cachedInfoTime), noOutcome(g.storedRecordIndex))
+	return err
+}
+
+// noOutcome adapts a reader that makes no upstream request to dateBy.
+func noOutcome[T any](read func(ctx context.Context, mod, vers string) (T, error)) func(
+	ctx context.Context, mod, vers string) (T, outcome, error) {
+	return func(ctx context.Context, mod, vers string) (T, outcome, error) {
+		v, err := read(ctx, mod, vers)
+		return v, outcome{}, err
+	}
 }
 
 // dateBy is date with the given readers of the .info Time and the index
 // of the record.
 func (g *Gate) dateBy(ctx context.Context, mod, vers string, f *policy.Facts,
-	infoTime func(ctx context.Context, mod, vers string) (time.Time, error),
-	recordIndex func(ctx context.Context, mod, vers string) (int64, error)) error {
+	infoTime func(ctx context.Context, mod, vers string) (time.Time, outcome, error),
+	recordIndex func(ctx context.Context, mod, vers string) (int64, outcome, error)) (outcome, error) {
 	var errs []error
-	if t, err := infoTime(ctx, mod, vers); err != nil {
+	t, o, err := infoTime(ctx, mod, vers)
+	if err != nil {
 		errs = append(errs, err)
 	} else {
 		f.InfoTime = t
 	}
 	if !g.private(mod) {
-		if id, err := recordIndex(ctx, mod, vers); err != nil {
+		id, ro, err := recordIndex(ctx, mod, vers)
+		if o = o.with(ro); err != nil {
 			errs = append(errs, err)
 		} else if at, _, ok := g.cfg.Witness.FirstSeen(id); ok {
 			f.Record, f.RecordKnown, f.FirstSeen = id, true, at
@@ -264,20 +289,21 @@ func (g *Gate) dateBy(ctx context.Context, mod, vers string, f *policy.Facts,
 	if f.FirstSeen.After(f.Published) {
 		f.Published = f.FirstSeen
 	}
-	return errors.Join(errs...)
+	return o, errors.Join(errs...)
 }
 
 // infoTime reads the Time of the verified .info of mod@vers.
-func (g *Gate) infoTime(ctx context.Context, mod, vers string) (time.Time, error) {
+func (g *Gate) infoTime(ctx context.Context, mod, vers string) (time.Time, outcome, error) {
 	req, err := internalRequest(KindInfo, mod, vers)
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, outcome{}, err
 	}
-	body, _, err := g.load(ctx, req)
+	body, o, err := g.load(ctx, req)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("reading the .info time of %s@%s: %w", mod, vers, err)
+		return time.Time{}, o, fmt.Errorf("reading the .info time of %s@%s: %w", mod, vers, err)
 	}
-	return parseInfoTime(mod, vers, body)
+	t, err := parseInfoTime(mod, vers, body)
+	return t, o, err
 }
 
 // cachedInfoTime reads the Time of the .info of mod@vers if the cache
@@ -320,40 +346,42 @@ func (g *Gate) storedRecordIndex(ctx context.Context, mod, vers string) (int64, 
 }
 
 // recordIndex is the index of the verified checksum-database record of
-// mod@vers.
-func (g *Gate) recordIndex(ctx context.Context, mod, vers string) (int64, error) {
+// mod@vers. The outcome carries the upstream time of the witness's reads.
+func (g *Gate) recordIndex(ctx context.Context, mod, vers string) (int64, outcome, error) {
 	if module.CanonicalVersion(vers) != vers {
-		return 0, fmt.Errorf("%s@%s: not a canonical version, so not in the checksum database", mod, vers)
+		return 0, outcome{}, fmt.Errorf("%s@%s: not a canonical version, so not in the checksum database", mod, vers)
 	}
-	body, err := g.cfg.Witness.Lookup(ctx, module.Version{Path: mod, Version: vers})
+	clock := &remoteClock{}
+	body, err := g.cfg.Witness.Lookup(withRemoteClock(ctx, clock), module.Version{Path: mod, Version: vers})
+	o := outcome{upstream: clock.total()}
 	if err != nil {
-		return 0, fmt.Errorf("reading the checksum-database record of %s@%s: %w", mod, vers, err)
+		return 0, o, fmt.Errorf("reading the checksum-database record of %s@%s: %w", mod, vers, err)
 	}
 	id, _, _, err := tlog.ParseRecord(body)
 	if err != nil {
-		return 0, fmt.Errorf("%w: checksum-database record of %s@%s: %v", ErrMismatch, mod, vers, err)
+		return 0, o, fmt.Errorf("%w: checksum-database record of %s@%s: %v", ErrMismatch, mod, vers, err)
 	}
-	return id, nil
+	return id, o, nil
 }
 
 // retraction reads the retract directives of the module's latest go.mod
 // (as the go command does) and fills the retraction facts for vers.
-func (g *Gate) retraction(ctx context.Context, mod, vers string, facts *policy.Facts) error {
-	latest, err := g.latestVersion(ctx, mod)
+func (g *Gate) retraction(ctx context.Context, mod, vers string, facts *policy.Facts) (outcome, error) {
+	latest, o, err := g.latestVersion(ctx, mod)
 	if err != nil || latest == "" {
-		return err
+		return o, err
 	}
 	req, err := internalRequest(KindMod, mod, latest)
 	if err != nil {
-		return err
+		return o, err
 	}
-	body, _, err := g.load(ctx, req)
-	if err != nil {
-		return fmt.Errorf("reading the retractions of %s (go.mod of %s): %w", mod, latest, err)
+	body, lo, err := g.load(ctx, req)
+	if o = o.with(lo); err != nil {
+		return o, fmt.Errorf("reading the retractions of %s (go.mod of %s): %w", mod, latest, err)
 	}
 	f, err := modfile.ParseLax("go.mod", body, nil)
 	if err != nil {
-		return fmt.Errorf("%w: go.mod of %s@%s: %v", ErrMismatch, mod, latest, err)
+		return o, fmt.Errorf("%w: go.mod of %s@%s: %v", ErrMismatch, mod, latest, err)
 	}
 	facts.RetractedKnown = true
 	for _, r := range f.Retract {
@@ -361,20 +389,20 @@ func (g *Gate) retraction(ctx context.Context, mod, vers string, facts *policy.F
 			facts.Retracted, facts.Rationale = true, r.Rationale
 		}
 	}
-	return nil
+	return o, nil
 }
 
 // latestVersion is the version whose go.mod holds the module's
 // retractions: the newest release in the list, else the newest
 // pre-release, else @latest. "" if the module has none.
-func (g *Gate) latestVersion(ctx context.Context, mod string) (string, error) {
+func (g *Gate) latestVersion(ctx context.Context, mod string) (string, outcome, error) {
 	req, err := internalRequest(KindList, mod, "")
 	if err != nil {
-		return "", err
+		return "", outcome{}, err
 	}
-	body, _, err := g.load(ctx, req)
+	body, o, err := g.load(ctx, req)
 	if err != nil && statusOf(err) != http.StatusNotFound && statusOf(err) != http.StatusGone {
-		return "", fmt.Errorf("reading the versions of %s: %w", mod, err)
+		return "", o, fmt.Errorf("reading the versions of %s: %w", mod, err)
 	}
 	release, pre := "", ""
 	for _, v := range strings.Fields(string(body)) {
@@ -385,7 +413,7 @@ func (g *Gate) latestVersion(ctx context.Context, mod string) (string, error) {
 		}
 	}
 	if release != "" {
-		return release, nil
+		return release, o, nil
 	}
-	return pre, nil
+	return pre, o, nil
 }

@@ -1,11 +1,10 @@
 package proxy
 
 import (
-	"errors"
-	"fmt"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/modgate/modgate/internal/httperr"
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -40,16 +39,17 @@ type Request struct {
 }
 
 // ErrBadRequest is wrapped by every routing error: the client sent a path
-// that is not a valid module or checksum-database request.
-var ErrBadRequest = errors.New("bad request")
+// that is not a valid module or checksum-database request. It is the
+// sentinel that proxy/egress wraps for a malformed target too
+// (httperr.ErrBadRequest).
+var ErrBadRequest = httperr.ErrBadRequest
 
-func badRequest(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{ErrBadRequest}, args...)...)
-}
+// badRequest returns an error wrapping ErrBadRequest.
+func badRequest(format string, args ...any) error { return httperr.BadRequest(format, args...) }
 
-// Route parses the path of a GOPROXY request, such as
+// parsePath parses the path of a GOPROXY request, such as
 // "/example.com/!upper/@v/v1.0.0.zip" or "/sumdb/sum.golang.org/lookup/m@v".
-func Route(path string) (Request, error) {
+func parsePath(path string) (Request, error) {
 	if len(path) > maxPathLen {
 		return Request{}, badRequest("path longer than %d bytes", maxPathLen)
 	}
@@ -61,7 +61,7 @@ func Route(path string) (Request, error) {
 	}
 	if rest, ok := strings.CutPrefix(path, "/sumdb/"); ok {
 		db, rest, _ := strings.Cut(rest, "/")
-		return RouteSumDB(db, "/"+rest)
+		return routeSumDB(db, "/"+rest)
 	}
 	return routeModule(path[1:])
 }
@@ -107,7 +107,11 @@ func moduleRequest(kind Kind, escPath, escVers string) (Request, error) {
 		return Request{}, badRequest("%v", err)
 	}
 	if kind != KindInfo && module.CanonicalVersion(vers) != vers {
-		return Request{}, badRequest("version %q of %s is not canonical: .mod and .zip are served by exact version only", vers, path)
+		return Request{}, badRequest(
+			"version %q of %s is not canonical: .mod and .zip are served by exact version only",
+			vers,
+			path,
+		)
 	}
 	if strings.Contains(vers, "..") || strings.ContainsAny(vers, "/") {
 		return Request{}, badRequest("invalid version %q", vers)
@@ -117,9 +121,9 @@ func moduleRequest(kind Kind, escPath, escVers string) (Request, error) {
 	return r, nil
 }
 
-// RouteSumDB parses a checksum-database path (below /sumdb/<db>, or at the
+// routeSumDB parses a checksum-database path (below /sumdb/<db>, or at the
 // root of an intercepted database host).
-func RouteSumDB(db, path string) (Request, error) {
+func routeSumDB(db, path string) (Request, error) {
 	if db == "" || strings.ContainsAny(db, "/@") || strings.Contains(db, "..") {
 		return Request{}, badRequest("invalid checksum database name %q", db)
 	}

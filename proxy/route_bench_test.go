@@ -16,7 +16,7 @@ func BenchmarkRoute(b *testing.B) {
 		b.Run(p.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := Route(p.path); err != nil {
+				if _, err := parsePath(p.path); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -9,7 +9,7 @@ import (
 	"golang.org/x/mod/module"
 )
 
-// routePath is the path Route parses into r: escaped module path and
+// routePath is the path parsePath parses into r: escaped module path and
 // version, and the checksum-database forms.
 func routePath(t *testing.T, r Request) string {
 	esc := func(p string) string {
@@ -67,13 +67,13 @@ func FuzzRoute(f *testing.F) {
 		f.Add(bp.path)
 	}
 	f.Fuzz(func(t *testing.T, path string) {
-		r, err := Route(path)
+		r, err := parsePath(path)
 		if err != nil {
 			if !errors.Is(err, ErrBadRequest) {
-				t.Fatalf("Route(%q): %v does not wrap ErrBadRequest", path, err)
+				t.Fatalf("parsePath(%q): %v does not wrap ErrBadRequest", path, err)
 			}
 			if r != (Request{}) {
-				t.Fatalf("Route(%q) returned %+v with its error", path, r)
+				t.Fatalf("parsePath(%q) returned %+v with its error", path, r)
 			}
 			return
 		}
@@ -82,41 +82,42 @@ func FuzzRoute(f *testing.F) {
 		}
 		if r.Module != "" {
 			if err := module.CheckPath(r.Module); err != nil && module.CheckImportPath(r.Module) != nil {
-				t.Fatalf("Route(%q) accepted the module path %q: %v", path, r.Module, err)
+				t.Fatalf("parsePath(%q) accepted the module path %q: %v", path, r.Module, err)
 			}
 		}
 		if r.Version != "" && (strings.Contains(r.Version, "..") || strings.ContainsAny(r.Version, "/\\")) {
-			t.Fatalf("Route(%q) accepted the version %q", path, r.Version)
+			t.Fatalf("parsePath(%q) accepted the version %q", path, r.Version)
 		}
 		if got := routePath(t, r); got != path {
-			t.Fatalf("Route(%q) = %+v, which escapes back to %q", path, r, got)
+			t.Fatalf("parsePath(%q) = %+v, which escapes back to %q", path, r, got)
 		}
 	})
 }
 
-// FuzzRouteSumDB checks RouteSumDB as an intercepted sum.golang.org uses
+// FuzzRouteSumDB checks routeSumDB as an intercepted sum.golang.org uses
 // it: no panic, errors wrap ErrBadRequest, and an accepted path escapes
 // back to itself.
 func FuzzRouteSumDB(f *testing.F) {
-	for _, p := range []string{"/supported", "/latest", "/lookup/example.com/lib@v1.2.0", "/lookup/example.com/!upper@v1.0.0",
-		"/tile/8/0/000", "/tile/8/1/000.p/3", "/tile/8/0/x001/234.p/5", "/lookup/../x@v1.0.0", "/tile/8/0/000.p/0", "latest", ""} {
+	for _, p := range []string{"/supported", "/latest", "/lookup/example.com/lib@v1.2.0",
+		"/lookup/example.com/!upper@v1.0.0", "/tile/8/0/000", "/tile/8/1/000.p/3", "/tile/8/0/x001/234.p/5",
+		"/lookup/../x@v1.0.0", "/tile/8/0/000.p/0", "latest", ""} {
 		f.Add("sum.golang.org", p)
 	}
 	f.Add("..", "/latest")
 	f.Add("a/b", "/latest")
 	f.Fuzz(func(t *testing.T, db, path string) {
-		r, err := RouteSumDB(db, path)
+		r, err := routeSumDB(db, path)
 		if err != nil {
 			if !errors.Is(err, ErrBadRequest) {
-				t.Fatalf("RouteSumDB(%q, %q): %v does not wrap ErrBadRequest", db, path, err)
+				t.Fatalf("routeSumDB(%q, %q): %v does not wrap ErrBadRequest", db, path, err)
 			}
 			return
 		}
 		if r.DB != db || strings.ContainsAny(db, "/@") || strings.Contains(db, "..") {
-			t.Fatalf("RouteSumDB(%q, %q) = %+v", db, path, r)
+			t.Fatalf("routeSumDB(%q, %q) = %+v", db, path, r)
 		}
 		if got := routePath(t, r); got != "/sumdb/"+db+path {
-			t.Fatalf("RouteSumDB(%q, %q) = %+v, which escapes back to %q", db, path, r, got)
+			t.Fatalf("routeSumDB(%q, %q) = %+v, which escapes back to %q", db, path, r, got)
 		}
 	})
 }

@@ -24,7 +24,10 @@ func TestRoute(t *testing.T) {
 		{"/example.com/!upper/@v/list", Request{Kind: KindList, Module: "example.com/Upper"}},
 		{"/example.com/!upper/@latest", Request{Kind: KindLatest, Module: "example.com/Upper"}},
 		{"/example.com/!upper/@v/v1.0.0.zip", Request{Kind: KindZip, Module: "example.com/Upper", Version: "v1.0.0"}},
-		{"/github.com/!burnt!sushi/toml/@v/v1.3.2.mod", Request{Kind: KindMod, Module: "github.com/BurntSushi/toml", Version: "v1.3.2"}},
+		{
+			"/github.com/!burnt!sushi/toml/@v/v1.3.2.mod",
+			Request{Kind: KindMod, Module: "github.com/BurntSushi/toml", Version: "v1.3.2"},
+		},
 		{"/example.com/lib/@v/v1.0.0-!r!c.1.mod", Request{Kind: KindMod, Module: "example.com/lib", Version: "v1.0.0-RC.1"}},
 		{"/example.com/lib/@v/v1.1.0-rc.1.zip", Request{Kind: KindZip, Module: "example.com/lib", Version: "v1.1.0-rc.1"}},
 		{"/example.com/lib/@v/v0.0.0-20240101000000-abcdefabcdef.zip",
@@ -35,31 +38,52 @@ func TestRoute(t *testing.T) {
 		{"/gopkg.in/yaml.v3/@v/v3.0.1.mod", Request{Kind: KindMod, Module: "gopkg.in/yaml.v3", Version: "v3.0.1"}},
 		// +incompatible versions are canonical module versions
 		// (module.CanonicalVersion keeps the suffix), served by exact version.
-		{"/example.com/lib/@v/v2.0.0+incompatible.info", Request{Kind: KindInfo, Module: "example.com/lib", Version: "v2.0.0+incompatible"}},
-		{"/example.com/lib/@v/v2.0.0+incompatible.mod", Request{Kind: KindMod, Module: "example.com/lib", Version: "v2.0.0+incompatible"}},
-		{"/example.com/lib/@v/v2.0.0+incompatible.zip", Request{Kind: KindZip, Module: "example.com/lib", Version: "v2.0.0+incompatible"}},
+		{
+			"/example.com/lib/@v/v2.0.0+incompatible.info",
+			Request{Kind: KindInfo, Module: "example.com/lib", Version: "v2.0.0+incompatible"},
+		},
+		{
+			"/example.com/lib/@v/v2.0.0+incompatible.mod",
+			Request{Kind: KindMod, Module: "example.com/lib", Version: "v2.0.0+incompatible"},
+		},
+		{
+			"/example.com/lib/@v/v2.0.0+incompatible.zip",
+			Request{Kind: KindZip, Module: "example.com/lib", Version: "v2.0.0+incompatible"},
+		},
 		// .info also answers queries (branches, non-canonical versions).
 		{"/example.com/lib/@v/master.info", Request{Kind: KindInfo, Module: "example.com/lib", Version: "master"}},
 		{"/example.com/lib/@v/v1.info", Request{Kind: KindInfo, Module: "example.com/lib", Version: "v1"}},
 
 		{"/sumdb/sum.golang.org/supported", Request{Kind: KindSupported, DB: db}},
 		{"/sumdb/sum.golang.org/latest", Request{Kind: KindSumLatest, DB: db}},
-		{"/sumdb/sum.golang.org/lookup/example.com/lib@v1.0.0", Request{Kind: KindLookup, DB: db, Module: "example.com/lib", Version: "v1.0.0"}},
-		{"/sumdb/sum.golang.org/lookup/example.com/!upper@v1.0.0", Request{Kind: KindLookup, DB: db, Module: "example.com/Upper", Version: "v1.0.0"}},
+		{
+			"/sumdb/sum.golang.org/lookup/example.com/lib@v1.0.0",
+			Request{Kind: KindLookup, DB: db, Module: "example.com/lib", Version: "v1.0.0"},
+		},
+		{
+			"/sumdb/sum.golang.org/lookup/example.com/!upper@v1.0.0",
+			Request{Kind: KindLookup, DB: db, Module: "example.com/Upper", Version: "v1.0.0"},
+		},
 		{"/sumdb/sum.golang.org/lookup/example.com/lib@v2.0.0+incompatible",
 			Request{Kind: KindLookup, DB: db, Module: "example.com/lib", Version: "v2.0.0+incompatible"}},
 		{"/sumdb/sum.golang.org/tile/8/0/000", Request{Kind: KindTile, DB: db, Tile: tlog.Tile{H: 8, L: 0, N: 0, W: 256}}},
 		{"/sumdb/sum.golang.org/tile/8/0/000.p/5", Request{Kind: KindTile, DB: db, Tile: tlog.Tile{H: 8, L: 0, N: 0, W: 5}}},
-		{"/sumdb/sum.golang.org/tile/8/0/x001/234.p/5", Request{Kind: KindTile, DB: db, Tile: tlog.Tile{H: 8, L: 0, N: 1234, W: 5}}},
+		{
+			"/sumdb/sum.golang.org/tile/8/0/x001/234.p/5",
+			Request{Kind: KindTile, DB: db, Tile: tlog.Tile{H: 8, L: 0, N: 1234, W: 5}},
+		},
 		{"/sumdb/sum.golang.org/tile/8/1/000.p/3", Request{Kind: KindTile, DB: db, Tile: tlog.Tile{H: 8, L: 1, N: 0, W: 3}}},
-		{"/sumdb/sum.golang.org/tile/8/data/000", Request{Kind: KindTile, DB: db, Tile: tlog.Tile{H: 8, L: -1, N: 0, W: 256}}},
+		{
+			"/sumdb/sum.golang.org/tile/8/data/000",
+			Request{Kind: KindTile, DB: db, Tile: tlog.Tile{H: 8, L: -1, N: 0, W: 256}},
+		},
 		{"/sumdb/other.example/latest", Request{Kind: KindSumLatest, DB: "other.example"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
-			got, err := Route(tt.path)
+			got, err := parsePath(tt.path)
 			if err != nil {
-				t.Errorf("Route(%q): %v", tt.path, err)
+				t.Errorf("parsePath(%q): %v", tt.path, err)
 				return
 			}
 			checkRequest(t, got, tt.want)
@@ -70,7 +94,8 @@ func TestRoute(t *testing.T) {
 // checkRequest compares the exported fields of two requests.
 func checkRequest(t *testing.T, got, want Request) {
 	t.Helper()
-	if got.Kind != want.Kind || got.Module != want.Module || got.Version != want.Version || got.DB != want.DB || got.Tile != want.Tile {
+	if got.Kind != want.Kind || got.Module != want.Module || got.Version != want.Version || got.DB != want.DB ||
+		got.Tile != want.Tile {
 		t.Errorf("got {Kind:%s Module:%q Version:%q DB:%q Tile:%+v},\nwant {Kind:%s Module:%q Version:%q DB:%q Tile:%+v}",
 			got.Kind, got.Module, got.Version, got.DB, got.Tile, want.Kind, want.Module, want.Version, want.DB, want.Tile)
 	}
@@ -86,13 +111,17 @@ func TestRouteSumDB(t *testing.T) {
 		{"sum.golang.org", "/latest", Request{Kind: KindSumLatest, DB: "sum.golang.org"}},
 		{"sum.golang.org", "/lookup/example.com/lib@v1.2.0",
 			Request{Kind: KindLookup, DB: "sum.golang.org", Module: "example.com/lib", Version: "v1.2.0"}},
-		{"sum.golang.org", "/tile/8/0/x001/234.p/5", Request{Kind: KindTile, DB: "sum.golang.org", Tile: tlog.Tile{H: 8, N: 1234, W: 5}}},
+		{
+			"sum.golang.org",
+			"/tile/8/0/x001/234.p/5",
+			Request{Kind: KindTile, DB: "sum.golang.org", Tile: tlog.Tile{H: 8, N: 1234, W: 5}},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
-			got, err := RouteSumDB(tt.db, tt.path)
+			got, err := routeSumDB(tt.db, tt.path)
 			if err != nil {
-				t.Fatalf("RouteSumDB(%q, %q): %v", tt.db, tt.path, err)
+				t.Fatalf("routeSumDB(%q, %q): %v", tt.db, tt.path, err)
 			}
 			checkRequest(t, got, tt.want)
 		})
@@ -171,18 +200,18 @@ func TestRouteInvalid(t *testing.T) {
 	}...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Route(tt.path)
+			got, err := parsePath(tt.path)
 			if err == nil {
-				t.Fatalf("Route(%q) = %+v, want an error", tt.path, got)
+				t.Fatalf("parsePath(%q) = %+v, want an error", tt.path, got)
 			}
 			if !errors.Is(err, ErrBadRequest) {
-				t.Errorf("Route(%q): %v: does not wrap ErrBadRequest", tt.path, err)
+				t.Errorf("parsePath(%q): %v: does not wrap ErrBadRequest", tt.path, err)
 			}
 			if !strings.Contains(err.Error(), tt.wantMsg) {
-				t.Errorf("Route(%q): %q, want a message mentioning %q", tt.path, err, tt.wantMsg)
+				t.Errorf("parsePath(%q): %q, want a message mentioning %q", tt.path, err, tt.wantMsg)
 			}
 			if got != (Request{}) {
-				t.Errorf("Route(%q) returned %+v with its error, want the zero Request", tt.path, got)
+				t.Errorf("parsePath(%q) returned %+v with its error, want the zero Request", tt.path, got)
 			}
 		})
 	}
@@ -202,8 +231,8 @@ func TestRouteSumDBInvalid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.db+tt.path, func(t *testing.T) {
-			if _, err := RouteSumDB(tt.db, tt.path); !errors.Is(err, ErrBadRequest) {
-				t.Errorf("RouteSumDB(%q, %q) = %v, want an error wrapping ErrBadRequest", tt.db, tt.path, err)
+			if _, err := routeSumDB(tt.db, tt.path); !errors.Is(err, ErrBadRequest) {
+				t.Errorf("routeSumDB(%q, %q) = %v, want an error wrapping ErrBadRequest", tt.db, tt.path, err)
 			}
 		})
 	}

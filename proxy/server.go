@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -16,19 +15,9 @@ import (
 	"time"
 
 	"github.com/elazarl/goproxy"
+	"github.com/modgate/modgate/proxy/egress"
 	"go.uber.org/zap"
-
-	"github.com/modgate/modgate/policy"
 )
-
-// NewHTTPClient returns the client for upstream fetches: bounded dials,
-// handshakes and header waits, kept-alive connections, and the system roots
-// plus extra (which may be nil). It ignores HTTPS_PROXY, so that the gate
-// never sends its own fetches back through itself. NewHTTPClientWith
-// takes more options.
-func NewHTTPClient(extra []*x509.Certificate) *http.Client {
-	return NewHTTPClientWith(ClientOptions{Roots: extra})
-}
 
 // Server is the listener side of the gate: an HTTP forward proxy
 // (goproxy) that intercepts CONNECTs to the gate's hosts, refuses the
@@ -47,7 +36,8 @@ type Server struct {
 	tickets ticketKeys
 	rejects rejectLog // clients that reject the interception certificate
 
-	egress atomic.Pointer[Egress]
+	egress  atomic.Pointer[egress.Egress]
+	metrics *Metrics
 
 	limits   Limits       // see SetLimits
 	connects atomic.Int64 // CONNECTs open now
@@ -59,10 +49,10 @@ func NewServer(gate *Gate, tlsConfig *tls.Config, logger *zap.Logger) *Server {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	s := &Server{gate: gate, log: logger, conns: newConnListener()}
+	s := &Server{gate: gate, log: logger, conns: newConnListener(), metrics: gate.metrics()}
 	s.tls = s.tickets.shareTickets(tlsConfig)
 	s.SetLimits(Limits{})
-	deny, _ := NewEgress(EgressConfig{Logger: logger.Named("egress")})
+	deny, _ := egress.New(egress.Config{Logger: logger.Named("egress")})
 	s.egress.Store(deny)
 	p := goproxy.NewProxyHttpServer()
 	p.Logger = log.New(io.Discard, "", 0)
@@ -74,18 +64,25 @@ func NewServer(gate *Gate, tlsConfig *tls.Config, logger *zap.Logger) *Server {
 	p.OnRequest().DoFunc(s.onPlainProxy)
 	s.proxy = p
 	errLog := zap.NewStdLog(logger.Named("http"))
-	s.front = &http.Server{Handler: http.HandlerFunc(s.serveFront), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: errLog}
-	s.mitm = &http.Server{Handler: gate, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, ErrorLog: errLog,
-		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
-			return context.WithValue(ctx, interceptedKey{}, true)
-		}}
+	s.front = newHTTPServer(http.HandlerFunc(s.serveFront), errLog)
+	s.mitm = newHTTPServer(gate, errLog)
+	s.mitm.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+		return context.WithValue(ctx, interceptedKey{}, true)
+	}
 	return s
+}
+
+// newHTTPServer returns an http.Server for h with the gate's bounds on
+// header size and idle connections.
+func newHTTPServer(h http.Handler, errLog *log.Logger) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 64 << 10, ErrorLog: errLog}
 }
 
 // SetEgress sets what CONNECTs and plain http:// proxy requests to hosts
 // the gate does not intercept may reach. By default they are all refused.
 // Call it before Serve, which tells the Egress the listener's address.
-func (s *Server) SetEgress(e *Egress) { s.egress.Store(e) }
+func (s *Server) SetEgress(e *egress.Egress) { s.egress.Store(e) }
 
 // Serve serves on ln until ctx ends or a listener fails. Tunnels to ln's
 // address are refused.
@@ -121,31 +118,32 @@ func (s *Server) Ready() bool { return s.ready.Load() }
 func (s *Server) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
 	client := ctx.Req.RemoteAddr
 	e := s.egress.Load()
-	t, err := ParseTarget(host, 0)
+	t, err := egress.ParseTarget(host, 0)
 	if err == nil && s.gate.Intercepts(t.Host) {
 		if t.Port == 443 {
-			s.log.Info("connect", zap.String("client", client), zap.String("host", t.Host), zap.Int("port", t.Port), zap.String("decision", "intercept"))
-			s.gate.cfg.Metrics.Connect("intercept")
+			e.LogIntercept(client, t)
+			s.metrics.connect("intercept")
 			return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: s.intercept}, host
 		}
 		err = fmt.Errorf("%w: CONNECT to %s: modgate answers for %s itself, on port 443 only", ErrRefused, t, t.Host)
 	}
-	var tn *Tunnel
+	var tn *egress.Tunnel
 	if err != nil {
-		e.logRefused("connect", client, Target{Host: host}, "", policy.Decision{}, time.Now(), err)
+		e.LogRefused(egress.LineConnect, client, host, err)
 	} else {
 		tn, err = e.Connect(ctx.Req.Context(), client, t)
 	}
 	if err != nil {
-		s.gate.cfg.Metrics.Connect("refuse")
+		s.metrics.connect("refuse")
 		if statusOf(err) == http.StatusForbidden {
-			s.gate.cfg.Metrics.egressRefused()
+			s.metrics.egressRefused()
 		}
 		ctx.Resp = errorResponse(ctx.Req, err)
 		return &goproxy.ConnectAction{Action: goproxy.ConnectReject}, host
 	}
-	s.gate.cfg.Metrics.Connect("tunnel")
-	return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: func(_ *http.Request, c net.Conn, _ *goproxy.ProxyCtx) { tn.Serve(c) }}, host
+	s.metrics.connect("tunnel")
+	serve := func(_ *http.Request, c net.Conn, _ *goproxy.ProxyCtx) { tn.Serve(c) }
+	return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: serve}, host
 }
 
 // onPlainProxy forwards an absolute-form (plain http://) proxy request
@@ -153,21 +151,22 @@ func (s *Server) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Connect
 // over https only.
 func (s *Server) onPlainProxy(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 	e := s.egress.Load()
-	t, err := ParseTarget(r.URL.Host, 80)
+	t, err := egress.ParseTarget(r.URL.Host, 80)
 	if err == nil && s.gate.Intercepts(t.Host) {
-		err = fmt.Errorf("%w: plain http to %s: modgate answers for %s itself, over https (CONNECT) only", ErrRefused, t, t.Host)
+		err = fmt.Errorf("%w: plain http to %s: modgate answers for %s itself, over https (CONNECT) only",
+			ErrRefused, t, t.Host)
 	}
 	if err != nil {
-		e.logRefused("forward", r.RemoteAddr, Target{Host: r.URL.Host}, "", policy.Decision{}, time.Now(), err)
+		e.LogRefused(egress.LineForward, r.RemoteAddr, r.URL.Host, err)
 		if statusOf(err) == http.StatusForbidden {
-			s.gate.cfg.Metrics.egressRefused()
+			s.metrics.egressRefused()
 		}
 		return r, errorResponse(r, err)
 	}
 	resp, err := e.Forward(r, r.RemoteAddr, t)
 	if err != nil {
 		if statusOf(err) == http.StatusForbidden {
-			s.gate.cfg.Metrics.egressRefused()
+			s.metrics.egressRefused()
 		}
 		return r, errorResponse(r, err)
 	}

@@ -17,54 +17,71 @@ import (
 )
 
 // serveSumDB serves the checksum-database endpoints from the witness.
-func (g *Gate) serveSumDB(ctx context.Context, w http.ResponseWriter, r *http.Request, req Request) error {
+func (g *Gate) serveSumDB(ctx context.Context, w http.ResponseWriter, r *http.Request, req Request) (outcome, error) {
 	if req.DB != g.cfg.Witness.Name() {
-		return fmt.Errorf("%w: modgate serves checksum database %s, not %s", signer.ErrNotFound, g.cfg.Witness.Name(), req.DB)
+		err := fmt.Errorf("%w: modgate serves checksum database %s, not %s", signer.ErrNotFound, g.cfg.Witness.Name(), req.DB)
+		return outcome{}, err
 	}
 	var (
 		body  []byte
 		err   error
+		o     outcome
 		ctype = "text/plain; charset=utf-8"
 	)
-	info := infoFrom(ctx)
 	switch req.Kind {
 	case KindSupported:
-		return g.writeSmall(ctx, w, r, ctype, nil, cacheHit)
+		writeSmall(w, r, ctype, nil)
+		return outcome{cache: cacheHit}, nil
 	case KindSumLatest:
-		body, _, err = g.cfg.Witness.Latest(ctx)
-		if err != nil && !errors.Is(err, signer.ErrFork) && !errors.Is(err, signer.ErrVerify) {
-			g.log.Warn("cannot witness the upstream's latest tree head; serving the newest witnessed one", zap.Error(err))
-			body, _, err = g.cfg.Witness.Current(ctx)
-			info.cache = cacheStale
-		}
+		body, o, err = g.sumLatest(ctx)
 	case KindLookup:
 		if pat := g.privatePattern(req.Module); pat != "" {
-			return &PrivateLookupError{Module: req.Module, Pattern: pat, DB: req.DB}
+			return outcome{}, &PrivateLookupError{Module: req.Module, Pattern: pat, DB: req.DB}
 		}
-		if err := g.allow(ctx, req.Module, req.Version); err != nil {
-			return err
+		if o, err = g.allow(ctx, req.Module, req.Version); err != nil {
+			return o, err
 		}
-		key := "lookup/" + req.escaped
-		body, err = g.shared(ctx, key, func(ctx context.Context) ([]byte, error) {
-			return g.cfg.Witness.Lookup(ctx, module.Version{Path: req.Module, Version: req.Version})
+		var fo outcome
+		body, fo, err = g.shared(ctx, "lookup/"+req.escaped, func(ctx context.Context) ([]byte, upstreamTime, error) {
+			b, err := g.cfg.Witness.Lookup(ctx, module.Version{Path: req.Module, Version: req.Version})
+			return b, upstreamTime{}, err
 		})
+		o = o.with(fo)
 	case KindTile:
 		ctype = "application/octet-stream"
-		body, err = g.shared(ctx, "tile/"+req.Tile.Path(), func(ctx context.Context) ([]byte, error) {
-			return g.cfg.Witness.Tile(ctx, req.Tile)
+		body, o, err = g.shared(ctx, "tile/"+req.Tile.Path(), func(ctx context.Context) ([]byte, upstreamTime, error) {
+			b, err := g.cfg.Witness.Tile(ctx, req.Tile)
+			return b, upstreamTime{}, err
 		})
 	}
 	if err != nil {
-		return err
+		return o, err
 	}
-	result := info.cache
-	if result == "" {
-		result = cacheHit
-		if info.upstreamCalls > 0 {
-			result = cacheMiss
+	if o.cache == "" {
+		o.cache = cacheHit
+		if o.upstream.calls > 0 { // the witness read the upstream for this answer
+			o.cache = cacheMiss
 		}
 	}
-	return g.writeSmall(ctx, w, r, ctype, body, result)
+	writeSmall(w, r, ctype, body)
+	return o, nil
+}
+
+// sumLatest witnesses and co-signs the upstream's newest tree head; if the
+// upstream cannot be read it serves the newest witnessed one (stale). A
+// fork or a failed verification is an error.
+func (g *Gate) sumLatest(ctx context.Context) ([]byte, outcome, error) {
+	clock := &remoteClock{}
+	ctx = withRemoteClock(ctx, clock)
+	var o outcome
+	body, _, err := g.cfg.Witness.Latest(ctx)
+	if err != nil && !errors.Is(err, signer.ErrFork) && !errors.Is(err, signer.ErrVerify) {
+		g.log.Warn("cannot witness the upstream's latest tree head; serving the newest witnessed one", zap.Error(err))
+		body, _, err = g.cfg.Witness.Current(ctx)
+		o.cache = cacheStale
+	}
+	o.upstream = clock.total()
+	return body, o, err
 }
 
 // PrivateLookupError refuses a checksum-database lookup of a module that
@@ -117,8 +134,9 @@ func (r *SumDBRemote) ReadRemote(ctx context.Context, path string) ([]byte, erro
 	}
 	start := time.Now()
 	b, err := db.fetch(ctx, path)
-	infoFrom(ctx).addUpstreamSince(start)
-	r.Metrics.fetched("sumdb", time.Since(start), int64(len(b)))
+	up := since(start)
+	addRemote(ctx, up)
+	r.Metrics.fetched("sumdb", up.d, int64(len(b)))
 	return b, err
 }
 

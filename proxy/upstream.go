@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/modgate/modgate/cache"
+	"github.com/modgate/modgate/internal/httperr"
 )
 
 // Limits on upstream answers.
@@ -49,19 +50,9 @@ func (u *upstream) get(ctx context.Context, path string) (*http.Response, error)
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
-		return nil, &UpstreamError{URL: redact(&target), Status: resp.StatusCode, Body: firstLine(resp)}
+		return nil, &UpstreamError{URL: redact(&target), Status: resp.StatusCode, Body: httperr.FirstLine(resp)}
 	}
 	return resp, nil
-}
-
-// firstLine returns the first line of a short text body, for messages.
-func firstLine(resp *http.Response) string {
-	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
-		return ""
-	}
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
-	return line
 }
 
 // fetch returns a whole small body, refusing one over maxSmallBody.
@@ -76,7 +67,11 @@ func (u *upstream) fetch(ctx context.Context, path string) ([]byte, error) {
 		return nil, &UpstreamError{URL: redact(resp.Request.URL), Status: resp.StatusCode, Err: err}
 	}
 	if len(b) > maxSmallBody {
-		return nil, &UpstreamError{URL: redact(resp.Request.URL), Status: resp.StatusCode, Err: fmt.Errorf("answer larger than %d bytes", maxSmallBody)}
+		return nil, &UpstreamError{
+			URL:    redact(resp.Request.URL),
+			Status: resp.StatusCode,
+			Err:    fmt.Errorf("answer larger than %d bytes", maxSmallBody),
+		}
 	}
 	return b, nil
 }
@@ -103,7 +98,8 @@ func (u *upstream) spool(ctx context.Context, path, dir string, limit int64) (*o
 	} else if err == nil && n > limit {
 		err = fmt.Errorf("%w: upstream sent more than %d bytes", ErrTooLarge, limit)
 	} else if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
-		err = &UpstreamError{URL: redact(resp.Request.URL), Status: resp.StatusCode, Err: fmt.Errorf("truncated: got %d of %d bytes", n, resp.ContentLength)}
+		err = &UpstreamError{URL: redact(resp.Request.URL), Status: resp.StatusCode,
+			Err: fmt.Errorf("truncated: got %d of %d bytes", n, resp.ContentLength)}
 	} else if err != nil {
 		err = &UpstreamError{URL: redact(resp.Request.URL), Status: resp.StatusCode, Err: err}
 	}

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/modgate/modgate/internal/atomicfile"
+	"github.com/modgate/modgate/internal/secretfile"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -20,8 +22,9 @@ const (
 	VerifierKeyFile = "note.pub" // the public verifier key, usable as GOSUMDB
 )
 
-// ErrInsecureKey reports a secret file that group or others may read.
-var ErrInsecureKey = errors.New("secret file is readable by group or others")
+// ErrInsecureKey reports a secret file that group or others may read. It
+// is secretfile.ErrInsecureKey, the one sentinel of every secret file.
+var ErrInsecureKey = secretfile.ErrInsecureKey
 
 // CreateKey generates an enterprise note key named name and writes it to dir,
 // unless a key is already there: it never overwrites one. It returns the
@@ -122,18 +125,11 @@ func LoadKey(dir string) (note.Signer, string, error) {
 }
 
 // ReadSecret reads a secret file, trimmed of surrounding space, after checking
-// that only its owner may read it.
+// that only its owner may read it (secretfile.Read).
 func ReadSecret(path string) (string, error) {
-	fi, err := os.Stat(path)
+	b, err := secretfile.Read(path)
 	if err != nil {
-		return "", fmt.Errorf("reading secret: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("%s has mode %04o: %w (run: chmod 600 %s)", path, fi.Mode().Perm(), ErrInsecureKey, path)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("reading secret: %w", err)
+		return "", err
 	}
 	return strings.TrimSpace(string(b)), nil
 }
@@ -143,31 +139,10 @@ func WriteSecret(path, value string) error {
 	return writeNew(path, value+"\n", 0o600)
 }
 
-// writeNew writes data to a temporary file and links it into place, so that
-// a crash never leaves a half-written file and an existing file is kept.
+// writeNew writes a new file atomically and durably (atomicfile.Create):
+// a crash never leaves a half-written file, and an existing file is kept.
 func writeNew(path, data string, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	err = tmp.Chmod(mode)
-	if err == nil {
-		_, err = tmp.WriteString(data)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Link(tmp.Name(), path) // fails if path exists: never overwrite
-	}
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Create(path, []byte(data), mode)
 }
 
 // LoadVerifier reads the enterprise verifier key (the public half) from

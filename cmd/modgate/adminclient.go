@@ -19,8 +19,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/modgate/modgate/internal/atomicfile"
 	"github.com/modgate/modgate/pki"
-	"github.com/modgate/modgate/proxy"
+	"github.com/modgate/modgate/proxy/admin"
 	"github.com/modgate/modgate/signer"
 )
 
@@ -38,7 +39,12 @@ func addAdminFlags(cmd *cobra.Command, getenv env) *adminOptions {
 	f.StringVar(&o.dataDir, "data-dir", defaultDataDir(getenv), "data directory whose admin.token (and ca.pem) to use")
 	f.StringVar(&o.cert, "cert", "", "client certificate (PEM) for an https --admin URL, from modgate ca issue-client")
 	f.StringVar(&o.key, "key", "", "the client certificate's key (PEM)")
-	f.StringVar(&o.adminCA, "admin-ca", "", "CA certificate that signed the admin listener's certificate (default: the data directory's ca.pem)")
+	f.StringVar(
+		&o.adminCA,
+		"admin-ca",
+		"",
+		"CA certificate that signed the admin listener's certificate (default: the data directory's ca.pem)",
+	)
 	f.BoolVar(&o.json, "json", false, "print JSON instead of a table")
 	return o
 }
@@ -74,7 +80,10 @@ func (o *adminOptions) client(getenv env) (*adminClient, error) {
 	if c.token = getenv("MODGATE_ADMIN_TOKEN"); c.token == "" {
 		path := filepath.Join(o.dataDir, adminTokenFile)
 		if c.token, err = signer.ReadSecret(path); err != nil {
-			c.tokenNote = fmt.Sprintf("no admin token (set MODGATE_ADMIN_TOKEN, or --data-dir to the gate's data directory): %v", err)
+			c.tokenNote = fmt.Sprintf(
+				"no admin token (set MODGATE_ADMIN_TOKEN, or --data-dir to the gate's data directory): %v",
+				err,
+			)
 		}
 	}
 	tr := &http.Transport{Proxy: nil, TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: time.Minute}
@@ -120,7 +129,7 @@ func (o *adminOptions) tlsConfig() (*tls.Config, error) {
 // apiCallError is an error answer of the admin API.
 type apiCallError struct {
 	Status int
-	Body   proxy.APIError
+	Body   admin.APIError
 	hint   string
 }
 
@@ -156,7 +165,11 @@ func (c *adminClient) do(ctx context.Context, method, path, contentType string, 
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("admin API %s: %w (is modgate serve running there? see --admin)", c.base.Redacted(), unwrapURLError(err))
+		return nil, fmt.Errorf(
+			"admin API %s: %w (is modgate serve running there? see --admin)",
+			c.base.Redacted(),
+			unwrapURLError(err),
+		)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -260,7 +273,14 @@ func newIssueClientCmd(getenv env, stdout io.Writer) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s\n%s\nuse: modgate policy list --admin https://<admin address> --cert %s --key %s\n", certPath, keyPath, certPath, keyPath)
+		fmt.Fprintf(
+			stdout,
+			"%s\n%s\nuse: modgate policy list --admin https://<admin address> --cert %s --key %s\n",
+			certPath,
+			keyPath,
+			certPath,
+			keyPath,
+		)
 		return nil
 	}
 	return cmd
@@ -272,29 +292,12 @@ func ensurePolicyFile(path string, content []byte) (bool, error) {
 	if _, err := os.Lstat(path); err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return false, err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return false, fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	err = tmp.Chmod(0o644)
-	if err == nil {
-		_, err = tmp.Write(content)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Link(tmp.Name(), path) // fails if path appeared meanwhile
-	}
+	err := atomicfile.Create(path, content, 0o644) // fails if path appeared meanwhile
 	if errors.Is(err, fs.ErrExist) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("writing %s: %w", path, err)
+		return false, err
 	}
 	return true, nil
 }

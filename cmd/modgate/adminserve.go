@@ -12,7 +12,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/modgate/modgate/policy"
-	"github.com/modgate/modgate/proxy"
+	"github.com/modgate/modgate/proxy/admin"
+	"github.com/modgate/modgate/proxy/audit"
 )
 
 // openPolicy opens the policy file: --policy, else <data-dir>/policy.yaml,
@@ -40,16 +41,24 @@ func openPolicy(ctx context.Context, o serveOptions, log *zap.Logger) (*policy.F
 // adminAPI returns the authenticated admin API (/api/): the policy API
 // over the policy file, auditing into the cache, and the other APIs in
 // more (such as the witness API). facts may be nil.
-func adminAPI(dataDir string, ca *x509.Certificate, file *policy.File, audit *proxy.AuditLog,
-	facts func(ctx context.Context, module, version string) (policy.Facts, error), log *zap.Logger, more ...apiRoutes) http.Handler {
+func adminAPI(
+	dataDir string,
+	ca *x509.Certificate,
+	file *policy.File,
+	audit *audit.Log,
+	facts func(ctx context.Context, module, version string) (policy.Facts, error),
+	log *zap.Logger,
+	more ...apiRoutes,
+) http.Handler {
 	mux := http.NewServeMux()
-	proxy.NewPolicyAPI(proxy.PolicyAPIConfig{File: file, Audit: audit, Facts: facts, Logger: log.Named("admin")}).Register(mux)
+	admin.NewPolicyAPI(admin.PolicyAPIConfig{File: file, Audit: audit, Facts: facts, Logger: log.Named("admin")}).
+		Register(mux)
 	for _, api := range more {
 		api.Register(mux)
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
-	return proxy.RequireAdmin(filepath.Join(dataDir, adminTokenFile), pool, mux)
+	return admin.RequireAuth(filepath.Join(dataDir, adminTokenFile), pool, mux)
 }
 
 // apiRoutes is an admin API that adds its routes to the /api/ mux.

@@ -8,9 +8,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/dustin/go-humanize"
+	"github.com/modgate/modgate/proxy/admin"
 	"github.com/spf13/cobra"
-
-	"github.com/modgate/modgate/proxy"
 )
 
 // newCacheCmd is "modgate cache": what the running gate's cache holds.
@@ -18,7 +17,7 @@ func newCacheCmd(getenv env, stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "cache", Short: "The running gate's cache"}
 	stats := adminCommand(getenv, "stats", "Print objects and bytes by kind, and the hit ratio since start", cobra.NoArgs,
 		func(cmd *cobra.Command, c *adminClient, o *adminOptions, _ []string) error {
-			var s proxy.CacheStats
+			var s admin.CacheStats
 			raw, err := c.do(cmd.Context(), http.MethodGet, "/api/v1/cache/stats", "", nil, &s)
 			if err != nil {
 				return err
@@ -35,7 +34,7 @@ func newCacheCmd(getenv env, stdout io.Writer) *cobra.Command {
 }
 
 // printCacheStats prints a table of the cache by kind.
-func printCacheStats(w io.Writer, s proxy.CacheStats) {
+func printCacheStats(w io.Writer, s admin.CacheStats) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KIND\tOBJECTS\tBYTES")
 	kinds := make([]string, 0, len(s.Kinds))

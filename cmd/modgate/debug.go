@@ -6,9 +6,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/modgate/modgate/proxy/admin"
 	"go.uber.org/zap"
-
-	"github.com/modgate/modgate/proxy"
 )
 
 // serveDebug starts the debug listener (--debug-listen): pprof profiles and
@@ -26,12 +25,15 @@ func (g *gateParts) serveDebug(addr string, log *zap.Logger) (func(), error) {
 		g.egress.AddSelf(ln.Addr()) // never reachable through a tunnel
 	}
 	if ip := ln.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
-		log.Warn("the debug listener is unauthenticated and not on a loopback address", zap.String("debug", ln.Addr().String()))
+		log.Warn(
+			"the debug listener is unauthenticated and not on a loopback address",
+			zap.String("debug", ln.Addr().String()),
+		)
 	}
 	counters := func() map[string]int64 {
 		return map[string]int64{"leaves_issued": g.leaves.Issued()}
 	}
-	srv := &http.Server{Handler: proxy.DebugHandler(counters), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: admin.DebugHandler(counters), ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	log.Info("modgate debug listener", zap.String("debug", ln.Addr().String()))
 	return func() { srv.Close() }, nil

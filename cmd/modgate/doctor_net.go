@@ -15,7 +15,7 @@ import (
 	"runtime"
 	"strings"
 
-	"github.com/modgate/modgate/proxy"
+	"github.com/modgate/modgate/proxy/egress"
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -102,8 +102,8 @@ func issuerOf(certs []*x509.Certificate) string {
 func tlsThroughProxy(ctx context.Context, proxyURL *url.URL, host string, roots *x509.CertPool, o doctorOptions) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	conn, err := proxy.ConnectVia(ctx, (&net.Dialer{}).DialContext, proxyURL, net.JoinHostPort(host, "443"), roots)
-	var pe *proxy.ParentProxyError
+	conn, err := egress.ConnectVia(ctx, (&net.Dialer{}).DialContext, proxyURL, net.JoinHostPort(host, "443"), roots)
+	var pe *egress.ParentProxyError
 	switch {
 	case errors.As(err, &pe) && pe.Status != 0:
 		return "", &connectError{status: fmt.Sprintf("%d %s", pe.Status, http.StatusText(pe.Status)), reason: pe.Reason}

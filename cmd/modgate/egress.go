@@ -8,7 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/modgate/modgate/policy"
-	"github.com/modgate/modgate/proxy"
+	"github.com/modgate/modgate/proxy/egress"
 	"github.com/modgate/modgate/signer"
 )
 
@@ -16,17 +16,22 @@ import (
 // gate does not intercept may reach: hostPolicy decides (nil refuses every
 // host), --allow-range opens address ranges refused by default, and
 // --parent-proxy carries the tunnels.
-func newEgress(o serveOptions, parent *url.URL, hostPolicy func() proxy.HostPolicy, log *zap.Logger) (*proxy.Egress, error) {
-	ranges, err := proxy.ParseRanges(o.allowRange)
+func newEgress(
+	o serveOptions,
+	parent *url.URL,
+	hostPolicy func() egress.HostPolicy,
+	log *zap.Logger,
+) (*egress.Egress, error) {
+	ranges, err := egress.ParseRanges(o.allowRange)
 	if err != nil {
 		return nil, usageError{fmt.Errorf("--allow-range: %w", err)}
 	}
-	return proxy.NewEgress(proxy.EgressConfig{Policy: hostPolicy, AllowRanges: ranges, ParentProxy: parent, Logger: log})
+	return egress.New(egress.Config{Policy: hostPolicy, AllowRanges: ranges, ParentProxy: parent, Logger: log})
 }
 
 // hostPolicy returns the egress rules of the policy file in force.
-func hostPolicy(f *policy.File) func() proxy.HostPolicy {
-	return func() proxy.HostPolicy {
+func hostPolicy(f *policy.File) func() egress.HostPolicy {
+	return func() egress.HostPolicy {
 		if p := f.Current(); p != nil {
 			return p
 		}
@@ -40,7 +45,9 @@ func parseParentProxy(s string) (*url.URL, error) {
 		return nil, nil
 	}
 	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" ||
+		(u.Path != "" && u.Path != "/") ||
+		u.RawQuery != "" {
 		return nil, fmt.Errorf("--parent-proxy: want http://[user:password@]host:port (or https://), got %q", redactURL(s))
 	}
 	return u, nil

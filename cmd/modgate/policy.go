@@ -17,7 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modgate/modgate/policy"
-	"github.com/modgate/modgate/proxy"
+	"github.com/modgate/modgate/proxy/admin"
 )
 
 // policyFile is the policy's file name in the data directory.
@@ -50,7 +50,12 @@ func newPolicyCmd(getenv env, stdout io.Writer) *cobra.Command {
 
 // adminCommand makes a subcommand that calls the admin API: run gets the
 // client and the options once the flags are applied.
-func adminCommand(getenv env, use, short string, args cobra.PositionalArgs, run func(cmd *cobra.Command, c *adminClient, o *adminOptions, args []string) error) *cobra.Command {
+func adminCommand(
+	getenv env,
+	use, short string,
+	args cobra.PositionalArgs,
+	run func(cmd *cobra.Command, c *adminClient, o *adminOptions, args []string) error,
+) *cobra.Command {
 	cmd := &cobra.Command{Use: use, Short: short, Args: usageArgs(args)}
 	o := addAdminFlags(cmd, getenv)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -99,7 +104,14 @@ func printPolicy(w io.Writer, p *policy.Policy) {
 	if p.Cooldown > 0 {
 		cooldown = policy.FormatDuration(p.Cooldown)
 	}
-	fmt.Fprintf(w, "mode: %s  default: %s  deny_retracted: %v  cooldown: %s\n", p.Mode, p.Default, p.DenyRetracted, cooldown)
+	fmt.Fprintf(
+		w,
+		"mode: %s  default: %s  deny_retracted: %v  cooldown: %s\n",
+		p.Mode,
+		p.Default,
+		p.DenyRetracted,
+		cooldown,
+	)
 	if len(p.Private) > 0 {
 		fmt.Fprintf(w, "private: %s\n", strings.Join(p.Private, ", "))
 	}
@@ -118,7 +130,13 @@ func printPolicy(w io.Writer, p *policy.Policy) {
 		tw.Flush()
 	}
 	if len(p.Egress.Rules) > 0 || p.Egress.Default == policy.Allow {
-		fmt.Fprintf(w, "egress: mode: %s  default: %s  (%d rules; see export)\n", p.Egress.Mode, p.Egress.Default, len(p.Egress.Rules))
+		fmt.Fprintf(
+			w,
+			"egress: mode: %s  default: %s  (%d rules; see export)\n",
+			p.Egress.Mode,
+			p.Egress.Default,
+			len(p.Egress.Rules),
+		)
 	}
 }
 
@@ -145,16 +163,18 @@ func policyRuleCmd(getenv env, stdout io.Writer, action policy.Action) *cobra.Co
 			}
 			pattern, constraint, commit := splitPattern(args[0])
 			if strings.HasSuffix(args[0], "@commit:") {
-				return usageError{fmt.Errorf("%q: want PATTERN@commit:HASH (such as example.com/m@commit:0123456789ab)", args[0])}
+				return usageError{fmt.Errorf("%q: want PATTERN@commit:HASH (such as example.com/m@commit:0123456789ab)",
+					args[0])}
 			}
-			rule := policy.Rule{ID: id, Action: action, Module: pattern, Versions: constraint, Commit: commit, Reason: reason}
-			req := proxy.AddRuleRequest{Rule: rule}
+			rule := policy.Rule{ID: id, Action: action, Module: pattern, Versions: constraint, Commit: commit,
+				Reason: reason}
+			req := admin.AddRuleRequest{Rule: rule}
 			var err error
 			if req.Position, err = positionFlag(cmd, position, first, last); err != nil {
 				return err
 			}
 			body, _ := json.Marshal(req)
-			var resp proxy.AddRuleResponse
+			var resp admin.AddRuleResponse
 			data, err := c.do(cmd.Context(), http.MethodPost, "/api/v1/policy/rules", "application/json", body, &resp)
 			if err != nil {
 				return err
@@ -200,7 +220,7 @@ func positionFlag(cmd *cobra.Command, position int, first, last bool) (*int, err
 	case first:
 		position = 0
 	case last:
-		position = proxy.PositionLast
+		position = admin.PositionLast
 	case !cmd.Flags().Changed("position"):
 		return nil, nil
 	case position < 0:
@@ -262,15 +282,19 @@ type deniedError struct{ what, rule string }
 func (e deniedError) Error() string { return fmt.Sprintf("%s is denied by rule %s", e.what, e.rule) }
 
 func policyTestCmd(getenv env, stdout io.Writer) *cobra.Command {
-	return adminCommand(getenv, "test MODULE@VERSION", "Show what the policy decides for a module version (exit 1 when denied)", cobra.ExactArgs(1),
+	return adminCommand(
+		getenv,
+		"test MODULE@VERSION",
+		"Show what the policy decides for a module version (exit 1 when denied)",
+		cobra.ExactArgs(1),
 		func(cmd *cobra.Command, c *adminClient, o *adminOptions, args []string) error {
 			i := strings.LastIndexByte(args[0], '@')
 			if i <= 0 || i == len(args[0])-1 {
 				return usageError{fmt.Errorf("%q: want MODULE@VERSION, such as example.com/m@v1.2.3", args[0])}
 			}
 			mod, version := args[0][:i], args[0][i+1:]
-			body, _ := json.Marshal(proxy.TestRequest{Module: mod, Version: version})
-			var resp proxy.TestResponse
+			body, _ := json.Marshal(admin.TestRequest{Module: mod, Version: version})
+			var resp admin.TestResponse
 			data, err := c.do(cmd.Context(), http.MethodPost, "/api/v1/policy/test", "application/json", body, &resp)
 			if err != nil {
 				return err
@@ -284,11 +308,12 @@ func policyTestCmd(getenv env, stdout io.Writer) *cobra.Command {
 				return deniedError{what: args[0], rule: resp.Decision.Rule}
 			}
 			return nil
-		})
+		},
+	)
 }
 
 // printTest prints a decision as "key: value" lines.
-func printTest(w io.Writer, r *proxy.TestResponse) {
+func printTest(w io.Writer, r *admin.TestResponse) {
 	d := r.Decision
 	verdict := "allowed"
 	switch {
@@ -336,9 +361,11 @@ func printDating(w io.Writer, f policy.Facts) {
 	}
 	switch {
 	case !f.FirstSeen.IsZero():
-		fmt.Fprintf(w, "first seen:\t%s (record %d, first in a tree head this gate witnessed)\n", stamp(f.FirstSeen), f.Record)
+		fmt.Fprintf(w, "first seen:\t%s (record %d, first in a tree head this gate witnessed)\n",
+			stamp(f.FirstSeen), f.Record)
 	case f.BeforeWitness:
-		fmt.Fprintf(w, "first seen:\tbefore this gate's first witnessed tree head (record %d): only its .info dates it\n", f.Record)
+		fmt.Fprintf(w, "first seen:\tbefore this gate's first witnessed tree head (record %d): "+
+			"only its .info dates it\n", f.Record)
 	}
 }
 
@@ -374,7 +401,7 @@ func policyImportCmd(getenv env, stdout io.Writer) *cobra.Command {
 					return err
 				}
 			}
-			var resp proxy.ReplaceResponse
+			var resp admin.ReplaceResponse
 			data, err := c.do(cmd.Context(), http.MethodPut, "/api/v1/policy", "application/json", body, &resp)
 			if err != nil {
 				return err
@@ -395,9 +422,13 @@ func policyImportCmd(getenv env, stdout io.Writer) *cobra.Command {
 func policyLogCmd(getenv env, stdout io.Writer) *cobra.Command {
 	var limit int
 	var before string
-	cmd := adminCommand(getenv, "log", "Print the audit log (policy changes, hand edits, would-be denials, fork clearings), newest last", cobra.NoArgs,
+	cmd := adminCommand(
+		getenv,
+		"log",
+		"Print the audit log (policy changes, hand edits, would-be denials, fork clearings), newest last",
+		cobra.NoArgs,
 		func(cmd *cobra.Command, c *adminClient, o *adminOptions, _ []string) error {
-			var resp proxy.AuditPage
+			var resp admin.AuditPage
 			q := url.Values{"limit": {fmt.Sprint(limit)}}
 			if before != "" {
 				q.Set("before", before)
@@ -417,7 +448,8 @@ func policyLogCmd(getenv env, stdout io.Writer) *cobra.Command {
 				if e.Count > 0 {
 					subject = fmt.Sprintf("%s (%d requests until %s)", subject, e.Count, e.Until.UTC().Format(time.RFC3339))
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Time.UTC().Format(time.RFC3339), e.Who, e.Action, orDash(subject), orDash(reasonLine(e.Reason)))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n",
+					e.Time.UTC().Format(time.RFC3339), e.Who, e.Action, orDash(subject), orDash(reasonLine(e.Reason)))
 			}
 			if err := tw.Flush(); err != nil {
 				return err
@@ -426,7 +458,8 @@ func policyLogCmd(getenv env, stdout io.Writer) *cobra.Command {
 				fmt.Fprintf(stdout, "older entries: modgate policy log --before %s\n", resp.Next)
 			}
 			return nil
-		})
+		},
+	)
 	cmd.Flags().IntVar(&limit, "limit", 50, "how many of the newest entries")
 	cmd.Flags().StringVar(&before, "before", "", "show the entries older than this cursor (printed under a full page)")
 	return cmd

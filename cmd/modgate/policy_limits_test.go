@@ -12,11 +12,11 @@ import (
 	"testing"
 
 	"github.com/modgate/modgate/policy"
-	"github.com/modgate/modgate/proxy"
+	"github.com/modgate/modgate/proxy/admin"
 )
 
 // adminPost sends an authenticated JSON POST to g's admin API.
-func adminPost(t *testing.T, g *gateProc, path string, body []byte) (int, proxy.APIError) {
+func adminPost(t *testing.T, g *gateProc, path string, body []byte) (int, admin.APIError) {
 	t.Helper()
 	token, err := os.ReadFile(filepath.Join(g.dataDir, "admin.token"))
 	if err != nil {
@@ -30,7 +30,7 @@ func adminPost(t *testing.T, g *gateProc, path string, body []byte) (int, proxy.
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var e proxy.APIError
+	var e admin.APIError
 	data, _ := io.ReadAll(resp.Body)
 	json.Unmarshal(data, &e)
 	return resp.StatusCode, e
@@ -50,7 +50,7 @@ func TestPolicyWritesKeepTheGateStartable(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	body, _ := json.Marshal(proxy.AddRuleRequest{Rule: policy.Rule{Action: policy.Deny,
+	body, _ := json.Marshal(admin.AddRuleRequest{Rule: policy.Rule{Action: policy.Deny,
 		Module: strings.Repeat("\U0001F600", 900000), Reason: "r"}})
 	if status, e := adminPost(t, g, "/api/v1/policy/rules", body); status != http.StatusBadRequest || e.Field != "rule.module" {
 		t.Errorf("POST a rule with a 900,000-emoji pattern: %d %+v, want 400 about rule.module", status, e)

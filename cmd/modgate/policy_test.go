@@ -15,7 +15,8 @@ import (
 	"github.com/modgate/modgate/cache"
 	"github.com/modgate/modgate/pki"
 	"github.com/modgate/modgate/policy"
-	"github.com/modgate/modgate/proxy"
+	"github.com/modgate/modgate/proxy/admin"
+	"github.com/modgate/modgate/proxy/audit"
 )
 
 const policyTestToken = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -51,10 +52,10 @@ func newPolicyGate(t *testing.T, withToken bool) *policyGate {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	api := proxy.NewPolicyAPI(proxy.PolicyAPIConfig{File: g.file, Audit: proxy.NewAuditLog(store)})
+	api := admin.NewPolicyAPI(admin.PolicyAPIConfig{File: g.file, Audit: audit.New(store)})
 	mux := http.NewServeMux()
 	api.Register(mux)
-	g.handler = proxy.RequireAdmin(filepath.Join(g.dataDir, adminTokenFile), nil, mux)
+	g.handler = admin.RequireAuth(filepath.Join(g.dataDir, adminTokenFile), nil, mux)
 	srv := httptest.NewServer(g.handler)
 	t.Cleanup(srv.Close)
 	g.url = srv.URL
@@ -81,18 +82,52 @@ func TestPolicyCLI(t *testing.T) {
 		noMatch string
 	}{
 		{[]string{"list"}, exitOK, []string{"mode: enforce  default: allow", "no rules"}, nil, ""},
-		{[]string{"deny", "example.com/bad@<v1.2.0", "--reason", "CVE-2099-0001"}, exitOK, []string{"added rule deny-1 at position 0: deny example.com/bad <v1.2.0  (CVE-2099-0001)"}, nil, ""},
-		{[]string{"allow", "corp.example.com/*", "--id", "corp", "--position", "0"}, exitOK, []string{"added rule corp at position 0"}, nil, ""},
+		{
+			[]string{"deny", "example.com/bad@<v1.2.0", "--reason", "CVE-2099-0001"},
+			exitOK,
+			[]string{"added rule deny-1 at position 0: deny example.com/bad <v1.2.0  (CVE-2099-0001)"},
+			nil,
+			"",
+		},
+		{
+			[]string{"allow", "corp.example.com/*", "--id", "corp", "--position", "0"},
+			exitOK,
+			[]string{"added rule corp at position 0"},
+			nil,
+			"",
+		},
 		{[]string{"deny", "example.com/lib@>=v1.0.0 <v1.5.0", "--reason", "TICKET-1"}, exitOK, []string{"deny-2"}, nil, ""},
-		{[]string{"list"}, exitOK, []string{"ID      ACTION  MODULE", "corp    allow   corp.example.com/*  -", "deny-1  deny    example.com/bad     <v1.2.0"}, nil, ""},
-		{[]string{"test", "example.com/bad@v1.1.0"}, exitFail, []string{"example.com/bad@v1.1.0:  denied", "rule:", "deny-1", "CVE-2099-0001"}, []string{"denied by rule deny-1"}, ""},
+		{
+			[]string{"list"},
+			exitOK,
+			[]string{
+				"ID      ACTION  MODULE",
+				"corp    allow   corp.example.com/*  -",
+				"deny-1  deny    example.com/bad     <v1.2.0",
+			},
+			nil,
+			"",
+		},
+		{
+			[]string{"test", "example.com/bad@v1.1.0"},
+			exitFail,
+			[]string{"example.com/bad@v1.1.0:  denied", "rule:", "deny-1", "CVE-2099-0001"},
+			[]string{"denied by rule deny-1"},
+			"",
+		},
 		{[]string{"test", "example.com/bad@v1.2.0"}, exitOK, []string{"allowed", "default"}, nil, ""},
 		{[]string{"test", "example.com/lib@v1.4.9-0.20240101000000-abcdefabcdef"}, exitFail, []string{"deny-2"}, nil, ""},
 		{[]string{"rm", "deny-1"}, exitOK, []string{"removed rule deny-1: deny example.com/bad <v1.2.0"}, nil, ""},
 		{[]string{"rm", "deny-1"}, exitFail, nil, []string{"404", "no rule with id"}, ""},
 		{[]string{"test", "example.com/bad@v1.1.0"}, exitOK, []string{"allowed"}, nil, ""},
 		{[]string{"export"}, exitOK, []string{"# modgate policy.", "id: corp", "id: deny-2"}, nil, "deny-1"},
-		{[]string{"log"}, exitOK, []string{"TIME", "WHO", "policy.add", "policy.remove", tokenHash(policyTestToken)}, nil, ""},
+		{
+			[]string{"log"},
+			exitOK,
+			[]string{"TIME", "WHO", "policy.add", "policy.remove", tokenHash(policyTestToken)},
+			nil,
+			"",
+		},
 	}
 	for _, s := range steps {
 		code, stdout, stderr := g.cli(t, nil, s.args...)
@@ -133,7 +168,7 @@ func ruleList(p *policy.Policy) string {
 
 func TestPolicyCLIJSON(t *testing.T) {
 	g := newPolicyGate(t, true)
-	var added proxy.AddRuleResponse
+	var added admin.AddRuleResponse
 	cliJSON(t, g, &added, "deny", "example.com/bad@v1.0.0, v1.1.0", "--reason", "bad", "--id", "two")
 	if added.Rule.ID != "two" || added.Rule.Versions != "v1.0.0, v1.1.0" {
 		t.Errorf("deny --json: %+v", added)
@@ -143,14 +178,16 @@ func TestPolicyCLIJSON(t *testing.T) {
 	if len(p.Rules) != 1 || p.Mode != policy.Enforce {
 		t.Errorf("list --json: %+v", p)
 	}
-	var test proxy.TestResponse
+	var test admin.TestResponse
 	code, stdout, _ := g.cli(t, nil, "test", "example.com/bad@v1.1.0", "--json")
-	if err := json.Unmarshal([]byte(stdout), &test); err != nil || code != exitFail || test.Decision.Allowed || test.Decision.Rule != "two" {
+	if err := json.Unmarshal([]byte(stdout), &test); err != nil || code != exitFail || test.Decision.Allowed ||
+		test.Decision.Rule != "two" {
 		t.Errorf("test --json: exit %d, %+v, %v", code, test, err)
 	}
-	var log proxy.AuditPage
+	var log admin.AuditPage
 	cliJSON(t, g, &log, "log")
-	if e := log.Entries; len(e) != 1 || e[0].Action != proxy.AuditAdd || e[0].Rule != "two" || e[0].Reason != "bad" || !strings.Contains(e[0].After, "id: two") {
+	if e := log.Entries; len(e) != 1 || e[0].Action != audit.PolicyAdd || e[0].Rule != "two" || e[0].Reason != "bad" ||
+		!strings.Contains(e[0].After, "id: two") {
 		t.Errorf("log --json: %+v", log)
 	}
 	var removed map[string]policy.Rule
@@ -175,7 +212,11 @@ func TestPolicyCLIImport(t *testing.T) {
 	g := newPolicyGate(t, true)
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
-	os.WriteFile(good, []byte("mode: report\ndeny_retracted: true\nrules:\n  - {id: x, action: deny, module: example.com/x, reason: no}\n"), 0o644)
+	os.WriteFile(
+		good,
+		[]byte("mode: report\ndeny_retracted: true\nrules:\n  - {id: x, action: deny, module: example.com/x, reason: no}\n"),
+		0o644,
+	)
 	code, stdout, stderr := g.cli(t, nil, "import", good)
 	if code != exitOK || !strings.Contains(stdout, "mode: report") || g.file.Current().Mode != policy.Report {
 		t.Fatalf("import: exit %d\n%s%s", code, stdout, stderr)
@@ -191,9 +232,14 @@ func TestPolicyCLIImport(t *testing.T) {
 	}
 	before, _ := os.ReadFile(g.policyPath)
 	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(bad, []byte("rules:\n  - id: y\n    action: deny\n    module: example.com/y\n    versions: <=1.2\n    reason: r\n"), 0o644)
+	os.WriteFile(
+		bad,
+		[]byte("rules:\n  - id: y\n    action: deny\n    module: example.com/y\n    versions: <=1.2\n    reason: r\n"),
+		0o644,
+	)
 	code, _, stderr = g.cli(t, nil, "import", bad)
-	if code != exitFail || !strings.Contains(stderr, "400") || !strings.Contains(stderr, "rules[0].versions") || !strings.Contains(stderr, "line 5") {
+	if code != exitFail || !strings.Contains(stderr, "400") || !strings.Contains(stderr, "rules[0].versions") ||
+		!strings.Contains(stderr, "line 5") {
 		t.Errorf("import invalid: exit %d\n%s", code, stderr)
 	}
 	if after, _ := os.ReadFile(g.policyPath); string(after) != string(before) {
@@ -213,11 +259,46 @@ func TestPolicyCLIRefusals(t *testing.T) {
 		code int
 		want []string
 	}{
-		{"no token", noToken, nil, []string{"deny", "example.com/bad", "--reason", "r"}, exitFail, []string{"401", "no admin token", "MODGATE_ADMIN_TOKEN"}},
-		{"wrong token", g, map[string]string{"MODGATE_ADMIN_TOKEN": "wrong"}, []string{"deny", "example.com/bad", "--reason", "r"}, exitFail, []string{"401", "wrong token"}},
-		{"wrong token import", g, map[string]string{"MODGATE_ADMIN_TOKEN": "wrong"}, []string{"rm", "x"}, exitFail, []string{"401"}},
-		{"invalid module", g, nil, []string{"deny", "example.com/a b", "--reason", "r"}, exitFail, []string{"400", "rule.module"}},
-		{"invalid constraint", g, nil, []string{"deny", "example.com/a@<=1.2", "--reason", "r"}, exitFail, []string{"400", "rule.versions", "not a semantic version"}},
+		{
+			"no token",
+			noToken,
+			nil,
+			[]string{"deny", "example.com/bad", "--reason", "r"},
+			exitFail,
+			[]string{"401", "no admin token", "MODGATE_ADMIN_TOKEN"},
+		},
+		{
+			"wrong token",
+			g,
+			map[string]string{"MODGATE_ADMIN_TOKEN": "wrong"},
+			[]string{"deny", "example.com/bad", "--reason", "r"},
+			exitFail,
+			[]string{"401", "wrong token"},
+		},
+		{
+			"wrong token import",
+			g,
+			map[string]string{"MODGATE_ADMIN_TOKEN": "wrong"},
+			[]string{"rm", "x"},
+			exitFail,
+			[]string{"401"},
+		},
+		{
+			"invalid module",
+			g,
+			nil,
+			[]string{"deny", "example.com/a b", "--reason", "r"},
+			exitFail,
+			[]string{"400", "rule.module"},
+		},
+		{
+			"invalid constraint",
+			g,
+			nil,
+			[]string{"deny", "example.com/a@<=1.2", "--reason", "r"},
+			exitFail,
+			[]string{"400", "rule.versions", "not a semantic version"},
+		},
 		{"invalid id", g, nil, []string{"allow", "example.com/a", "--id", "a/b"}, exitFail, []string{"400", "rule.id"}},
 		{"deny without reason", g, nil, []string{"deny", "example.com/a"}, exitUsage, []string{"--reason"}},
 		{"two patterns", g, nil, []string{"deny", "a", "b", "--reason", "r"}, exitUsage, []string{"accepts 1 arg"}},
@@ -243,7 +324,8 @@ func TestPolicyCLIRefusals(t *testing.T) {
 		t.Error("refused commands changed the policy file")
 	}
 	env := map[string]string{"MODGATE_ADMIN": "http://127.0.0.1:1", "MODGATE_ADMIN_TOKEN": "x"}
-	if code, _, stderr := runCmd(t, env, "policy", "list"); code != exitFail || !strings.Contains(stderr, "is modgate serve running") {
+	if code, _, stderr := runCmd(t, env, "policy", "list"); code != exitFail ||
+		!strings.Contains(stderr, "is modgate serve running") {
 		t.Errorf("gate not running (admin URL from MODGATE_ADMIN): exit %d\n%s", code, stderr)
 	}
 	if code, _, stderr := runCmd(t, nil, "policy"); code != exitUsage {
@@ -259,7 +341,13 @@ func TestPolicyCheck(t *testing.T) {
 	good := filepath.Join(dir, "good.yaml")
 	os.WriteFile(good, policy.DefaultFile(), 0o644)
 	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(bad, []byte("mode: enforce\nrules:\n  - id: a\n    action: deny\n    module: m\n  - id: a\n    action: allow\n    module: m\n    versions: x\n"), 0o644)
+	os.WriteFile(
+		bad,
+		[]byte(
+			"mode: enforce\nrules:\n  - id: a\n    action: deny\n    module: m\n  - id: a\n    action: allow\n    module: m\n    versions: x\n",
+		),
+		0o644,
+	)
 	code, stdout, _ := runCmd(t, nil, "policy", "check", good)
 	if code != exitOK || !strings.Contains(stdout, "ok: mode enforce, default allow, 0 rules") {
 		t.Errorf("check good: exit %d\n%s", code, stdout)
@@ -278,7 +366,8 @@ func TestPolicyCheck(t *testing.T) {
 		OK       bool                      `json:"ok"`
 		Problems []*policy.ValidationError `json:"problems"`
 	}
-	if err := json.Unmarshal([]byte(stdout), &out); err != nil || code != exitFail || out.OK || len(out.Problems) != 3 || out.Problems[0].Field != "rules[0].reason" {
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil || code != exitFail || out.OK || len(out.Problems) != 3 ||
+		out.Problems[0].Field != "rules[0].reason" {
 		t.Errorf("check --json: exit %d %+v %v", code, out, err)
 	}
 	if code, _, _ := runCmd(t, nil, "policy", "check", filepath.Join(dir, "missing.yaml")); code != exitFail {
@@ -336,8 +425,8 @@ func TestPolicyCLIClientCertificate(t *testing.T) {
 	}
 	pool := tlsCfg.ClientCAs
 	mux := http.NewServeMux()
-	proxy.NewPolicyAPI(proxy.PolicyAPIConfig{File: g.file}).Register(mux)
-	srv := httptest.NewUnstartedServer(proxy.RequireAdmin(filepath.Join(g.dataDir, adminTokenFile), pool, mux))
+	admin.NewPolicyAPI(admin.PolicyAPIConfig{File: g.file}).Register(mux)
+	srv := httptest.NewUnstartedServer(admin.RequireAuth(filepath.Join(g.dataDir, adminTokenFile), pool, mux))
 	srv.TLS = tlsCfg
 	srv.StartTLS()
 	defer srv.Close()
@@ -346,7 +435,8 @@ func TestPolicyCLIClientCertificate(t *testing.T) {
 	if code, stdout, stderr := runCmd(t, nil, args...); code != exitOK || !strings.Contains(stdout, "added rule allow-1") {
 		t.Fatalf("allow with a client certificate: exit %d\n%s%s", code, stdout, stderr)
 	}
-	if code, _, stderr := runCmd(t, nil, "policy", "list", "--admin", srv.URL, "--data-dir", g.dataDir); code != exitFail || !strings.Contains(stderr, "401") {
+	if code, _, stderr := runCmd(t, nil, "policy", "list", "--admin", srv.URL, "--data-dir", g.dataDir); code != exitFail ||
+		!strings.Contains(stderr, "401") {
 		t.Errorf("https without a certificate or token: exit %d\n%s", code, stderr)
 	}
 }

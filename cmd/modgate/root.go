@@ -44,12 +44,24 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 		return exitOK
 	}
 	fmt.Fprintf(stderr, "modgate: %v\n", err)
-	var ue usageError
-	if errors.As(err, &ue) || strings.Contains(err.Error(), "unknown flag") || strings.Contains(err.Error(), "unknown command") ||
-		strings.Contains(err.Error(), "accepts ") || strings.Contains(err.Error(), "flag needs an argument") || strings.Contains(err.Error(), "invalid argument") {
+	if errors.As(err, new(usageError)) {
 		return exitUsage
 	}
+	if _, _, ferr := root.Find(args); ferr != nil {
+		return exitUsage // an unknown command: the one error cobra's Find reports
+	}
 	return exitFail
+}
+
+// markUsageErrors makes the errors of cmd's and its subcommands' argument
+// validators usage errors (exit 2), as SetFlagErrorFunc does for flags.
+func markUsageErrors(cmd *cobra.Command) {
+	if cmd.Args != nil {
+		cmd.Args = usageArgs(cmd.Args)
+	}
+	for _, c := range cmd.Commands() {
+		markUsageErrors(c)
+	}
 }
 
 func newRoot(getenv env, stdout, stderr io.Writer) *cobra.Command {
@@ -76,6 +88,7 @@ func newRoot(getenv env, stdout, stderr io.Writer) *cobra.Command {
 			Run: func(cmd *cobra.Command, _ []string) { fmt.Fprintf(stdout, "modgate %s\n", version) },
 		},
 	)
+	markUsageErrors(root)
 	return root
 }
 

@@ -21,11 +21,15 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/modgate/modgate/cache"
 	"github.com/modgate/modgate/pki"
 	"github.com/modgate/modgate/policy"
 	"github.com/modgate/modgate/proxy"
+	"github.com/modgate/modgate/proxy/admin"
+	"github.com/modgate/modgate/proxy/audit"
+	"github.com/modgate/modgate/proxy/egress"
 	"github.com/modgate/modgate/signer"
 )
 
@@ -70,34 +74,115 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 	f.StringVar(&o.config, "config", "", "YAML file of settings named like the flags")
 	dataDir := addDataDir(cmd, getenv)
 	f.StringVar(&o.listen, "listen", defaultListen, "proxy and GOPROXY listen address")
-	f.StringVar(&o.adminListen, "admin-listen", defaultAdminListen, "admin listen address (/healthz, /readyz, /ca.pem, /verifier.txt, /metrics and the authenticated /api/)")
+	f.StringVar(
+		&o.adminListen,
+		"admin-listen",
+		defaultAdminListen,
+		"admin listen address (/healthz, /readyz, /ca.pem, /verifier.txt, /metrics and the authenticated /api/)",
+	)
 	f.StringVar(&o.upstream, "upstream", defaultUpstream, "upstream module proxy")
-	f.StringVar(&o.upstreamSumDB, "upstream-sumdb", defaultUpstreamSumDB, "upstream checksum database verifier key, optionally followed by a space and its URL")
+	f.StringVar(
+		&o.upstreamSumDB,
+		"upstream-sumdb",
+		defaultUpstreamSumDB,
+		"upstream checksum database verifier key, optionally followed by a space and its URL",
+	)
 	f.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of extra roots for the upstream's TLS")
-	f.StringVar(&o.intercept, "intercept", strings.Join(proxy.DefaultIntercept, ","), "comma list of hosts whose CONNECTs are intercepted")
-	f.StringVar(&o.private, "private", "", "comma list of module path patterns that skip the public checksum database (as GONOSUMDB)")
+	f.StringVar(
+		&o.intercept,
+		"intercept",
+		strings.Join(proxy.DefaultIntercept, ","),
+		"comma list of hosts whose CONNECTs are intercepted",
+	)
+	f.StringVar(
+		&o.private,
+		"private",
+		"",
+		"comma list of module path patterns that skip the public checksum database (as GONOSUMDB)",
+	)
 	f.BoolVar(&o.offline, "offline", false, "serve from the cache only; a miss answers 504")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "json", "json, or console for people reading a terminal")
 	f.DurationVar(&o.listTTL, "list-ttl", time.Minute, "how long list and @latest answers stay fresh")
-	f.StringVar(&o.debugListen, "debug-listen", "", "address of an unauthenticated debug listener (pprof, counters); off by default, use a loopback address")
-	f.StringSliceVar(&o.allowRange, "allow-range", nil, "CIDR range that tunnels may reach although it is refused by default (loopback, private, link-local, ...); repeatable or a comma list")
-	f.StringVar(&o.parentProxy, "parent-proxy", "", "http://[user:password@]host:port of a corporate proxy for the upstream fetches and the tunnels")
-	f.StringVar(&o.parentAuthFile, "parent-proxy-auth-file", "", "file (mode 0600) holding user:password for --parent-proxy; or set "+parentProxyAuthEnv)
-	f.DurationVar(&o.witnessInterval, "witness-interval", 5*time.Minute, "how often the witness reads the upstream's newest tree head, which dates new checksum-database records for the cooldown (never with --offline)")
-	f.DurationVar(&o.stallTimeout, "upstream-stall-timeout", proxy.DefaultStallTimeout, "how long the upstream may send nothing before a fetch fails with 504")
-	f.DurationVar(&o.writeIdle, "write-idle-timeout", proxy.DefaultWriteIdle, "how long a client may read nothing of a response before modgate closes its connection (a slow reader that keeps reading is served)")
-	f.IntVar(&o.maxConnects, "max-connects", proxy.DefaultMaxConnects, "CONNECTs (intercepted or tunnelled) open at once; past it a CONNECT gets 503; -1 means no cap")
-	f.DurationVar(&o.auditMaxAge, "audit-max-age", proxy.DefaultAuditMaxAge, "audit entries older than this are deleted")
-	o.auditMaxSize = proxy.DefaultAuditMaxBytes
-	f.Var(&o.auditMaxSize, "audit-max-size", "bound on the audit log, such as 64MiB: past it the oldest entries are deleted")
-	f.DurationVar(&o.auditInterval, "audit-interval", proxy.DefaultAuditInterval, "would-be denials (report mode) of one rule within this share one audit entry, with a count")
-	f.StringVar(&o.policy, "policy", "", "policy file (default <data-dir>/policy.yaml, written with a commented default if missing); hand edits take effect within 2s")
-	f.BoolVar(&o.adminTLS, "admin-tls", false, "serve the admin listener over TLS (certificate for modgate.admin from the CA; client certificates from the CA authenticate)")
+	f.StringVar(
+		&o.debugListen,
+		"debug-listen",
+		"",
+		"address of an unauthenticated debug listener (pprof, counters); off by default, use a loopback address",
+	)
+	f.StringSliceVar(
+		&o.allowRange,
+		"allow-range",
+		nil,
+		"CIDR range that tunnels may reach although it is refused by default (loopback, private, link-local, ...); "+
+			"repeatable or a comma list",
+	)
+	f.StringVar(
+		&o.parentProxy,
+		"parent-proxy",
+		"",
+		"http://[user:password@]host:port of a corporate proxy for the upstream fetches and the tunnels",
+	)
+	f.DurationVar(
+		&o.witnessInterval,
+		"witness-interval",
+		5*time.Minute,
+		"how often the witness reads the upstream's newest tree head, which dates new checksum-database records "+
+			"for the cooldown (never with --offline)",
+	)
+	f.DurationVar(
+		&o.stallTimeout,
+		"upstream-stall-timeout",
+		proxy.DefaultStallTimeout,
+		"how long the upstream may send nothing before a fetch fails with 504",
+	)
+	f.StringVar(
+		&o.policy,
+		"policy",
+		"",
+		"policy file (default <data-dir>/policy.yaml, written with a commented default if missing); "+
+			"hand edits take effect within 2s",
+	)
+	f.BoolVar(
+		&o.adminTLS,
+		"admin-tls",
+		false,
+		"serve the admin listener over TLS (certificate for modgate.admin from the CA; "+
+			"client certificates from the CA authenticate)",
+	)
+	f.StringVar(&o.parentAuthFile, "parent-proxy-auth-file", "",
+		"file (mode 0600) holding user:password for --parent-proxy; or set "+parentProxyAuthEnv)
+	f.DurationVar(&o.writeIdle, "write-idle-timeout", proxy.DefaultWriteIdle,
+		"how long a client may read nothing of a response before modgate closes its connection "+
+			"(a slow reader that keeps reading is served)")
+	f.IntVar(&o.maxConnects, "max-connects", proxy.DefaultMaxConnects,
+		"CONNECTs (intercepted or tunnelled) open at once; past it a CONNECT gets 503; -1 means no cap")
+	f.DurationVar(&o.auditMaxAge, "audit-max-age", audit.DefaultMaxAge, "audit entries older than this are deleted")
+	o.auditMaxSize = audit.DefaultMaxBytes
+	f.Var(&o.auditMaxSize, "audit-max-size",
+		"bound on the audit log, such as 64MiB: past it the oldest entries are deleted")
+	f.DurationVar(&o.auditInterval, "audit-interval", audit.DefaultInterval,
+		"would-be denials (report mode) of one rule within this share one audit entry, with a count")
 	addTLSFlags(f, &o.tls)
-	f.Var(&o.minFree, "min-free", "free space to keep on the cache's filesystem, such as 2GiB, 10% or 2GiB,10% (the larger); below it new objects are refused with 507 and /readyz says degraded (default the larger of 1GiB and 5%)")
-	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM may take: past it modgate exits anyway, logging what it abandoned (the next start recovers from the cache's logs)")
-	f.Var(&o.cacheMaxSize, "cache-max-size", "bound on the cache, such as 20GiB: past it the least recently used zips, .mod, .info and checksum data are evicted (default unbounded)")
+	f.Var(
+		&o.minFree,
+		"min-free",
+		"free space to keep on the cache's filesystem, such as 2GiB, 10% or 2GiB,10% (the larger); below it new "+
+			"objects are refused with 507 and /readyz says degraded (default the larger of 1GiB and 5%)",
+	)
+	f.DurationVar(
+		&o.shutdownTimeout,
+		"shutdown-timeout",
+		30*time.Second,
+		"how long SIGTERM may take: past it modgate exits anyway, logging what it abandoned "+
+			"(the next start recovers from the cache's logs)",
+	)
+	f.Var(
+		&o.cacheMaxSize,
+		"cache-max-size",
+		"bound on the cache, such as 20GiB: past it the least recently used zips, .mod, .info and checksum data "+
+			"are evicted (default unbounded)",
+	)
 	markList(f, "intercept", "private", "tls-names")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if !f.Changed("config") {
@@ -218,12 +303,12 @@ type gateParts struct {
 	leaves   *pki.Leaves
 	ca       *pki.CA
 	server   *proxy.Server
-	egress   *proxy.Egress
+	egress   *egress.Egress
 	verifier string // the enterprise verifier key, served at /verifier.txt
 	progress progress
 	policy   *policy.File // the policy in force
 	witness  *signer.Witness
-	audit    *proxy.AuditLog
+	audit    *audit.Log
 	gate     *proxy.Gate
 }
 
@@ -240,30 +325,21 @@ func (g *gateParts) close() {
 }
 
 // openGate loads the keys (refusing secrets readable by others), opens the
-// cache and builds the witness, the pipeline and the server.
-func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbURL string, upstreamURL *url.URL, intercept []string) (*gateParts, error) {
+// cache and builds the witness, the pipeline and the server. On error it
+// releases what it opened, in one place.
+func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbURL string, upstreamURL *url.URL,
+	intercept []string) (_ *gateParts, err error) {
 	g := &gateParts{registry: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			g.close()
+		}
+	}()
 	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	g.metrics = proxy.NewMetrics(g.registry)
-	var err error
-	if g.ca, err = pki.Load(o.dataDir); err != nil {
-		return nil, err
-	}
-	for _, h := range intercept {
-		if !g.ca.Permits(h) {
-			return nil, fmt.Errorf("intercepted host %s is outside the CA's name constraints (%s): create a new data directory, or remove ca.pem and ca-key.pem and redistribute the new CA", h, strings.Join(g.ca.Names(), ", "))
-		}
-	}
-	sig, verifier, err := signer.LoadKey(o.dataDir)
+	sig, err := g.loadKeys(o.dataDir, dbName, intercept)
 	if err != nil {
 		return nil, err
-	}
-	g.verifier = verifier
-	if sig.Name() != dbName {
-		return nil, fmt.Errorf("the enterprise note key is named %s but the upstream checksum database is %s: clients could not use it as GOSUMDB", sig.Name(), dbName)
-	}
-	if _, err := signer.ReadSecret(filepath.Join(o.dataDir, adminTokenFile)); err != nil {
-		return nil, fmt.Errorf("admin token: %w", err)
 	}
 	if g.policy, err = openPolicy(ctx, o, log); err != nil {
 		return nil, err
@@ -276,56 +352,82 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	if err != nil {
 		return nil, err
 	}
-	if g.cache, err = cache.Open(ctx, cache.Config{Dir: filepath.Join(o.dataDir, "cache"), Logger: log,
-		MaxSize: int64(o.cacheMaxSize), MinFree: cache.FreeSpace(o.minFree)}); err != nil {
-		return nil, err
-	}
 	var base *url.URL
 	if dbURL != "" {
 		if base, err = parseUpstream(dbURL); err != nil {
-			g.close()
 			return nil, usageError{fmt.Errorf("--upstream-sumdb URL: %v", err)}
 		}
 	}
+	cc := cache.Config{Dir: filepath.Join(o.dataDir, "cache"), Logger: log, MaxSize: int64(o.cacheMaxSize),
+		MinFree: cache.FreeSpace(o.minFree)}
+	if g.cache, err = cache.Open(ctx, cc); err != nil {
+		return nil, err
+	}
 	remote := proxy.NewSumDBRemote(dbName, base, upstreamURL, client, o.offline)
 	remote.Metrics = g.metrics
-	vkey := strings.Fields(o.upstreamSumDB)[0]
-	w, err := signer.New(ctx, signer.Config{Upstream: vkey, Signer: sig, Store: proxy.WitnessStore{Cache: g.cache}, Remote: remote, Logger: log.Named("witness")})
+	g.witness, err = signer.New(ctx, signer.Config{Upstream: strings.Fields(o.upstreamSumDB)[0], Signer: sig,
+		Store: proxy.WitnessStore{Cache: g.cache}, Remote: remote, Logger: log.Named("witness")})
 	if err != nil {
-		g.close()
 		return nil, err
 	}
-	g.witness = w
 	spool, err := cleanSpool(filepath.Join(o.dataDir, "spool"))
 	if err != nil {
-		g.close()
 		return nil, err
 	}
-	g.audit = proxy.NewAuditLogWith(proxy.AuditConfig{Store: g.cache, MaxAge: o.auditMaxAge, MaxBytes: int64(o.auditMaxSize),
+	g.audit = audit.NewWith(audit.Config{Store: g.cache, MaxAge: o.auditMaxAge, MaxBytes: int64(o.auditMaxSize),
 		Interval: o.auditInterval, Logger: log.Named("audit")})
-	gate, err := proxy.New(proxy.Config{
-		Upstream: upstreamURL, HTTPClient: client, Cache: g.cache, Witness: w, Intercept: intercept,
-		Private: splitList(o.private), Offline: o.offline, ListTTL: o.listTTL, SpoolDir: spool, Logger: log.Named("access"),
-		Metrics: g.metrics, Policy: g.policy.Current, Audit: g.audit, Public: publicFiles(g.ca.CertPEM, verifier),
+	g.gate, err = proxy.New(proxy.Config{
+		Upstream: upstreamURL, HTTPClient: client, Cache: g.cache, Witness: g.witness, Intercept: intercept,
+		Private: splitList(o.private), Offline: o.offline, ListTTL: o.listTTL, SpoolDir: spool,
+		Logger: log.Named("access"), Metrics: g.metrics, Policy: g.policy.Current, Audit: g.audit,
+		Public: publicFiles(g.ca.CertPEM, g.verifier),
 	})
 	if err != nil {
-		g.close()
 		return nil, err
 	}
-	if g.leaves, err = pki.NewLeaves(ctx, pki.LeavesConfig{CA: g.ca, Dir: o.dataDir, Allow: o.tls.allow(gate.Intercepts), Logger: libraryLogger(log.Named("certs"))}); err != nil {
-		g.close()
+	lc := pki.LeavesConfig{CA: g.ca, Dir: o.dataDir, Allow: o.tls.allow(g.gate.Intercepts),
+		Logger: libraryLogger(log.Named("certs"))}
+	if g.leaves, err = pki.NewLeaves(ctx, lc); err != nil {
 		return nil, err
 	}
-	g.gate = gate
-	g.server = proxy.NewServer(gate, g.leaves.TLSConfig(), log.Named("proxy"))
+	g.server = proxy.NewServer(g.gate, g.leaves.TLSConfig(), log.Named("proxy"))
 	if g.egress, err = newEgress(o, parent, hostPolicy(g.policy), log.Named("egress")); err != nil {
-		g.close()
 		return nil, err
 	}
 	g.server.SetEgress(g.egress)
 	g.server.SetLimits(proxy.Limits{WriteIdle: o.writeIdle, MaxConnects: o.maxConnects})
-	g.registry.MustRegister(proxy.NewCollector(g.cache, w))
+	g.registry.MustRegister(proxy.NewCollector(g.cache, g.witness))
 	return g, nil
+}
+
+// loadKeys loads the CA and the enterprise note key from dataDir and
+// checks that the admin token is private. The CA must permit every
+// intercepted host, and the note key must be named for database dbName.
+func (g *gateParts) loadKeys(dataDir, dbName string, intercept []string) (note.Signer, error) {
+	var err error
+	if g.ca, err = pki.Load(dataDir); err != nil {
+		return nil, err
+	}
+	for _, h := range intercept {
+		if !g.ca.Permits(h) {
+			return nil, fmt.Errorf("intercepted host %s is outside the CA's name constraints (%s): "+
+				"create a new data directory, or remove ca.pem and ca-key.pem and redistribute the new CA",
+				h, strings.Join(g.ca.Names(), ", "))
+		}
+	}
+	sig, verifier, err := signer.LoadKey(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	g.verifier = verifier
+	if sig.Name() != dbName {
+		return nil, fmt.Errorf("the enterprise note key is named %s but the upstream checksum database is %s: "+
+			"clients could not use it as GOSUMDB", sig.Name(), dbName)
+	}
+	if _, err := signer.ReadSecret(filepath.Join(dataDir, adminTokenFile)); err != nil {
+		return nil, fmt.Errorf("admin token: %w", err)
+	}
+	return sig, nil
 }
 
 // publicFiles are the files the proxy listener serves to clients at
@@ -399,12 +501,12 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 		return err
 	}
 	g.egress.AddSelf(aln.Addr())
-	admin := &http.Server{Handler: proxy.AdminHandler(proxy.AdminConfig{
+	admin := &http.Server{Handler: admin.Handler(admin.Config{
 		Ready: g.server.Ready, Degraded: g.degraded, CAPEM: g.ca.CertPEM, Verifier: g.verifier,
 		Metrics: promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{}),
 		API: adminAPI(o.dataDir, g.ca.Cert, g.policy, g.audit, g.gate.Facts, log,
-			proxy.NewWitnessAPI(proxy.WitnessAPIConfig{Witness: g.witness, Audit: g.audit, Logger: log.Named("admin")}),
-			proxy.CacheAPI{Stats: g.cache, Metrics: g.metrics}),
+			admin.NewWitnessAPI(admin.WitnessAPIConfig{Witness: g.witness, Audit: g.audit, Logger: log.Named("admin")}),
+			admin.CacheAPI{Stats: g.cache, Traffic: g.metrics}),
 	}), ReadHeaderTimeout: 10 * time.Second}
 	go admin.Serve(aln)
 	defer admin.Close()
@@ -427,8 +529,21 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 		return err
 	}
 	defer stopTLS()
-	log.Info("modgate serving", zap.String("listen", ln.Addr().String()), zap.String("tls_listen", tlsAddr), zap.String("admin", aln.Addr().String()), zap.Bool("admin_tls", o.adminTLS), zap.String("policy", g.policy.Path()),
-		zap.String("upstream", o.upstream), zap.String("data_dir", o.dataDir), zap.Bool("offline", o.offline), zap.String("version", version))
+	log.Info(
+		"modgate serving",
+		zap.String("listen", ln.Addr().String()),
+		zap.String("tls_listen", tlsAddr),
+		zap.String("admin", aln.Addr().String()),
+		zap.Bool("admin_tls", o.adminTLS),
+		zap.String("policy", g.policy.Path()),
+		zap.String(
+			"upstream",
+			o.upstream,
+		),
+		zap.String("data_dir", o.dataDir),
+		zap.Bool("offline", o.offline),
+		zap.String("version", version),
+	)
 	mode := "upstream " + o.upstream
 	if o.offline {
 		mode = "offline, from the cache only"

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/modgate/modgate/policy"
-	"github.com/modgate/modgate/proxy"
+	"github.com/modgate/modgate/proxy/egress"
 )
 
 // checkListenAddr checks a listen address given as flag: host:port with a
@@ -58,7 +58,7 @@ func validateServe(o serveOptions) error {
 	if _, err := parseParentProxy(o.parentProxy); err != nil {
 		errs = append(errs, err)
 	}
-	if _, err := proxy.ParseRanges(o.allowRange); err != nil {
+	if _, err := egress.ParseRanges(o.allowRange); err != nil {
 		errs = append(errs, fmt.Errorf("--allow-range: %w", err))
 	}
 	if _, err := upstreamClient(o.upstreamCA, nil, o.stallTimeout); err != nil {

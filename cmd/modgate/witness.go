@@ -15,6 +15,8 @@ import (
 
 	"github.com/modgate/modgate/cache"
 	"github.com/modgate/modgate/proxy"
+	"github.com/modgate/modgate/proxy/admin"
+	"github.com/modgate/modgate/proxy/audit"
 	"github.com/modgate/modgate/signer"
 )
 
@@ -64,11 +66,12 @@ func witnessStatusCmd(getenv env, stdout io.Writer) *cobra.Command {
 }
 
 func witnessClearForkCmd(getenv env, stdout io.Writer) *cobra.Command {
-	var req proxy.ClearForkRequest
-	cmd := witnessCommand(getenv, "clear-fork", "Mark the fork evidence as cleared (it is kept) and let checksum-database traffic through again",
+	var req admin.ClearForkRequest
+	cmd := witnessCommand(getenv, "clear-fork",
+		"Mark the fork evidence as cleared (it is kept) and let checksum-database traffic through again",
 		func(cmd *cobra.Command, c *adminClient, o *adminOptions) error {
 			body, _ := json.Marshal(req)
-			var resp proxy.ClearForkResponse
+			var resp admin.ClearForkResponse
 			_, err := c.do(cmd.Context(), "POST", "/api/v1/witness/clear-fork", "application/json", body, &resp)
 			if offlineFallback(cmd, err) {
 				resp, err = offlineClearFork(cmd.Context(), o.dataDir, req)
@@ -83,7 +86,8 @@ func witnessClearForkCmd(getenv env, stdout io.Writer) *cobra.Command {
 				fmt.Fprintf(stdout, "witness reset: the old state is archived under %s; "+
 					"the upstream's next tree head is accepted as the first\n", resp.Reset.Key)
 			}
-			fmt.Fprintf(stdout, "cleared %d fork evidence record(s); they stay on record (modgate witness status shows them)\n", len(resp.Cleared))
+			fmt.Fprintf(stdout, "cleared %d fork evidence record(s); they stay on record "+
+				"(modgate witness status shows them)\n", len(resp.Cleared))
 			return printStatus(stdout, resp.Status, false)
 		})
 	cmd.Flags().StringVar(&req.Reason, "reason", "", "why the evidence is cleared, for the audit log")
@@ -98,10 +102,20 @@ type forkOnRecord struct{}
 func (forkOnRecord) Error() string { return "checksum database fork on record" }
 
 // witnessCommand is adminCommand for the witness subcommands.
-func witnessCommand(getenv env, use, short string, run func(cmd *cobra.Command, c *adminClient, o *adminOptions) error) *cobra.Command {
-	return adminCommand(getenv, use, short, cobra.NoArgs, func(cmd *cobra.Command, c *adminClient, o *adminOptions, _ []string) error {
-		return run(cmd, c, o)
-	})
+func witnessCommand(
+	getenv env,
+	use, short string,
+	run func(cmd *cobra.Command, c *adminClient, o *adminOptions) error,
+) *cobra.Command {
+	return adminCommand(
+		getenv,
+		use,
+		short,
+		cobra.NoArgs,
+		func(cmd *cobra.Command, c *adminClient, o *adminOptions, _ []string) error {
+			return run(cmd, c, o)
+		},
+	)
 }
 
 // offlineFallback reports whether a failed API call should be retried on
@@ -121,7 +135,12 @@ func openCacheOffline(ctx context.Context, dataDir string) (*cache.Store, string
 	st, err := cache.Open(ctx, cache.Config{Dir: filepath.Join(dataDir, "cache")})
 	if err != nil {
 		if strings.Contains(err.Error(), "lock") {
-			return nil, "", fmt.Errorf("the cache in %s is in use by a running modgate whose admin API did not answer: pass its --admin URL, or stop it: %w", dataDir, err)
+			return nil, "", fmt.Errorf(
+				"the cache in %s is in use by a running modgate whose admin API did not answer: "+
+					"pass its --admin URL, or stop it: %w",
+				dataDir,
+				err,
+			)
 		}
 		return nil, "", err
 	}
@@ -137,10 +156,11 @@ func offlineStatus(ctx context.Context, dataDir string) (signer.Status, error) {
 	return signer.ReadStatus(ctx, proxy.WitnessStore{Cache: st}, name)
 }
 
-func offlineClearFork(ctx context.Context, dataDir string, req proxy.ClearForkRequest) (proxy.ClearForkResponse, error) {
+func offlineClearFork(ctx context.Context, dataDir string,
+	req admin.ClearForkRequest) (admin.ClearForkResponse, error) {
 	st, name, err := openCacheOffline(ctx, dataDir)
 	if err != nil {
-		return proxy.ClearForkResponse{}, err
+		return admin.ClearForkResponse{}, err
 	}
 	defer st.Close()
 	who := "cli"
@@ -148,8 +168,8 @@ func offlineClearFork(ctx context.Context, dataDir string, req proxy.ClearForkRe
 		who = "cli:" + u.Username
 	}
 	store := proxy.WitnessStore{Cache: st}
-	var resp proxy.ClearForkResponse
-	e := proxy.AuditEntry{Who: who, Action: "witness.clear-fork", Subject: name, Reason: req.Reason}
+	var resp admin.ClearForkResponse
+	e := audit.Entry{Who: who, Action: "witness.clear-fork", Subject: name, Reason: req.Reason}
 	if req.Reset {
 		now := time.Now()
 		arch, err := signer.Reset(ctx, store, name, who, req.Reason, now)
@@ -161,7 +181,7 @@ func offlineClearFork(ctx context.Context, dataDir string, req proxy.ClearForkRe
 		return resp, err
 	}
 	if len(resp.Cleared) > 0 || resp.Reset != nil {
-		if err := proxy.NewAuditLog(st).Append(ctx, e); err != nil {
+		if err := audit.New(st).Append(ctx, e); err != nil {
 			return resp, err
 		}
 	}
@@ -200,8 +220,10 @@ func printStatus(w io.Writer, st signer.Status, asJSON bool) error {
 		fmt.Fprintf(w, "co-signed note\n%s", indent(h.Note))
 	}
 	if h := st.History; h != nil {
-		fmt.Fprintf(w, "first witnessed    size %d at %s (older records are dated by their .info only)\n", h.First.Size, h.First.Time.Format(time.RFC3339))
-		fmt.Fprintf(w, "history            %d entries (%d bytes), newest size %d at %s\n", h.Entries, h.Bytes, h.Latest.Size, h.Latest.Time.Format(time.RFC3339))
+		fmt.Fprintf(w, "first witnessed    size %d at %s (older records are dated by their .info only)\n",
+			h.First.Size, h.First.Time.Format(time.RFC3339))
+		fmt.Fprintf(w, "history            %d entries (%d bytes), newest size %d at %s\n",
+			h.Entries, h.Bytes, h.Latest.Size, h.Latest.Time.Format(time.RFC3339))
 	}
 	if st.Forked {
 		fmt.Fprintln(w, "status             FORKED: checksum-database requests fail until the evidence is cleared "+

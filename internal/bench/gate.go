@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,7 +35,11 @@ func startUpstream(ctx context.Context, fx *fixture, logf func(string, ...any)) 
 	if err != nil {
 		return nil, err
 	}
-	logf("local upstream: %d module versions hashed and in the checksum database (%v)", s.TreeSize(), time.Since(start).Round(time.Millisecond))
+	logf(
+		"local upstream: %d module versions hashed and in the checksum database (%v)",
+		s.TreeSize(),
+		time.Since(start).Round(time.Millisecond),
+	)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -89,8 +94,8 @@ func startGate(ctx context.Context, bin, dir string, up *upstream, extra ...stri
 	for g.listen == "" || g.debug == "" {
 		select {
 		case a := <-addrs:
-			g.listen, g.admin = cmpOr(a["listen"], g.listen), cmpOr(a["admin"], g.admin)
-			g.debug = cmpOr(a["debug"], g.debug)
+			g.listen, g.admin = cmp.Or(a["listen"], g.listen), cmp.Or(a["admin"], g.admin)
+			g.debug = cmp.Or(a["debug"], g.debug)
 		case <-g.done:
 			return nil, fmt.Errorf("modgate exited before serving; see %s", logFile.Name())
 		case <-deadline:
@@ -109,13 +114,6 @@ func startGate(ctx context.Context, bin, dir string, up *upstream, extra ...stri
 	}
 	g.verifier = strings.TrimSpace(string(out))
 	return g, nil
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // readLog copies modgate's log to a file and reports the addresses of its
