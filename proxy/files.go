@@ -157,7 +157,8 @@ func checkInfo(_ *Gate, _ context.Context, req Request, body []byte) (byte, erro
 		return 0, fmt.Errorf("%w: upstream .info of %s is not valid JSON: %v", ErrMismatch, req.Target(), err)
 	}
 	if module.CanonicalVersion(info.Version) != info.Version || module.Check(req.Module, info.Version) != nil {
-		return 0, fmt.Errorf("%w: upstream .info of %s names an invalid version %q", ErrMismatch, req.Target(), info.Version)
+		return 0, fmt.Errorf("%w: upstream .info of %s names an invalid version %q",
+			ErrMismatch, req.Target(), info.Version)
 	}
 	if req.Version != "" && module.CanonicalVersion(req.Version) == req.Version && info.Version != req.Version {
 		return 0, fmt.Errorf("%w: upstream .info of %s is for version %s", ErrMismatch, req.Target(), info.Version)

@@ -86,7 +86,8 @@ func resolveParentProxy(o serveOptions) (*url.URL, error) {
 		creds, from = o.parentAuthEnv, parentProxyAuthEnv
 	}
 	if len(sources) > 1 {
-		return nil, fmt.Errorf("the parent proxy's credentials come from %s: give them once", strings.Join(sources, " and "))
+		return nil, fmt.Errorf("the parent proxy's credentials come from %s: give them once",
+			strings.Join(sources, " and "))
 	}
 	if from != "" {
 		user, pass, ok := strings.Cut(strings.TrimSpace(creds), ":")

@@ -446,7 +446,8 @@ func policyLogCmd(getenv env, stdout io.Writer) *cobra.Command {
 			for _, e := range resp.Entries {
 				subject := e.Subject
 				if e.Count > 0 {
-					subject = fmt.Sprintf("%s (%d requests until %s)", subject, e.Count, e.Until.UTC().Format(time.RFC3339))
+					subject = fmt.Sprintf("%s (%d requests until %s)",
+						subject, e.Count, e.Until.UTC().Format(time.RFC3339))
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n",
 					e.Time.UTC().Format(time.RFC3339), e.Who, e.Action, orDash(subject), orDash(reasonLine(e.Reason)))

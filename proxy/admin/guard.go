@@ -30,7 +30,8 @@ func guardBrowser(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if o := r.Header.Get("Origin"); o != "" && !ownOrigin(r, o) {
 			writeJSONError(w, http.StatusForbidden,
-				fmt.Errorf("%w: Origin %q is not this admin listener (%s)", ErrCrossOrigin, o, listenerOrigin(r)), "Origin")
+				fmt.Errorf("%w: Origin %q is not this admin listener (%s)", ErrCrossOrigin, o, listenerOrigin(r)),
+				"Origin")
 			return
 		}
 		if err := cop.Check(r); err != nil {

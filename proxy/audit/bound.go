@@ -220,7 +220,8 @@ func (a *Log) WouldDeny(ctx context.Context, rule, reason, target string) error 
 		o = nil
 	}
 	if o == nil {
-		o = &openEntry{key: a.key(now), entry: Entry{Time: now, Who: "gate", Action: WouldDeny, Subject: target, Rule: rule}}
+		e := Entry{Time: now, Who: "gate", Action: WouldDeny, Subject: target, Rule: rule}
+		o = &openEntry{key: a.key(now), entry: e}
 		a.agg.open[rule] = o
 	}
 	o.entry.Count++
