@@ -117,7 +117,9 @@ func (m *managedNames) first() string {
 // without SNI is answered for the first name, any other name is refused
 // with ErrNotServed. ACME TLS-ALPN-01 challenges (a hello offering only
 // acme-tls/1) are passed to get as they are.
-func (m *managedNames) serve(get func(*tls.ClientHelloInfo) (*tls.Certificate, error)) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+func (m *managedNames) serve(
+	get func(*tls.ClientHelloInfo) (*tls.Certificate, error),
+) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		if len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == acmeTLSALPN {
 			return get(hello)

@@ -181,8 +181,16 @@ func (h *history) persist(ctx context.Context, day int64, now time.Time) {
 
 // segment returns the entries of day. h.mu is held.
 func (h *history) segment(day int64) []histEntry {
-	lo, _ := slices.BinarySearchFunc(h.entries, day*int64(historyDay), func(e histEntry, t int64) int { return cmpInt(e.nanos, t) })
-	hi, _ := slices.BinarySearchFunc(h.entries, (day+1)*int64(historyDay), func(e histEntry, t int64) int { return cmpInt(e.nanos, t) })
+	lo, _ := slices.BinarySearchFunc(
+		h.entries,
+		day*int64(historyDay),
+		func(e histEntry, t int64) int { return cmpInt(e.nanos, t) },
+	)
+	hi, _ := slices.BinarySearchFunc(
+		h.entries,
+		(day+1)*int64(historyDay),
+		func(e histEntry, t int64) int { return cmpInt(e.nanos, t) },
+	)
 	return slices.Clone(h.entries[lo:hi])
 }
 

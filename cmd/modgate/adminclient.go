@@ -232,8 +232,11 @@ func (c *adminClient) checkIdentity(ctx context.Context) error {
 	got := strings.TrimSpace(string(b))
 	switch {
 	case resp.StatusCode != http.StatusOK:
-		c.identity = fmt.Errorf("admin API %s: GET /verifier.txt: %s: not a modgate admin listener, or one without a verifier key",
-			c.base.Redacted(), resp.Status)
+		c.identity = fmt.Errorf(
+			"admin API %s: GET /verifier.txt: %s: not a modgate admin listener, or one without a verifier key",
+			c.base.Redacted(),
+			resp.Status,
+		)
 	case got != c.expectKey:
 		c.identity = &wrongGateError{Admin: c.base.Redacted(), DataDir: c.dataDir, Got: got, Want: c.expectKey}
 	}

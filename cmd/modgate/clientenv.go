@@ -69,12 +69,42 @@ or machine's environment).`,
 	o.dataDir = defaultDataDir(getenv)
 	f.StringVar(&o.dataDir, "data-dir", o.dataDir, "the gate's data directory, to read the verifier key (note.pub)")
 	f.StringVar(&o.caFile, "ca-file", "", "where the client keeps the gate's CA certificate (default <data-dir>/ca.pem)")
-	f.StringVar(&o.verifier, "verifier", "", "the enterprise verifier key for GOSUMDB (default: from --gate, else the data directory's note.pub)")
-	f.StringVar(&o.noProxy, "no-proxy", "", "comma list of extra NO_PROXY entries (hosts the gate intercepts are left out)")
-	f.StringVar(&o.intercept, "intercept", strings.Join(proxy.DefaultIntercept, ","), "the hosts the gate intercepts (never in NO_PROXY)")
-	f.BoolVar(&o.persist, "persist", false, "print lines that persist the settings (rc file, setx, [Environment]::SetEnvironmentVariable)")
-	f.StringVar(&o.rcFile, "rc-file", "", "bash, zsh, fish: write the --persist block into this file, replacing an earlier one (implies --persist)")
-	f.StringVar(&o.scope, "scope", "user", "with --persist for powershell and cmd: user, or machine (every user; needs an elevated shell)")
+	f.StringVar(
+		&o.verifier,
+		"verifier",
+		"",
+		"the enterprise verifier key for GOSUMDB (default: from --gate, else the data directory's note.pub)",
+	)
+	f.StringVar(
+		&o.noProxy,
+		"no-proxy",
+		"",
+		"comma list of extra NO_PROXY entries (hosts the gate intercepts are left out)",
+	)
+	f.StringVar(
+		&o.intercept,
+		"intercept",
+		strings.Join(proxy.DefaultIntercept, ","),
+		"the hosts the gate intercepts (never in NO_PROXY)",
+	)
+	f.BoolVar(
+		&o.persist,
+		"persist",
+		false,
+		"print lines that persist the settings (rc file, setx, [Environment]::SetEnvironmentVariable)",
+	)
+	f.StringVar(
+		&o.rcFile,
+		"rc-file",
+		"",
+		"bash, zsh, fish: write the --persist block into this file, replacing an earlier one (implies --persist)",
+	)
+	f.StringVar(
+		&o.scope,
+		"scope",
+		"user",
+		"with --persist for powershell and cmd: user, or machine (every user; needs an elevated shell)",
+	)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if !f.Changed("data-dir") && getenv("MODGATE_DATA_DIR") != "" {
 			o.dataDir = getenv("MODGATE_DATA_DIR")
@@ -291,7 +321,9 @@ func quoteFish(v string) string {
 // PowerShell also takes the typographic single quotes as quotes, so those
 // are doubled too.
 func quotePS(v string) string {
-	return "'" + strings.NewReplacer("'", "''", "\u2018", "\u2018\u2018", "\u2019", "\u2019\u2019", "\u201a", "\u201a\u201a", "\u201b", "\u201b\u201b").Replace(v) + "'"
+	return "'" + strings.NewReplacer("'", "''", "\u2018", "\u2018\u2018", "\u2019", "\u2019\u2019", "\u201a", "\u201a\u201a", "\u201b", "\u201b\u201b").
+		Replace(v) +
+		"'"
 }
 
 // quoteDockerfile quotes an ENV value: double quotes, with \, " and $

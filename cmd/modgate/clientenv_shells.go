@@ -19,20 +19,31 @@ type posixDialect struct {
 var posixDialects = map[string]posixDialect{
 	"bash": {
 		name: "bash", quote: quoteSh, set: "export %s=%s",
-		load:   `eval "$(modgate client-env --shell bash ...)"`,
-		rc:     []string{"Append these lines to ~/.bashrc (read by every interactive bash; login shells", "read ~/.bash_profile, which usually sources ~/.bashrc):", "  modgate client-env --shell bash --rc-file ~/.bashrc ...   (replaces this block when run again)"},
+		load: `eval "$(modgate client-env --shell bash ...)"`,
+		rc: []string{
+			"Append these lines to ~/.bashrc (read by every interactive bash; login shells",
+			"read ~/.bash_profile, which usually sources ~/.bashrc):",
+			"  modgate client-env --shell bash --rc-file ~/.bashrc ...   (replaces this block when run again)",
+		},
 		rmLine: `rm -rf "$(go env GOPATH)/pkg/sumdb/%[1]s/latest" "$(go env GOMODCACHE)/cache/download/sumdb/%[1]s/lookup"`,
 	},
 	"zsh": {
 		name: "zsh", quote: quoteSh, set: "export %s=%s",
-		load:   `eval "$(modgate client-env --shell zsh ...)"`,
-		rc:     []string{"Append these lines to ~/.zshrc (read by every interactive zsh; use ~/.zshenv", "to reach scripts as well):", "  modgate client-env --shell zsh --rc-file ~/.zshrc ...   (replaces this block when run again)"},
+		load: `eval "$(modgate client-env --shell zsh ...)"`,
+		rc: []string{
+			"Append these lines to ~/.zshrc (read by every interactive zsh; use ~/.zshenv",
+			"to reach scripts as well):",
+			"  modgate client-env --shell zsh --rc-file ~/.zshrc ...   (replaces this block when run again)",
+		},
 		rmLine: `rm -rf "$(go env GOPATH)/pkg/sumdb/%[1]s/latest" "$(go env GOMODCACHE)/cache/download/sumdb/%[1]s/lookup"`,
 	},
 	"fish": {
 		name: "fish", quote: quoteFish, set: "set -gx %s %s",
-		load:   `modgate client-env --shell fish ... | source`,
-		rc:     []string{"Append these lines to ~/.config/fish/config.fish, or keep them in a file of their own:", "  modgate client-env --shell fish --rc-file ~/.config/fish/conf.d/modgate.fish ..."},
+		load: `modgate client-env --shell fish ... | source`,
+		rc: []string{
+			"Append these lines to ~/.config/fish/config.fish, or keep them in a file of their own:",
+			"  modgate client-env --shell fish --rc-file ~/.config/fish/conf.d/modgate.fish ...",
+		},
 		rmLine: `rm -rf (go env GOPATH)/pkg/sumdb/%[1]s/latest (go env GOMODCACHE)/cache/download/sumdb/%[1]s/lookup`,
 	},
 }
@@ -64,11 +75,15 @@ func renderPOSIX(s *script, e clientEnv, d posixDialect) {
 	if e.Gate != "" {
 		s.comment("  modgate ca cert --gate " + q(e.Gate) + " > " + q(e.CAFile))
 	}
-	s.comment("  curl -fsS -o "+q(e.CAFile)+" "+q(e.CAURL),
+	s.comment(
+		"  curl -fsS -o "+q(e.CAFile)+" "+q(e.CAURL),
 		"Or trust it system-wide instead of SSL_CERT_FILE:",
-		"  Debian, Ubuntu, Alpine: sudo cp "+q(e.CAFile)+" /usr/local/share/ca-certificates/modgate.crt && sudo update-ca-certificates",
+		"  Debian, Ubuntu, Alpine: sudo cp "+q(
+			e.CAFile,
+		)+" /usr/local/share/ca-certificates/modgate.crt && sudo update-ca-certificates",
 		"  Fedora, RHEL: sudo cp "+q(e.CAFile)+" /etc/pki/ca-trust/source/anchors/modgate.crt && sudo update-ca-trust",
-		"  macOS: sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain "+q(e.CAFile))
+		"  macOS: sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain "+q(e.CAFile),
+	)
 	s.comment("", "Once, after switching GOSUMDB keys: a note cached under another key named "+e.DBName,
 		"fails with \"note has no verifiable signatures\". Delete the cached notes:",
 		"  "+fmt.Sprintf(d.rmLine, e.DBName))
@@ -123,10 +138,13 @@ func renderPowerShell(s *script, e clientEnv) {
 		`For every user of the machine, from an elevated shell: -CertStoreLocation Cert:\LocalMachine\Root`,
 		"PowerShell on Linux: $env:SSL_CERT_FILE = "+q(e.CAFile)+"; on macOS:",
 		"  sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain "+q(e.CAFile))
-	s.comment("", "Once, after switching GOSUMDB keys: a note cached under another key named "+e.DBName,
+	s.comment(
+		"",
+		"Once, after switching GOSUMDB keys: a note cached under another key named "+e.DBName,
 		"fails with \"note has no verifiable signatures\". Delete the cached notes:",
 		"  Remove-Item -Force -ErrorAction SilentlyContinue -LiteralPath (Join-Path ((go env GOPATH) -split [IO.Path]::PathSeparator)[0] 'pkg/sumdb/"+e.DBName+"/latest')",
-		"  Remove-Item -Recurse -Force -ErrorAction SilentlyContinue -LiteralPath (Join-Path (go env GOMODCACHE) 'cache/download/sumdb/"+e.DBName+"/lookup')")
+		"  Remove-Item -Recurse -Force -ErrorAction SilentlyContinue -LiteralPath (Join-Path (go env GOMODCACHE) 'cache/download/sumdb/"+e.DBName+"/lookup')",
+	)
 	if !e.Persist {
 		s.comment("", "Check what the go command sees: go env GOSUMDB; check the whole setup: modgate doctor")
 	}
@@ -141,12 +159,15 @@ func psScopeText(machine bool) string {
 
 // writePSProfileNotes explains what can override the persisted variables.
 func writePSProfileNotes(s *script, e clientEnv) {
-	s.comment("", "What can override these values:",
+	s.comment(
+		"",
+		"What can override these values:",
 		"- PowerShell profile scripts run at every start, after the environment is read, and a",
 		"  line such as $env:GOSUMDB = '...' in one of them wins. They are loaded in this order,",
 		"  so the last one wins: $PROFILE.AllUsersAllHosts, $PROFILE.AllUsersCurrentHost,",
 		"  $PROFILE.CurrentUserAllHosts, $PROFILE.CurrentUserCurrentHost. To find such lines:",
-		"    Select-String -Pattern 'HTTPS_PROXY|NO_PROXY|GOSUMDB' -ErrorAction SilentlyContinue -Path $PROFILE.AllUsersAllHosts, $PROFILE.AllUsersCurrentHost, $PROFILE.CurrentUserAllHosts, $PROFILE.CurrentUserCurrentHost")
+		"    Select-String -Pattern 'HTTPS_PROXY|NO_PROXY|GOSUMDB' -ErrorAction SilentlyContinue -Path $PROFILE.AllUsersAllHosts, $PROFILE.AllUsersCurrentHost, $PROFILE.CurrentUserAllHosts, $PROFILE.CurrentUserCurrentHost",
+	)
 	if e.Machine {
 		s.comment("- A 'User' variable of the same name outranks a 'Machine' one. Remove it with:",
 			"    [Environment]::SetEnvironmentVariable('GOSUMDB', $null, 'User')")
@@ -225,7 +246,9 @@ func renderDockerfile(s *script, e clientEnv) {
 	s.line("RUN update-ca-certificates")
 	s.comment("The enterprise verifier: go accepts only checksum-database notes the gate co-signed.")
 	s.line("ENV GOSUMDB=%s", quoteDockerfile(e.GOSUMDB))
-	s.comment("A fresh build caches no notes. A module cache kept across builds (RUN --mount=type=cache)",
+	s.comment(
+		"A fresh build caches no notes. A module cache kept across builds (RUN --mount=type=cache)",
 		"keeps notes cached under another key named "+e.DBName+"; after switching keys, once:",
-		"  RUN --mount=type=cache,target=/go/pkg/mod rm -rf \"$(go env GOPATH)/pkg/sumdb/"+e.DBName+"/latest\" \"$(go env GOMODCACHE)/cache/download/sumdb/"+e.DBName+"/lookup\"")
+		"  RUN --mount=type=cache,target=/go/pkg/mod rm -rf \"$(go env GOPATH)/pkg/sumdb/"+e.DBName+"/latest\" \"$(go env GOMODCACHE)/cache/download/sumdb/"+e.DBName+"/lookup\"",
+	)
 }

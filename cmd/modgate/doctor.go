@@ -159,7 +159,14 @@ func doctor(ctx context.Context, o doctorOptions, in doctorInputs, w io.Writer) 
 // printReport writes the results for people: one line per check, then
 // its fix, indented.
 func printReport(w io.Writer, st *doctorState, rep report) {
-	fmt.Fprintf(w, "modgate doctor: %s, GOPROXY=%s, gate %s, its key from %s\n", st.goenv["GOVERSION"], st.goenv["GOPROXY"], orNone(st.gate), st.keyURL)
+	fmt.Fprintf(
+		w,
+		"modgate doctor: %s, GOPROXY=%s, gate %s, its key from %s\n",
+		st.goenv["GOVERSION"],
+		st.goenv["GOPROXY"],
+		orNone(st.gate),
+		st.keyURL,
+	)
 	width := 0
 	for _, r := range rep.Checks {
 		width = max(width, len(r.Check))

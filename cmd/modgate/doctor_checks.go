@@ -110,8 +110,11 @@ func checkGOPROXY(_ context.Context, st *doctorState) result {
 	case isDefaultProxy(first):
 		return ok("GOPROXY=%s: proxy.golang.org, which the gate intercepts through HTTPS_PROXY", v)
 	}
-	return warn(st.setFix("GOPROXY", st.goproxyAdvice()),
-		"GOPROXY=%s starts with neither proxy.golang.org nor the gate: the gate sees only proxy.golang.org and sum.golang.org", v)
+	return warn(
+		st.setFix("GOPROXY", st.goproxyAdvice()),
+		"GOPROXY=%s starts with neither proxy.golang.org nor the gate: the gate sees only proxy.golang.org and sum.golang.org",
+		v,
+	)
 }
 
 // sumdbSetting is GOSUMDB parsed as the go command parses it.
@@ -163,26 +166,53 @@ func checkGOSUMDB(_ context.Context, st *doctorState) result {
 	case s.off:
 		return fail(st.setFix("GOSUMDB", want), "GOSUMDB=off: the go command verifies no checksums")
 	case s.url != "":
-		return warn(st.setFix("GOSUMDB", s.key), "GOSUMDB names the URL %s: the go command reads the checksum database there, not through GOPROXY and the gate", s.url)
+		return warn(
+			st.setFix("GOSUMDB", s.key),
+			"GOSUMDB names the URL %s: the go command reads the checksum database there, not through GOPROXY and the gate",
+			s.url,
+		)
 	case st.gateKey == "":
-		return warn("let doctor reach the admin listener (--admin) to compare keys", "GOSUMDB=%s; the gate's key is unknown", v)
+		return warn(
+			"let doctor reach the admin listener (--admin) to compare keys",
+			"GOSUMDB=%s; the gate's key is unknown",
+			v,
+		)
 	case s.key == st.gateKey:
 		return ok("GOSUMDB is the gate's key: the go command accepts only what the gate witnessed")
 	}
 	gate, _ := note.NewVerifier(st.gateKey)
 	switch {
 	case gate.Name() != s.name:
-		return fail(st.setFix("GOSUMDB", st.gateKey), "GOSUMDB names the database %s, the gate serves %s", s.name, gate.Name())
+		return fail(
+			st.setFix("GOSUMDB", st.gateKey),
+			"GOSUMDB names the database %s, the gate serves %s",
+			s.name,
+			gate.Name(),
+		)
 	case s.key == defaultUpstreamSumDB:
-		return warn(st.setFix("GOSUMDB", st.gateKey), "GOSUMDB is the default key of %s: the go command checks the upstream's signature, not the gate's witness", s.name)
+		return warn(
+			st.setFix("GOSUMDB", st.gateKey),
+			"GOSUMDB is the default key of %s: the go command checks the upstream's signature, not the gate's witness",
+			s.name,
+		)
 	}
-	return warn(st.setFix("GOSUMDB", st.gateKey),
-		"GOSUMDB is a key of %s other than the gate's: the lookup check shows whether the gate's notes verify with it", s.name)
+	return warn(
+		st.setFix("GOSUMDB", st.gateKey),
+		"GOSUMDB is a key of %s other than the gate's: the lookup check shows whether the gate's notes verify with it",
+		s.name,
+	)
 }
 
 // publicModules are module paths that a pattern exempting public modules
 // broadly would match.
-var publicModules = []string{"github.com/spf13/cobra", "golang.org/x/mod", "google.golang.org/protobuf", "gopkg.in/yaml.v3", "go.uber.org/zap", "k8s.io/client-go"}
+var publicModules = []string{
+	"github.com/spf13/cobra",
+	"golang.org/x/mod",
+	"google.golang.org/protobuf",
+	"gopkg.in/yaml.v3",
+	"go.uber.org/zap",
+	"k8s.io/client-go",
+}
 
 func checkExemptions(_ context.Context, st *doctorState) result {
 	targets := append([]string{st.module.Path}, publicModules...)
@@ -233,7 +263,11 @@ func checkGOFLAGS(_ context.Context, st *doctorState) result {
 
 func checkGOINSECURE(_ context.Context, st *doctorState) result {
 	if v := st.goenv["GOINSECURE"]; v != "" {
-		return warn(st.unsetFix("GOINSECURE"), "GOINSECURE=%s: matching modules may be fetched over plain HTTP or without certificate checks", v)
+		return warn(
+			st.unsetFix("GOINSECURE"),
+			"GOINSECURE=%s: matching modules may be fetched over plain HTTP or without certificate checks",
+			v,
+		)
 	}
 	return ok("not set")
 }
@@ -248,7 +282,12 @@ func checkHTTPSProxy(_ context.Context, st *doctorState) result {
 	case st.httpsProxy == nil:
 		return fail(fix, "not set: the go command reaches proxy.golang.org directly, around the gate")
 	case st.opts.proxy != "" && !sameHostPort(st.httpsProxy, st.gate):
-		return warn(fmt.Sprintf("set HTTPS_PROXY=%s", st.gate.Redacted()), "HTTPS_PROXY=%s is not the gate %s", st.httpsProxy.Redacted(), st.gate.Redacted())
+		return warn(
+			fmt.Sprintf("set HTTPS_PROXY=%s", st.gate.Redacted()),
+			"HTTPS_PROXY=%s is not the gate %s",
+			st.httpsProxy.Redacted(),
+			st.gate.Redacted(),
+		)
 	}
 	return ok("HTTPS_PROXY=%s", st.httpsProxy.Redacted())
 }
@@ -297,8 +336,11 @@ func checkStaleNote(_ context.Context, st *doctorState) result {
 	n, err := note.Open(msg, note.VerifierList(s.verifier))
 	var unverified *note.UnverifiedNoteError
 	if errors.As(err, &unverified) {
-		return fail(removeNotesFix(latest, lookup),
-			"the tree note cached at %s has no signature by GOSUMDB's key: the next download fails with \"note has no verifiable signatures\"", latest)
+		return fail(
+			removeNotesFix(latest, lookup),
+			"the tree note cached at %s has no signature by GOSUMDB's key: the next download fails with \"note has no verifiable signatures\"",
+			latest,
+		)
 	} else if err != nil {
 		return fail(removeNotesFix(latest, lookup), "the tree note cached at %s does not verify: %v", latest, err)
 	}
@@ -310,7 +352,11 @@ func checkStaleNote(_ context.Context, st *doctorState) result {
 // shell of this operating system.
 func removeNotesFix(latest, lookup string) string {
 	if runtime.GOOS == "windows" {
-		return fmt.Sprintf("Remove-Item -Force %s; Remove-Item -Recurse -Force -ErrorAction SilentlyContinue %s", quotePS(latest), quotePS(lookup))
+		return fmt.Sprintf(
+			"Remove-Item -Force %s; Remove-Item -Recurse -Force -ErrorAction SilentlyContinue %s",
+			quotePS(latest),
+			quotePS(lookup),
+		)
 	}
 	return fmt.Sprintf("rm -rf %s %s", quoteSh(latest), quoteSh(lookup))
 }
@@ -326,7 +372,10 @@ func (st *doctorState) caFix() string {
 		return fmt.Sprintf("Invoke-WebRequest -UseBasicParsing -Uri %s -OutFile modgate-ca.pem\n"+
 			"Import-Certificate -FilePath modgate-ca.pem -CertStoreLocation Cert:\\CurrentUser\\Root", quotePS(st.caURL))
 	case "darwin":
-		return fmt.Sprintf("%s\nsudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain modgate-ca.pem", get)
+		return fmt.Sprintf(
+			"%s\nsudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain modgate-ca.pem",
+			get,
+		)
 	}
 	cur := ""
 	if f := st.getenv("SSL_CERT_FILE"); f != "" {

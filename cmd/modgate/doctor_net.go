@@ -41,11 +41,29 @@ func checkTLS(ctx context.Context, st *doctorState) result {
 		var cve *tls.CertificateVerificationError
 		switch {
 		case errors.As(err, &ce):
-			return fail("check that HTTPS_PROXY is the gate and that the gate intercepts "+host+" (--intercept)", "CONNECT %s:443 through %s: %v", host, st.httpsProxy.Redacted(), err)
+			return fail(
+				"check that HTTPS_PROXY is the gate and that the gate intercepts "+host+" (--intercept)",
+				"CONNECT %s:443 through %s: %v",
+				host,
+				st.httpsProxy.Redacted(),
+				err,
+			)
 		case errors.As(err, &cve):
-			return fail(st.caFix(), "%s's certificate (issued by %q) does not verify with the roots the go command uses: %v", host, issuerOf(cve.UnverifiedCertificates), cve.Err)
+			return fail(
+				st.caFix(),
+				"%s's certificate (issued by %q) does not verify with the roots the go command uses: %v",
+				host,
+				issuerOf(cve.UnverifiedCertificates),
+				cve.Err,
+			)
 		case err != nil:
-			return fail("check that the gate runs and that HTTPS_PROXY points at it", "TLS to %s through %s: %v", host, st.httpsProxy.Redacted(), err)
+			return fail(
+				"check that the gate runs and that HTTPS_PROXY points at it",
+				"TLS to %s through %s: %v",
+				host,
+				st.httpsProxy.Redacted(),
+				err,
+			)
 		}
 		seen = append(seen, fmt.Sprintf("%s (issued by %q)", host, issuer))
 	}
@@ -99,7 +117,13 @@ func issuerOf(certs []*x509.Certificate) string {
 // tlsThroughProxy opens a tunnel to host:443 through proxy with CONNECT,
 // as the go command does, and shakes hands with host, verifying its
 // certificate with roots. It returns the issuer's common name.
-func tlsThroughProxy(ctx context.Context, proxyURL *url.URL, host string, roots *x509.CertPool, o doctorOptions) (string, error) {
+func tlsThroughProxy(
+	ctx context.Context,
+	proxyURL *url.URL,
+	host string,
+	roots *x509.CertPool,
+	o doctorOptions,
+) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	conn, err := egress.ConnectVia(ctx, (&net.Dialer{}).DialContext, proxyURL, net.JoinHostPort(host, "443"), roots)

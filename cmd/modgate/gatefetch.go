@@ -28,7 +28,10 @@ func parseGateURL(s string) (*url.URL, error) {
 		return nil, fmt.Errorf("--gate: %w", err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("--gate %q: want an http:// or https:// URL of the gate, such as http://modgate.example.com:3128", s)
+		return nil, fmt.Errorf(
+			"--gate %q: want an http:// or https:// URL of the gate, such as http://modgate.example.com:3128",
+			s,
+		)
 	}
 	if u.User != nil || u.RawQuery != "" || (u.Path != "" && u.Path != "/") {
 		return nil, fmt.Errorf("--gate %q: want only a scheme, host and port", s)
@@ -63,7 +66,12 @@ func fetchPublic(ctx context.Context, base *url.URL, name string) ([]byte, error
 		return nil, fmt.Errorf("fetching %s: %w", target, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetching %s: %s: %s (is --gate the gate's proxy address?)", target, resp.Status, firstLineOf(body))
+		return nil, fmt.Errorf(
+			"fetching %s: %s: %s (is --gate the gate's proxy address?)",
+			target,
+			resp.Status,
+			firstLineOf(body),
+		)
 	}
 	return body, nil
 }

@@ -28,7 +28,8 @@ func newHealthcheckCmd(getenv env, stdout io.Writer) *cobra.Command {
 		Short: "Exit 0 if the gate's admin listener answers /readyz with 200, else 1 (for HEALTHCHECK and probes)",
 		Args:  cobra.NoArgs,
 	}
-	admin := cmd.Flags().String("admin", "", "the admin listener's URL or host:port (default from MODGATE_ADMIN_LISTEN, else 127.0.0.1:3129)")
+	admin := cmd.Flags().
+		String("admin", "", "the admin listener's URL or host:port (default from MODGATE_ADMIN_LISTEN, else 127.0.0.1:3129)")
 	timeout := cmd.Flags().Duration("timeout", 3*time.Second, "how long to wait for the answer")
 	dataDir := addDataDir(cmd, getenv)
 	cmd.Flags().Lookup("data-dir").Usage = "data directory whose ca.pem verifies an https admin listener (--admin-tls)"

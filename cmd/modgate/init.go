@@ -38,10 +38,13 @@ func newInitCmd(getenv env, stderr io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	dataDir := addDataDir(cmd, getenv)
-	intercept := cmd.Flags().String("intercept", strings.Join(proxy.DefaultIntercept, ","), "hosts the CA is constrained to")
-	sumdb := cmd.Flags().String("upstream-sumdb", defaultUpstreamSumDB, "upstream checksum database verifier key (names the enterprise key)")
+	intercept := cmd.Flags().
+		String("intercept", strings.Join(proxy.DefaultIntercept, ","), "hosts the CA is constrained to")
+	sumdb := cmd.Flags().
+		String("upstream-sumdb", defaultUpstreamSumDB, "upstream checksum database verifier key (names the enterprise key)")
 	listen := cmd.Flags().String("listen", defaultListen, "the proxy address clients will use")
-	tlsNames := cmd.Flags().String("tls-names", "", "comma list of DNS names of the gate's own HTTPS endpoint (serve --tls-names) that a new CA also permits")
+	tlsNames := cmd.Flags().
+		String("tls-names", "", "comma list of DNS names of the gate's own HTTPS endpoint (serve --tls-names) that a new CA also permits")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := applyEnvAndConfig(cmd.Flags(), getenv, ""); err != nil {
 			return err

@@ -40,7 +40,10 @@ func newCACmd(getenv env, stdout io.Writer) *cobra.Command {
 		path := filepath.Join(*dataDir, pki.CertFile)
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return fmt.Errorf("reading the CA certificate: %w (on a client, give the gate's address: --gate http://<gate>:3128)", err)
+			return fmt.Errorf(
+				"reading the CA certificate: %w (on a client, give the gate's address: --gate http://<gate>:3128)",
+				err,
+			)
 		}
 		if err := checkCAPEM(path, b); err != nil {
 			return err

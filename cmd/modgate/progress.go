@@ -58,6 +58,12 @@ func (p progress) watch(ctx context.Context, m *proxy.Metrics, interval time.Dur
 		if s.Cacheable > 0 {
 			ratio = 100 * float64(s.Hits) / float64(s.Cacheable)
 		}
-		p.step("%d requests, %.0f%% from the cache, %s served, %d refused", s.Requests, ratio, humanize.IBytes(uint64(s.Served)), s.Refused)
+		p.step(
+			"%d requests, %.0f%% from the cache, %s served, %d refused",
+			s.Requests,
+			ratio,
+			humanize.IBytes(uint64(s.Served)),
+			s.Refused,
+		)
 	}
 }

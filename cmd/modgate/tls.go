@@ -37,11 +37,31 @@ type tlsOptions struct {
 
 // addTLSFlags adds the flags of the HTTPS endpoint to f.
 func addTLSFlags(f *pflag.FlagSet, o *tlsOptions) {
-	f.StringVar(&o.listen, "tls-listen", "", "also serve the GOPROXY endpoint over HTTPS on this address (needs --tls-names)")
-	f.StringVar(&o.names, "tls-names", "", "comma list of DNS names of the HTTPS endpoint; certificates come from the CA (a new CA permits them) or from --acme-ca")
-	f.StringVar(&o.acmeCA, "acme-ca", "", "ACME directory URL of an enterprise CA for the --tls-names certificates (TLS-ALPN-01 on port 443 of each name)")
+	f.StringVar(
+		&o.listen,
+		"tls-listen",
+		"",
+		"also serve the GOPROXY endpoint over HTTPS on this address (needs --tls-names)",
+	)
+	f.StringVar(
+		&o.names,
+		"tls-names",
+		"",
+		"comma list of DNS names of the HTTPS endpoint; certificates come from the CA (a new CA permits them) or from --acme-ca",
+	)
+	f.StringVar(
+		&o.acmeCA,
+		"acme-ca",
+		"",
+		"ACME directory URL of an enterprise CA for the --tls-names certificates (TLS-ALPN-01 on port 443 of each name)",
+	)
 	f.StringVar(&o.acmeEmail, "acme-email", "", "contact address of the ACME account (with --acme-ca)")
-	f.StringVar(&o.acmeRoot, "acme-ca-root", "", "PEM file of roots for the ACME server's TLS (with --acme-ca; default the system roots)")
+	f.StringVar(
+		&o.acmeRoot,
+		"acme-ca-root",
+		"",
+		"PEM file of roots for the ACME server's TLS (with --acme-ca; default the system roots)",
+	)
 }
 
 // tlsNames checks the flags and returns the HTTPS endpoint's names (none
@@ -99,10 +119,20 @@ func (o tlsOptions) allow(intercepts func(string) bool) func(string) bool {
 // errTLSNamesOutsideCA explains what to do when the CA in dataDir does not
 // permit an HTTPS endpoint name: name constraints are fixed for life.
 func errTLSNamesOutsideCA(ca *pki.CA, dataDir, name string) error {
-	return fmt.Errorf("--tls-names: the CA in %s does not permit %s (it permits %s), and a CA's name constraints cannot change: "+
-		"move %s and %s out of %s, run modgate init --data-dir %s --tls-names %s (with your --intercept), and redistribute the new %s to every client; "+
-		"or take the certificate from an enterprise ACME CA with --acme-ca",
-		dataDir, name, strings.Join(ca.Names(), ", "), pki.CertFile, pki.KeyFile, dataDir, dataDir, name, pki.CertFile)
+	return fmt.Errorf(
+		"--tls-names: the CA in %s does not permit %s (it permits %s), and a CA's name constraints cannot change: "+
+			"move %s and %s out of %s, run modgate init --data-dir %s --tls-names %s (with your --intercept), and redistribute the new %s to every client; "+
+			"or take the certificate from an enterprise ACME CA with --acme-ca",
+		dataDir,
+		name,
+		strings.Join(ca.Names(), ", "),
+		pki.CertFile,
+		pki.KeyFile,
+		dataDir,
+		dataDir,
+		name,
+		pki.CertFile,
+	)
 }
 
 // managedCerts obtains and renews the HTTPS endpoint's certificates:
@@ -152,7 +182,12 @@ func (g *gateParts) serveTLS(ctx context.Context, o serveOptions, log *zap.Logge
 
 // tlsCerts returns the certificate source of the HTTPS endpoint listening
 // on addr: the ACME CA of --acme-ca, or else the gate's Leaves (the CA).
-func (g *gateParts) tlsCerts(ctx context.Context, o serveOptions, addr string, log *zap.Logger) (managedCerts, func(), error) {
+func (g *gateParts) tlsCerts(
+	ctx context.Context,
+	o serveOptions,
+	addr string,
+	log *zap.Logger,
+) (managedCerts, func(), error) {
 	if o.tls.acmeCA == "" {
 		return g.leaves, func() {}, nil
 	}

@@ -26,18 +26,30 @@ type Item struct {
 // them.
 func Items() []Item {
 	return []Item{
-		{"HTTPS_PROXY", "the gate's proxy URL, such as `http://modgate.example.com:3128`; not needed when `GOPROXY` is the gate",
-			"the go command reaches proxy.golang.org and sum.golang.org through it, so the gate sees every download", true},
+		{
+			"HTTPS_PROXY",
+			"the gate's proxy URL, such as `http://modgate.example.com:3128`; not needed when `GOPROXY` is the gate",
+			"the go command reaches proxy.golang.org and sum.golang.org through it, so the gate sees every download",
+			true,
+		},
 		{"NO_PROXY", "no entry that matches proxy.golang.org or sum.golang.org (nor a parent domain, such as `.golang.org`)",
 			"an entry that matches them sends the go command around the gate", true},
 		{"GOSUMDB", "the gate's verifier key: `modgate key verifier --gate URL` prints it",
 			"the go command then accepts only checksum-database notes that the gate witnessed and co-signed", true},
-		{"SSL_CERT_FILE", "Linux: a file that holds the gate's CA (`modgate ca cert --gate URL`), or trust the CA system-wide",
-			"intercepted TLS is signed by the gate's CA; on Linux SSL_CERT_FILE replaces the go command's roots", true},
+		{
+			"SSL_CERT_FILE",
+			"Linux: a file that holds the gate's CA (`modgate ca cert --gate URL`), or trust the CA system-wide",
+			"intercepted TLS is signed by the gate's CA; on Linux SSL_CERT_FILE replaces the go command's roots",
+			true,
+		},
 		{"GOPROXY", "`" + DefaultProxy + "` with `HTTPS_PROXY`, or the gate's URL; without `,direct`",
 			"`,direct` lets the go command fetch modules from their hosts, around the gate's checks", false},
-		{"GONOSUMDB", "only the patterns of modules that only the gate's upstream serves (the gate's `--private`), such as `git.example.com/*`",
-			"a broad pattern exempts public modules from the checksum database; do not use GOPRIVATE for this: it also fetches them `direct`", false},
+		{
+			"GONOSUMDB",
+			"only the patterns of modules that only the gate's upstream serves (the gate's `--private`), such as `git.example.com/*`",
+			"a broad pattern exempts public modules from the checksum database; do not use GOPRIVATE for this: it also fetches them `direct`",
+			false,
+		},
 		{"GOPRIVATE, GONOPROXY", "unset, or only modules fetched from their VCS host (which needs an egress rule)",
 			"matching modules are fetched `direct`, not through the gate's pipeline, and skip the checksum database", false},
 		{"GOFLAGS", "no `-insecure`", "`-insecure` lets downloads skip certificate checks", false},

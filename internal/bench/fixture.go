@@ -62,9 +62,19 @@ func buildFixture(ctx context.Context, dir, workload string, env *goEnv, logf fu
 		return nil, err
 	}
 	start := time.Now()
-	out, err := env.command(ctx, fx.workload, []string{"GOMODCACHE=" + filepath.Join(dir, "modcache")}, "mod", "download", "-json")
+	out, err := env.command(
+		ctx,
+		fx.workload,
+		[]string{"GOMODCACHE=" + filepath.Join(dir, "modcache")},
+		"mod",
+		"download",
+		"-json",
+	)
 	if err := downloadErrors(out, err); err != nil {
-		return nil, fmt.Errorf("downloading the workload (pick another -workload if the registry refuses some modules): %w", err)
+		return nil, fmt.Errorf(
+			"downloading the workload (pick another -workload if the registry refuses some modules): %w",
+			err,
+		)
 	}
 	fx.zips = countZips(fx.tree)
 	logf("downloaded %d module zips in %v", fx.zips, time.Since(start).Round(time.Millisecond))
@@ -83,7 +93,15 @@ func buildFixture(ctx context.Context, dir, workload string, env *goEnv, logf fu
 func fetchWorkload(ctx context.Context, env *goEnv, workload, dir, dst string) error {
 	seed := filepath.Join(dir, "seed")
 	defer removeAll(seed)
-	out, err := env.command(ctx, dst, []string{"GOMODCACHE=" + seed, "GOFLAGS=-mod=mod"}, "mod", "download", "-json", workload)
+	out, err := env.command(
+		ctx,
+		dst,
+		[]string{"GOMODCACHE=" + seed, "GOFLAGS=-mod=mod"},
+		"mod",
+		"download",
+		"-json",
+		workload,
+	)
 	if err := downloadErrors(out, err); err != nil {
 		return fmt.Errorf("downloading %s: %w", workload, err)
 	}

@@ -62,7 +62,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cacheDir, _ := os.UserCacheDir()
-	fs.StringVar(&o.fixture, "fixture", filepath.Join(cacheDir, "modgate-bench"), "fixture directory (built on first use: needs the network once)")
+	fs.StringVar(
+		&o.fixture,
+		"fixture",
+		filepath.Join(cacheDir, "modgate-bench"),
+		"fixture directory (built on first use: needs the network once)",
+	)
 	fs.StringVar(&o.workload, "workload", defaultWorkload, "module@version whose go.mod and go.sum are the workload")
 	fs.IntVar(&o.runs, "runs", 5, "paired runs per figure")
 	fs.StringVar(&o.only, "only", "", "comma list of scenarios to run (1-7); empty runs all")

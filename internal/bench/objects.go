@@ -52,9 +52,20 @@ func (b *runner) big(ctx context.Context) error {
 	}
 	m, _ := g.mem()
 	met := m.HWM <= 150<<10
-	b.add("4a", "peak RSS, 8 clients × 300 MiB zip (cold, then warm)",
-		fmt.Sprintf("VmHWM %s; peaks anon %s, file %s (%.1fs cold, %.1fs warm)", mib(m.HWM), mib(pk.Anon), mib(pk.File), cold.Seconds(), warm.Seconds()),
-		"≤ 150 MiB", &met)
+	b.add(
+		"4a",
+		"peak RSS, 8 clients × 300 MiB zip (cold, then warm)",
+		fmt.Sprintf(
+			"VmHWM %s; peaks anon %s, file %s (%.1fs cold, %.1fs warm)",
+			mib(m.HWM),
+			mib(pk.Anon),
+			mib(pk.File),
+			cold.Seconds(),
+			warm.Seconds(),
+		),
+		"≤ 150 MiB",
+		&met,
+	)
 	return nil
 }
 
@@ -135,7 +146,13 @@ func (b *runner) stampede(ctx context.Context) error {
 	}
 	n := b.up.Count(p) - before
 	met := n == 1
-	b.add("5", "upstream fetches for 50 concurrent cold requests of one zip", fmt.Sprintf("%d (%s, %.1f MiB)", n, strings.TrimPrefix(p, "/"), float64(size)/(1<<20)), "exactly 1", &met)
+	b.add(
+		"5",
+		"upstream fetches for 50 concurrent cold requests of one zip",
+		fmt.Sprintf("%d (%s, %.1f MiB)", n, strings.TrimPrefix(p, "/"), float64(size)/(1<<20)),
+		"exactly 1",
+		&met,
+	)
 	return nil
 }
 

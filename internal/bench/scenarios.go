@@ -109,7 +109,13 @@ func (b *runner) warm(ctx context.Context) error {
 			return err
 		}
 		met := m.RSS <= 100<<10
-		b.add("4b", "RSS idle after the warm runs", fmt.Sprintf("%s (anon %s, file %s)", mib(m.RSS), mib(m.Anon), mib(m.File)), "≤ 100 MiB", &met)
+		b.add(
+			"4b",
+			"RSS idle after the warm runs",
+			fmt.Sprintf("%s (anon %s, file %s)", mib(m.RSS), mib(m.Anon), mib(m.File)),
+			"≤ 100 MiB",
+			&met,
+		)
 	}
 	if b.o.want(6) || b.o.want(7) {
 		return b.smallObjects(ctx, g)
@@ -151,16 +157,41 @@ func (b *runner) warmDownloads(ctx context.Context, g *gateProc) error {
 		}
 	}
 	for _, m := range modes {
-		b.logf("warm %s: median CPU of the go command %.2fs, of modgate %.2fs", m.name, median(cpu[m.name+"/go"]), median(cpu[m.name+"/gate"]))
+		b.logf(
+			"warm %s: median CPU of the go command %.2fs, of modgate %.2fs",
+			m.name,
+			median(cpu[m.name+"/go"]),
+			median(cpu[m.name+"/gate"]),
+		)
 	}
 	r1 := median(ratios(times["intercept"], times["file"]))
 	r2 := median(ratios(times["goproxy"], times["file"]))
 	met1, met2 := r1 <= 1.10, r2 <= 1.05
-	b.add("1", "warm go mod download, interception ÷ file://", fmt.Sprintf("%.2f (%.2fs ÷ %.2fs)", r1, median(times["intercept"]), median(times["file"])), "≤ 1.10", &met1)
-	b.add("2", "warm go mod download, GOPROXY endpoint ÷ file://", fmt.Sprintf("%.2f (%.2fs ÷ %.2fs)", r2, median(times["goproxy"]), median(times["file"])), "≤ 1.05", &met2)
+	b.add(
+		"1",
+		"warm go mod download, interception ÷ file://",
+		fmt.Sprintf("%.2f (%.2fs ÷ %.2fs)", r1, median(times["intercept"]), median(times["file"])),
+		"≤ 1.10",
+		&met1,
+	)
+	b.add(
+		"2",
+		"warm go mod download, GOPROXY endpoint ÷ file://",
+		fmt.Sprintf("%.2f (%.2fs ÷ %.2fs)", r2, median(times["goproxy"]), median(times["file"])),
+		"≤ 1.05",
+		&met2,
+	)
 	b.add("1c", "warm: median CPU seconds of the go command / of modgate per download",
-		fmt.Sprintf("file:// %.1f / -; interception %.1f / %.2f; GOPROXY %.1f / %.2f", median(cpu["file/go"]),
-			median(cpu["intercept/go"]), median(cpu["intercept/gate"]), median(cpu["goproxy/go"]), median(cpu["goproxy/gate"])), "report", nil)
+		fmt.Sprintf(
+			"file:// %.1f / -; interception %.1f / %.2f; GOPROXY %.1f / %.2f",
+			median(cpu["file/go"]),
+			median(
+				cpu["intercept/go"],
+			),
+			median(cpu["intercept/gate"]),
+			median(cpu["goproxy/go"]),
+			median(cpu["goproxy/gate"]),
+		), "report", nil)
 	return nil
 }
 
@@ -207,7 +238,13 @@ func (b *runner) cold(ctx context.Context) error {
 	}
 	r := median(ratios(gate, direct))
 	met := r <= 1.25
-	b.add("3", "cold go mod download, GOPROXY endpoint ÷ direct to upstream", fmt.Sprintf("%.2f (%.2fs ÷ %.2fs)", r, median(gate), median(direct)), "≤ 1.25", &met)
+	b.add(
+		"3",
+		"cold go mod download, GOPROXY endpoint ÷ direct to upstream",
+		fmt.Sprintf("%.2f (%.2fs ÷ %.2fs)", r, median(gate), median(direct)),
+		"≤ 1.25",
+		&met,
+	)
 	return nil
 }
 

@@ -72,7 +72,13 @@ func (b *runner) throughput(ctx context.Context, g *gateProc, gateURLs, fileURLs
 				return err
 			}
 		}
-		b.logf("small objects run %d: goproxy %.0f/s, file server %.0f/s, interception %.0f/s", i+1, last(gate), last(file), last(ic))
+		b.logf(
+			"small objects run %d: goproxy %.0f/s, file server %.0f/s, interception %.0f/s",
+			i+1,
+			last(gate),
+			last(file),
+			last(ic),
+		)
 	}
 	if f := b.profileFile("small-goproxy"); f != "" {
 		done := g.profile(d+time.Second, f)
@@ -85,8 +91,13 @@ func (b *runner) throughput(ctx context.Context, g *gateProc, gateURLs, fileURLs
 	}
 	r := median(ratios(gate, file))
 	met := r >= 0.7
-	b.add("6a", fmt.Sprintf("cached .mod/.info/tiles per second, GOPROXY endpoint ÷ http.FileServer (%d keep-alive workers)", w),
-		fmt.Sprintf("%.2f (%.0f/s ÷ %.0f/s)", r, median(gate), median(file)), "≥ 0.7", &met)
+	b.add(
+		"6a",
+		fmt.Sprintf("cached .mod/.info/tiles per second, GOPROXY endpoint ÷ http.FileServer (%d keep-alive workers)", w),
+		fmt.Sprintf("%.2f (%.0f/s ÷ %.0f/s)", r, median(gate), median(file)),
+		"≥ 0.7",
+		&met,
+	)
 	b.add("6b", "cached small objects per second through interception (HTTPS, keep-alive)",
 		fmt.Sprintf("%.0f/s (%.2f of the file server over plain HTTP)", median(ic), median(ratios(ic, file))), "report", nil)
 	return nil
@@ -111,7 +122,9 @@ func (b *runner) handshakes(ctx context.Context, g *gateProc, icptURLs []string)
 	for i := range b.o.runs {
 		for j := range 2 {
 			resume := (i+j)%2 == 1
-			c := newClient(clientOpts{proxy: "http://" + g.listen, roots: g.roots(), keepAlive: false, resume: resume, workers: b.o.workers})
+			c := newClient(
+				clientOpts{proxy: "http://" + g.listen, roots: g.roots(), keepAlive: false, resume: resume, workers: b.o.workers},
+			)
 			r, err := load(ctx, c, icptURLs, b.o.workers, b.o.duration)
 			if err != nil {
 				return err
@@ -133,8 +146,18 @@ func (b *runner) handshakes(ctx context.Context, g *gateProc, icptURLs []string)
 	}
 	issued := after["leaves_issued"]
 	met := issued <= 2 && issued == before["leaves_issued"]
-	b.add("7", "new TLS connections per second through interception (CONNECT + handshake + one GET)",
-		fmt.Sprintf("%.0f/s full, %.0f/s offering resumption (%.0f%% resumed)", median(full), median(resumed), 100*float64(resumedConns)/float64(max(resumedTotal, 1))), "report", nil)
+	b.add(
+		"7",
+		"new TLS connections per second through interception (CONNECT + handshake + one GET)",
+		fmt.Sprintf(
+			"%.0f/s full, %.0f/s offering resumption (%.0f%% resumed)",
+			median(full),
+			median(resumed),
+			100*float64(resumedConns)/float64(max(resumedTotal, 1)),
+		),
+		"report",
+		nil,
+	)
 	b.add("7b", "leaf certificates issued since start (2 names: proxy.golang.org, sum.golang.org)",
 		fmt.Sprintf("%d, unchanged by %d new connections", issued, conns), "one per name", &met)
 	return nil
