@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"go.uber.org/zap"
+	"github.com/modgate/modgate/proxy/egress"
 )
 
 // Limits bounds what clients may hold on the proxy listener. Its zero
@@ -73,8 +73,7 @@ func (s *Server) serveFront(w http.ResponseWriter, r *http.Request) {
 		s.connects.Add(-1)
 		s.metrics.connect("over_cap")
 		err := connectCapError{max: max}
-		s.log.Warn("connect", zap.String("client", r.RemoteAddr), zap.String("host", r.Host),
-			zap.String("decision", "refuse"), zap.Int("status", http.StatusServiceUnavailable), zap.Error(err))
+		s.egress.Load().LogRefused(egress.LineConnect, r.RemoteAddr, r.Host, err)
 		w.Header().Set("Connection", "close")
 		writeError(w, err)
 		return

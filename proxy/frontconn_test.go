@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/mod/module"
 
 	"github.com/modgate/modgate/pki"
@@ -39,6 +40,8 @@ type limitedServer struct {
 	srv      *Server
 	metrics  *Metrics
 	echoAddr string
+	// egressLogs holds the Egress's lines: every "connect" line.
+	egressLogs *observer.ObservedLogs
 }
 
 func startLimitedServer(t *testing.T, lim Limits, o gateOptions) *limitedServer {
@@ -49,7 +52,9 @@ func startLimitedServer(t *testing.T, lim Limits, o gateOptions) *limitedServer 
 	echoHost, echoPort := echoServer(t)
 	loopback, _ := egress.ParseRanges([]string{"127.0.0.0/8"})
 	rules := hostRules{rules: map[string]policy.Action{fmt.Sprintf("%s:%d", echoHost, echoPort): policy.Allow}}
-	e, err := egress.New(egress.Config{Policy: func() egress.HostPolicy { return rules }, AllowRanges: loopback})
+	core, logs := observer.New(zap.InfoLevel)
+	e, err := egress.New(egress.Config{Policy: func() egress.HostPolicy { return rules }, AllowRanges: loopback,
+		Logger: zap.New(core)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +81,7 @@ func startLimitedServer(t *testing.T, lim Limits, o gateOptions) *limitedServer 
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
 	return &limitedServer{addr: ln.Addr().String(), roots: pool, tg: tg, srv: srv, metrics: tg.gate.cfg.Metrics,
-		echoAddr: netip.AddrPortFrom(netip.MustParseAddr(echoHost), uint16(echoPort)).String()}
+		echoAddr: netip.AddrPortFrom(netip.MustParseAddr(echoHost), uint16(echoPort)).String(), egressLogs: logs}
 }
 
 // pipelinedConn sends connect in the same write as the first bytes written
@@ -204,6 +209,14 @@ func TestConnectCap(t *testing.T) {
 	}
 	if n := got.GetCounter().GetValue(); n != 1 {
 		t.Errorf(`modgate_connect_total{decision="over_cap"} = %v, want 1`, n)
+	}
+	// The refusal is a "connect" line of the one shape, from the Egress,
+	// at warn with a hint an operator can act on.
+	lines := s.egressLogs.FilterMessage("connect").FilterField(zap.Int("status", http.StatusServiceUnavailable)).All()
+	if len(lines) != 1 || lines[0].Level != zap.WarnLevel || lines[0].ContextMap()["decision"] != "refuse" ||
+		!strings.Contains(fmt.Sprint(lines[0].ContextMap()["hint"]), "--max-connects") {
+		t.Errorf("egress lines for the CONNECT past the cap: %+v; want one warn \"connect\" line, "+
+			"decision refuse, with a --max-connects hint", lines)
 	}
 	tunnel.Close()
 	deadline := time.Now().Add(5 * time.Second)

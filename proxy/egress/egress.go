@@ -264,8 +264,8 @@ func (e *Egress) logLineAt(level zapcore.Level, what, client string, t Target, r
 func (e *Egress) logRefused(what, client string, t Target, resolved string, d policy.Decision, start time.Time,
 	err error) {
 	status := httperr.Status(err)
-	decision := "refuse"
-	if status != http.StatusForbidden {
+	decision := "refuse" // 403, and 503 for a gate at its cap of CONNECTs
+	if status != http.StatusForbidden && status != http.StatusServiceUnavailable {
 		decision = "error"
 	}
 	var ae *AddressError
