@@ -80,7 +80,7 @@ func (g *Gate) load(ctx context.Context, req Request) ([]byte, outcome, error) {
 		}
 		err = cache.ErrNotFound
 	}
-	trusted := err == nil && g.trustHolds(req, e.Mark)
+	trusted := err == nil && (g.trustHolds(req, e.Mark) || g.reverifyMod(ctx, req, key, e.Value))
 	switch {
 	case trusted && (!spec.mutable || g.cfg.Offline || g.cfg.Now().Sub(e.Stored) < g.cfg.ListTTL):
 		return e.Value, outcome{cache: cacheHit}, nil
@@ -233,8 +233,12 @@ func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		err = cache.ErrNotFound
 	}
 	untrusted := err == nil && !g.trustHolds(req, blob.Mark())
-	if untrusted {
-		blob.Close()
+	if untrusted && g.reverifyZip(ctx, req, key, blob) { // closes blob
+		untrusted = false
+		if blob, err = g.openVerified(ctx, key); err != nil {
+			err = cache.ErrNotFound // stored again a moment ago; fetch it as for a miss
+		}
+	} else if untrusted {
 		err = cache.ErrNotFound
 	}
 	if errors.Is(err, cache.ErrNotFound) {

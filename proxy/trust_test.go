@@ -81,3 +81,63 @@ func TestTrustOfPrivateObjects(t *testing.T) {
 		}
 	}
 }
+
+// TestUnmarkedObjectsVerifiedAgain stores a verified .mod and .zip again
+// without a trust mark, as a gate from before marks existed left them. A
+// hit verifies such a copy against the checksum database instead of
+// fetching it again: offline it is served from the stored record, and
+// online the upstream is asked for no module file.
+func TestUnmarkedObjectsVerifiedAgain(t *testing.T) {
+	tg := newTestGate(t, nil, gateOptions{Dir: t.TempDir()})
+	ctx := t.Context()
+	paths := map[string]string{"mod": modPath(t, libV100, ".mod"), "zip": modPath(t, libV100, ".zip")}
+	bodies := map[string][]byte{}
+	for kind, p := range paths { // verified and stored, with the lookup record
+		r := get(t, tg.url, p)
+		if r.status != http.StatusOK {
+			t.Fatalf("%s: %d %s", kind, r.status, r.body)
+		}
+		bodies[kind] = r.body
+	}
+	unmark := func() {
+		t.Helper()
+		for kind, p := range paths {
+			key := kind + "/" + strings.TrimPrefix(strings.TrimSuffix(p, "."+kind), "/")
+			var err error
+			if kind == "zip" {
+				err = tg.gate.cfg.Cache.PutBlobMarked(ctx, key, bytes.NewReader(bodies[kind]),
+					int64(len(bodies[kind])), trustUnknown)
+			} else {
+				err = tg.gate.cfg.Cache.PutMarked(ctx, key, bodies[kind], trustUnknown)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, offline := range []bool{true, false} {
+		unmark()
+		tg.fake.ResetCounts()
+		tg.gate.cfg.Offline = offline
+		for kind, p := range paths {
+			if r := get(t, tg.url, p); r.status != http.StatusOK || !bytes.Equal(r.body, bodies[kind]) {
+				t.Errorf("offline=%v: unmarked %s: %d %s", offline, kind, r.status, r.body)
+			}
+		}
+		for _, line := range tg.fake.RequestLog() {
+			if !strings.Contains(line, "/sumdb/") {
+				t.Errorf("offline=%v: an unmarked object that verifies was fetched again: %s", offline, line)
+			}
+		}
+	}
+	tg.gate.cfg.Offline = false
+	tg.fake.ResetCounts()
+	for kind, p := range paths { // marked as verified by the check: plain hits now
+		if r := get(t, tg.url, p); r.status != http.StatusOK {
+			t.Errorf("%s after the check: %d", kind, r.status)
+		}
+	}
+	if log := tg.fake.RequestLog(); len(log) != 0 {
+		t.Errorf("hits after the check reached the upstream: %q", log)
+	}
+}
