@@ -100,6 +100,16 @@ func startEgressServer(t *testing.T, cfg egress.Config) *egressServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, addr, _ := serveTestServer(t, tg, e, Limits{}, zap.New(core))
+	return &egressServer{addr: addr, logs: logs, fake: tg}
+}
+
+// serveTestServer serves tg's gate on a loopback listener with egress e,
+// limits lim and interception leaves from a new CA, until the test ends.
+// It returns the Server, its address and the CA.
+func serveTestServer(t *testing.T, tg *testGate, e *egress.Egress, lim Limits,
+	logger *zap.Logger) (*Server, string, *pki.CA) {
+	t.Helper()
 	ca, err := pki.NewCA(DefaultIntercept)
 	if err != nil {
 		t.Fatal(err)
@@ -109,8 +119,9 @@ func startEgressServer(t *testing.T, cfg egress.Config) *egressServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(leaves.Stop)
-	srv := NewServer(tg.gate, leaves.TLSConfig(), zap.New(core))
+	srv := NewServer(tg.gate, leaves.TLSConfig(), logger)
 	srv.SetEgress(e)
+	srv.SetLimits(lim)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +130,7 @@ func startEgressServer(t *testing.T, cfg egress.Config) *egressServer {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return &egressServer{addr: ln.Addr().String(), logs: logs, fake: tg}
+	return srv, ln.Addr().String(), ca
 }
 
 // connect sends a CONNECT for target and returns the answer and the

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -26,7 +25,6 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/mod/module"
 
-	"github.com/modgate/modgate/pki"
 	"github.com/modgate/modgate/policy"
 	"github.com/modgate/modgate/proxy/egress"
 )
@@ -58,29 +56,10 @@ func startLimitedServer(t *testing.T, lim Limits, o gateOptions) *limitedServer 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := pki.NewCA(DefaultIntercept)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaves, err := pki.NewLeaves(t.Context(), pki.LeavesConfig{CA: ca, Dir: t.TempDir(), Allow: tg.gate.Intercepts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(leaves.Stop)
-	srv := NewServer(tg.gate, leaves.TLSConfig(), zap.NewNop())
-	srv.SetEgress(e)
-	srv.SetLimits(lim)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
+	srv, addr, ca := serveTestServer(t, tg, e, lim, zap.NewNop())
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
-	return &limitedServer{addr: ln.Addr().String(), roots: pool, tg: tg, srv: srv, metrics: tg.gate.cfg.Metrics,
+	return &limitedServer{addr: addr, roots: pool, tg: tg, srv: srv, metrics: tg.gate.cfg.Metrics,
 		echoAddr: netip.AddrPortFrom(netip.MustParseAddr(echoHost), uint16(echoPort)).String(), egressLogs: logs}
 }
 
