@@ -1,0 +1,280 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/modgate/modgate/internal/pgtest"
+)
+
+// openTestDB starts a server and opens a fresh migrated database on it.
+func openTestDB(t *testing.T) (*DB, string) {
+	t.Helper()
+	return newTestDB(t, pgtest.Start(t))
+}
+
+// newTestDB opens a fresh migrated database on srv.
+func newTestDB(t *testing.T, srv *pgtest.Server) (*DB, string) {
+	t.Helper()
+	url := srv.NewDatabase(t)
+	db, err := Open(context.Background(), url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return db, url
+}
+
+func randomBytes(n int, seed uint64) []byte {
+	r := rand.New(rand.NewPCG(seed, 1))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func metaOf(b []byte, mark byte) ObjectMeta {
+	return ObjectMeta{Size: int64(len(b)), SHA256: sha256.Sum256(b), Mark: mark}
+}
+
+// readObject opens key and reads it whole.
+func readObject(t *testing.T, o *Objects, key string) ([]byte, ObjectMeta, bool, error) {
+	t.Helper()
+	r, meta, ok, err := o.Open(context.Background(), key)
+	if err != nil || !ok {
+		return nil, meta, ok, err
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	return b, meta, true, err
+}
+
+func TestObjectsRoundTrip(t *testing.T) {
+	db, _ := openTestDB(t)
+	const chunk = 1024
+	o := NewObjects(db, ObjectsConfig{ChunkSize: chunk, Gate: "g1"})
+	tests := []struct {
+		name string
+		size int
+	}{
+		{"empty", 0},
+		{"one byte", 1},
+		{"under a chunk", chunk - 1},
+		{"one chunk", chunk},
+		{"several chunks and a tail", 3*chunk + 5},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			key := "zip/example.com/m/@v/v1.0." + string(rune('0'+i))
+			want := randomBytes(tt.size, uint64(i))
+			if err := o.Put(context.Background(), key, bytes.NewReader(want), metaOf(want, 1)); err != nil {
+				t.Fatal(err)
+			}
+			got, meta, ok, err := readObject(t, o, key)
+			if err != nil || !ok {
+				t.Fatalf("read back: ok=%v err=%v", ok, err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("read back %d bytes that differ from the %d stored", len(got), len(want))
+			}
+			if meta != metaOf(want, 1) {
+				t.Fatalf("meta %+v, want %+v", meta, metaOf(want, 1))
+			}
+		})
+	}
+	if _, _, ok, err := readObject(t, o, "zip/example.com/absent/@v/v1.0.0"); ok || err != nil {
+		t.Fatalf("absent key: ok=%v err=%v, want not found", ok, err)
+	}
+}
+
+func TestObjectsPutRefusesMismatchAndKeepsTheOldObject(t *testing.T) {
+	db, _ := openTestDB(t)
+	o := NewObjects(db, ObjectsConfig{ChunkSize: 100})
+	ctx := context.Background()
+	const key = "mod/example.com/m/@v/v1.0.0"
+	old := randomBytes(250, 7)
+	if err := o.Put(ctx, key, bytes.NewReader(old), metaOf(old, 1)); err != nil {
+		t.Fatal(err)
+	}
+	body := randomBytes(250, 8)
+	wrongSum := metaOf(body, 1)
+	wrongSum.SHA256[0] ^= 1
+	tests := []struct {
+		name string
+		r    io.Reader
+		meta ObjectMeta
+	}{
+		{"reader ends early", bytes.NewReader(body[:249]), metaOf(body, 1)},
+		{"reader has more", bytes.NewReader(append(body, 'x')), metaOf(body, 1)},
+		{"other SHA-256", bytes.NewReader(body), wrongSum},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := o.Put(ctx, key, tt.r, tt.meta)
+			if !errors.Is(err, ErrObjectMismatch) {
+				t.Fatalf("Put: %v, want ErrObjectMismatch", err)
+			}
+			got, meta, ok, err := readObject(t, o, key)
+			if err != nil || !ok || !bytes.Equal(got, old) || meta != metaOf(old, 1) {
+				t.Fatalf("after a refused Put the old object is not intact: ok=%v err=%v", ok, err)
+			}
+		})
+	}
+	var chunks int
+	if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM modgate_object_chunks").Scan(&chunks); err != nil {
+		t.Fatal(err)
+	}
+	if chunks != 3 {
+		t.Fatalf("%d chunk rows, want the old object's 3", chunks)
+	}
+}
+
+func TestObjectsPutReplaces(t *testing.T) {
+	db, _ := openTestDB(t)
+	o := NewObjects(db, ObjectsConfig{ChunkSize: 64})
+	ctx := context.Background()
+	const key = "zip/example.com/m/@v/v1.0.0"
+	for i, size := range []int{1000, 70} {
+		b := randomBytes(size, uint64(i))
+		if err := o.Put(ctx, key, bytes.NewReader(b), metaOf(b, byte(i+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, meta, _, err := readObject(t, o, key)
+	if err != nil || !bytes.Equal(got, randomBytes(70, 1)) || meta.Mark != 2 {
+		t.Fatalf("read back after replace: mark %d, %d bytes, %v", meta.Mark, len(got), err)
+	}
+	var chunks int
+	if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM modgate_object_chunks").Scan(&chunks); err != nil {
+		t.Fatal(err)
+	}
+	if chunks != 2 {
+		t.Fatalf("%d chunk rows, want the new object's 2 (the old ones deleted)", chunks)
+	}
+}
+
+func TestObjectsReaderFindsCorruption(t *testing.T) {
+	const key = "zip/example.com/m/@v/v1.0.0"
+	tests := []struct {
+		name, sql string
+	}{
+		{"flipped byte", "UPDATE modgate_object_chunks SET data = overlay(data placing '\\x00'::bytea from 3) WHERE idx = 1"},
+		{"missing chunk", "DELETE FROM modgate_object_chunks WHERE idx = 1"},
+		{"missing last chunk", "DELETE FROM modgate_object_chunks WHERE idx = 3"},
+		{"short chunk", "UPDATE modgate_object_chunks SET data = substring(data from 2), " +
+			"sha256 = sha256(substring(data from 2)) WHERE idx = 0"},
+		{"chunk and its sum replaced", "UPDATE modgate_object_chunks SET data = '\\x0102'::bytea || substring(data from 3), " +
+			"sha256 = sha256('\\x0102'::bytea || substring(data from 3)) WHERE idx = 2"},
+		{"extra chunk", "INSERT INTO modgate_object_chunks SELECT object_id, 4, sha256, data FROM modgate_object_chunks WHERE idx = 3"},
+		{"object sum changed", "UPDATE modgate_objects SET sha256 = sha256('x'::bytea)"},
+	}
+	srv := pgtest.Start(t)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db, _ := newTestDB(t, srv)
+			o := NewObjects(db, ObjectsConfig{ChunkSize: 100})
+			b := randomBytes(350, uint64(i))
+			if err := o.Put(context.Background(), key, bytes.NewReader(b), metaOf(b, 1)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Pool.Exec(context.Background(), tt.sql); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, _, err := readObject(t, o, key); !errors.Is(err, ErrObjectCorrupt) {
+				t.Fatalf("reading a corrupted object: %v, want ErrObjectCorrupt", err)
+			}
+		})
+	}
+}
+
+// blockingReader gives its first n bytes, then blocks until release.
+type blockingReader struct {
+	r       io.Reader
+	n       int
+	reached chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (b *blockingReader) Read(p []byte) (int, error) {
+	if b.n == 0 {
+		b.once.Do(func() { close(b.reached) })
+		<-b.release
+		return 0, errors.New("the writer died")
+	}
+	p = p[:min(len(p), b.n)]
+	n, err := b.r.Read(p)
+	b.n -= n
+	return n, err
+}
+
+func TestObjectsHalfWrittenIsNeverVisible(t *testing.T) {
+	db, _ := openTestDB(t)
+	o := NewObjects(db, ObjectsConfig{ChunkSize: 1 << 10})
+	ctx := context.Background()
+	const key = "zip/example.com/big/@v/v1.0.0"
+	b := randomBytes(64<<10, 3)
+	br := &blockingReader{r: bytes.NewReader(b), n: 40 << 10, reached: make(chan struct{}), release: make(chan struct{})}
+	errc := make(chan error, 1)
+	go func() { errc <- o.Put(ctx, key, br, metaOf(b, 1)) }()
+	<-br.reached
+	if _, _, ok, err := readObject(t, o, key); ok || err != nil {
+		t.Fatalf("while the writer is mid-object: ok=%v err=%v, want not found", ok, err)
+	}
+	close(br.release)
+	if err := <-errc; err == nil {
+		t.Fatal("Put of a reader that failed succeeded")
+	}
+	if _, _, ok, err := readObject(t, o, key); ok || err != nil {
+		t.Fatalf("after the writer failed: ok=%v err=%v, want not found", ok, err)
+	}
+}
+
+func TestObjectsConcurrentPutsOfOneKey(t *testing.T) {
+	db, _ := openTestDB(t)
+	ctx := context.Background()
+	const key = "zip/example.com/m/@v/v1.0.0"
+	b := randomBytes(10<<10, 5)
+	var wg sync.WaitGroup
+	errs := make([]error, 6)
+	for i := range errs {
+		o := NewObjects(db, ObjectsConfig{ChunkSize: 1 << 10, Gate: string(rune('a' + i))})
+		wg.Go(func() { errs[i] = o.Put(ctx, key, bytes.NewReader(b), metaOf(b, 1)) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	got, _, ok, err := readObject(t, NewObjects(db, ObjectsConfig{}), key)
+	if err != nil || !ok || !bytes.Equal(got, b) {
+		t.Fatalf("read back: ok=%v err=%v", ok, err)
+	}
+	var objects, chunks int
+	if err := db.Pool.QueryRow(ctx, "SELECT (SELECT count(*) FROM modgate_objects), "+
+		"(SELECT count(*) FROM modgate_object_chunks)").Scan(&objects, &chunks); err != nil {
+		t.Fatal(err)
+	}
+	if objects != 1 || chunks != 10 {
+		t.Fatalf("%d objects and %d chunks, want 1 and 10", objects, chunks)
+	}
+}
+
+func TestObjectsRefuseBadKeys(t *testing.T) {
+	db, _ := openTestDB(t)
+	o := NewObjects(db, ObjectsConfig{})
+	for _, key := range []string{"", "a\x00b", "\xff", string(make([]byte, maxKeyLen+1))} {
+		if err := o.Put(context.Background(), key, bytes.NewReader(nil), metaOf(nil, 0)); err == nil {
+			t.Errorf("Put(%q) succeeded", key)
+		}
+		if _, _, _, err := o.Open(context.Background(), key); err == nil {
+			t.Errorf("Open(%q) succeeded", key)
+		}
+	}
+}
