@@ -89,7 +89,7 @@ func (g *Gate) load(ctx context.Context, req Request) ([]byte, outcome, error) {
 	case g.cfg.Offline:
 		return nil, outcome{}, fmt.Errorf("%s: %w", req.Target(), ErrOffline)
 	}
-	body, o, ferr := g.shared(ctx, key, func(ctx context.Context) ([]byte, upstreamTime, error) {
+	body, o, ferr := g.shared(ctx, key, g.clustered(req, key, func(ctx context.Context) ([]byte, upstreamTime, error) {
 		// Another request may have stored it since this one missed.
 		if e, err := g.cfg.Cache.Get(ctx, key); err == nil && g.trustHolds(req, e.Mark) &&
 			(!spec.mutable || g.cfg.Now().Sub(e.Stored) < g.cfg.ListTTL) {
@@ -106,8 +106,9 @@ func (g *Gate) load(ctx context.Context, req Request) ([]byte, outcome, error) {
 		if err := g.cfg.Cache.PutMarked(ctx, key, body, trust); err != nil {
 			return nil, up, fmt.Errorf("storing %s: %w", key, err)
 		}
+		g.share(ctx, req, key, body, trust)
 		return body, up, nil
-	})
+	}))
 	if ferr != nil && trusted && statusOf(ferr) == http.StatusBadGateway {
 		g.log.Warn("upstream failed; serving a stale copy", zap.String("key", key), zap.Error(ferr))
 		o.cache = cacheStale
@@ -253,13 +254,13 @@ func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		// a Blob is a reader with a position and a read transaction, so one
 		// cannot serve several callers.
 		var fo outcome
-		_, fo, err = g.shared(ctx, key, func(ctx context.Context) ([]byte, upstreamTime, error) {
+		_, fo, err = g.shared(ctx, key, g.clustered(req, key, func(ctx context.Context) ([]byte, upstreamTime, error) {
 			if g.storedTrusted(ctx, req, key) {
 				return nil, upstreamTime{}, nil // stored since this request missed
 			}
 			up, err := g.fetchZip(ctx, req, key)
 			return nil, up, err
-		})
+		}))
 		if o = o.with(fo); err == nil {
 			blob, err = g.openVerified(ctx, key)
 		}
@@ -358,6 +359,7 @@ func (g *Gate) fetchZip(ctx context.Context, req Request, key string) (upstreamT
 	if err := g.cfg.Cache.PutBlobMarked(ctx, key, f, size, trust); err != nil {
 		return up, fmt.Errorf("storing %s: %w", key, err)
 	}
+	g.shareZip(ctx, key, f, size, trust)
 	return up, nil
 }
 

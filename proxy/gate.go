@@ -92,6 +92,12 @@ type Config struct {
 	// verifier key from the proxy's own address.
 	Public []PublicFile
 	Now    func() time.Time
+
+	// SecondLevel, with --cluster-db, holds the verified objects the gates
+	// of a cluster share; nil means a single gate. Leases, if set, makes
+	// one gate of the cluster fetch each object (see clustered).
+	SecondLevel SecondLevel
+	Leases      FetchLeases
 }
 
 // DefaultIntercept is the default list of intercepted hosts.

@@ -76,6 +76,9 @@ type gateOptions struct {
 	Logger *zap.Logger
 	// Policy, if set, is the module policy in force.
 	Policy *policy.Policy
+	// SecondLevel and Leases, if set, make the gate one of a cluster.
+	SecondLevel SecondLevel
+	Leases      FetchLeases
 }
 
 // noteKey is an enterprise note key.
@@ -146,7 +149,7 @@ func newTestGate(t *testing.T, fake *fakeupstream.Server, o gateOptions) *testGa
 	tg.gate, err = New(Config{
 		Upstream: upstreamURL, HTTPClient: client, Cache: c, Witness: tg.witness,
 		Private: o.Private, Offline: o.Offline, ListTTL: o.ListTTL, SpoolDir: t.TempDir(),
-		Logger: o.Logger, Now: tg.clock.Now,
+		Logger: o.Logger, Now: tg.clock.Now, SecondLevel: o.SecondLevel, Leases: o.Leases,
 	})
 	if err != nil {
 		t.Fatalf("proxy.New: %v", err)
