@@ -12,6 +12,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"errors"
@@ -22,6 +23,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -44,26 +46,52 @@ type DB struct {
 	log  *zap.Logger
 }
 
+// Config says how to reach the cluster database.
+type Config struct {
+	// URL is a postgres:// URL, with the usual sslmode options. Required.
+	URL string
+	// Password, when not empty, replaces the URL's password (a password
+	// file given to the gate). PGPASSFILE works as well: pgx reads it.
+	Password string
+	// ConnectTimeout bounds each connection attempt when the URL has no
+	// connect_timeout; zero means 5s, so a database that is down fails
+	// requests quickly rather than hanging them.
+	ConnectTimeout time.Duration
+	Logger         *zap.Logger // nil means zap.NewNop()
+}
+
 // Open connects to the database at dbURL, applies the migrations this gate
 // knows and that the database lacks, and returns the pool. The URL is a
 // postgres:// URL; a password may also come from PGPASSFILE (pgx reads it).
 func Open(ctx context.Context, dbURL string, log *zap.Logger) (*DB, error) {
+	return Connect(ctx, Config{URL: dbURL, Logger: log})
+}
+
+// Connect is Open with a Config.
+func Connect(ctx context.Context, c Config) (*DB, error) {
+	log := c.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}
-	cfg, err := pgxpool.ParseConfig(dbURL)
+	cfg, err := pgxpool.ParseConfig(c.URL)
 	if err != nil {
 		// pgx's message may quote the URL, password included: never pass it on.
-		return nil, fmt.Errorf("cluster database URL %s: not a valid postgres:// URL", Redact(dbURL))
+		return nil, fmt.Errorf("cluster database URL %s: not a valid postgres:// URL", Redact(c.URL))
+	}
+	if c.Password != "" {
+		cfg.ConnConfig.Password = c.Password
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = cmp.Or(c.ConnectTimeout, 5*time.Second)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("cluster database %s: %w", Redact(dbURL), err)
+		return nil, fmt.Errorf("cluster database %s: %w", Redact(c.URL), err)
 	}
 	db := &DB{Pool: pool, log: log}
 	if err := db.migrate(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("cluster database %s: %w", Redact(dbURL), err)
+		return nil, fmt.Errorf("cluster database %s: %w", Redact(c.URL), err)
 	}
 	return db, nil
 }

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/modgate/modgate/cache"
+	"github.com/modgate/modgate/cluster"
 	"github.com/modgate/modgate/pki"
 	"github.com/modgate/modgate/policy"
 	"github.com/modgate/modgate/proxy"
@@ -60,6 +61,7 @@ type serveOptions struct {
 	maxConnects                          int // --max-connects
 	witnessInterval                      time.Duration
 	tls                                  tlsOptions     // the HTTPS GOPROXY endpoint (tls.go)
+	cluster                              clusterOptions // --cluster-db and its password (cluster.go)
 	exit                                 func(code int) // ends the process at --shutdown-timeout; nil: os.Exit
 }
 
@@ -164,6 +166,7 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 	f.DurationVar(&o.auditInterval, "audit-interval", audit.DefaultInterval,
 		"would-be denials (report mode) of one rule within this share one audit entry, with a count")
 	addTLSFlags(f, &o.tls)
+	addClusterFlags(f, &o.cluster)
 	f.Var(
 		&o.minFree,
 		"min-free",
@@ -310,6 +313,7 @@ type gateParts struct {
 	witness  *signer.Witness
 	audit    *audit.Log
 	gate     *proxy.Gate
+	cluster  *cluster.DB // the shared database with --cluster-db, else nil
 }
 
 func (g *gateParts) close() {
@@ -321,6 +325,9 @@ func (g *gateParts) close() {
 	}
 	if g.cache != nil {
 		g.cache.Close()
+	}
+	if g.cluster != nil {
+		g.cluster.Close()
 	}
 }
 
@@ -339,6 +346,9 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	g.metrics = proxy.NewMetrics(g.registry)
 	sig, err := g.loadKeys(o.dataDir, dbName, intercept)
 	if err != nil {
+		return nil, err
+	}
+	if g.cluster, err = g.openCluster(ctx, o.cluster, log); err != nil {
 		return nil, err
 	}
 	if g.policy, err = openPolicy(ctx, o, log); err != nil {

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"go.uber.org/zap"
+
+	"github.com/modgate/modgate/cluster"
+	"github.com/modgate/modgate/internal/secretfile"
+)
+
+// clusterOptions are the flags of serve that join a cluster of gates
+// sharing one PostgreSQL database (issue 12).
+type clusterOptions struct {
+	db           string // --cluster-db (MODGATE_CLUSTER_DB)
+	passwordFile string // --cluster-db-password-file
+}
+
+// addClusterFlags adds the cluster flags to f.
+func addClusterFlags(f *pflag.FlagSet, o *clusterOptions) {
+	f.StringVar(&o.db, "cluster-db", "",
+		"postgres:// URL of the database that several gates share (witness, policy, audit); "+
+			"empty: a single gate with no database")
+	f.StringVar(&o.passwordFile, "cluster-db-password-file", "",
+		"file (mode 0600) holding the password for --cluster-db; PGPASSFILE works as well")
+}
+
+// openCluster connects to the cluster database, if one is configured, and
+// checks that this gate carries the cluster's keys. It returns nil with no
+// --cluster-db.
+func (g *gateParts) openCluster(ctx context.Context, o clusterOptions, log *zap.Logger) (*cluster.DB, error) {
+	if o.db == "" {
+		if o.passwordFile != "" {
+			return nil, usageError{fmt.Errorf("--cluster-db-password-file needs --cluster-db")}
+		}
+		return nil, nil
+	}
+	var password string
+	if o.passwordFile != "" {
+		b, err := secretfile.Read(o.passwordFile)
+		if err != nil {
+			return nil, fmt.Errorf("--cluster-db-password-file: %w", err)
+		}
+		if password = strings.TrimRight(string(b), "\r\n"); password == "" {
+			return nil, fmt.Errorf("--cluster-db-password-file %s is empty", o.passwordFile)
+		}
+	}
+	db, err := cluster.Connect(ctx, cluster.Config{URL: o.db, Password: password, Logger: log.Named("cluster")})
+	if err != nil {
+		return nil, err
+	}
+	first, err := db.CheckIdentity(ctx, cluster.Identity{Verifier: g.verifier, CACert: g.ca.Cert.Raw})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("joining the cluster at %s: %w", cluster.Redact(o.db), err)
+	}
+	log.Info("cluster database", zap.String("url", cluster.Redact(o.db)), zap.Bool("first_gate", first))
+	return db, nil
+}
