@@ -63,6 +63,8 @@ type serveOptions struct {
 	tls                                  tlsOptions     // the HTTPS GOPROXY endpoint (tls.go)
 	cluster                              clusterOptions // --cluster-db and its password (cluster.go)
 	exit                                 func(code int) // ends the process at --shutdown-timeout; nil: os.Exit
+
+	clusterObjects clusterObjectOptions // --cluster-fetch-lease (clusterobjects.go)
 }
 
 func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
@@ -167,6 +169,7 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 		"would-be denials (report mode) of one rule within this share one audit entry, with a count")
 	addTLSFlags(f, &o.tls)
 	addClusterFlags(f, &o.cluster)
+	addClusterObjectFlags(f, &o.clusterObjects)
 	f.Var(
 		&o.minFree,
 		"min-free",
@@ -384,13 +387,18 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	if err != nil {
 		return nil, err
 	}
+	secondLevel, leases, err := g.clusterObjects(o.clusterObjects, log)
+	if err != nil {
+		return nil, err
+	}
 	g.audit = audit.NewWith(audit.Config{Store: g.cache, MaxAge: o.auditMaxAge, MaxBytes: int64(o.auditMaxSize),
 		Interval: o.auditInterval, Logger: log.Named("audit")})
 	g.gate, err = proxy.New(proxy.Config{
 		Upstream: upstreamURL, HTTPClient: client, Cache: g.cache, Witness: g.witness, Intercept: intercept,
 		Private: splitList(o.private), Offline: o.offline, ListTTL: o.listTTL, SpoolDir: spool,
 		Logger: log.Named("access"), Metrics: g.metrics, Policy: g.policy.Current, Audit: g.audit,
-		Public: publicFiles(g.ca.CertPEM, g.verifier),
+		Public:      publicFiles(g.ca.CertPEM, g.verifier),
+		SecondLevel: secondLevel, Leases: leases,
 	})
 	if err != nil {
 		return nil, err
