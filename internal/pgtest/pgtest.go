@@ -43,37 +43,64 @@ type Server struct {
 // Start starts a server for the test and stops it when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	s, err := Launch()
+	if errors.Is(err, errUnavailable) {
+		unavailable(t, err.Error())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// errUnavailable marks the errors of Launch that mean PostgreSQL cannot
+// run here at all (a test skips, outside CI).
+var errUnavailable = errors.New("unavailable")
+
+// Launch starts a server for a program that is not a test (the bench).
+// Close stops it and removes its directory.
+func Launch() (_ *Server, err error) {
 	bin, err := findBin()
 	if err != nil {
-		unavailable(t, err.Error())
+		return nil, fmt.Errorf("%w: %w", errUnavailable, err)
 	}
 	s := &Server{bin: bin}
 	if os.Geteuid() == 0 {
-		s.cred, err = postgresUser()
-		if err != nil {
-			unavailable(t, err.Error())
+		if s.cred, err = postgresUser(); err != nil {
+			return nil, fmt.Errorf("%w: %w", errUnavailable, err)
 		}
 	}
 	// Not t.TempDir: its parent is private to root, and the server's user
 	// must be able to enter the directory.
-	s.dir, err = os.MkdirTemp("", "modgate-pg-")
-	if err != nil {
-		t.Fatal(err)
+	if s.dir, err = os.MkdirTemp("", "modgate-pg-"); err != nil {
+		return nil, err
 	}
-	t.Cleanup(func() { os.RemoveAll(s.dir) })
+	defer func() {
+		if err != nil {
+			os.RemoveAll(s.dir)
+		}
+	}()
 	if s.cred != nil {
 		if err := os.Chown(s.dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
 	if out, err := s.run("initdb", "-D", s.data(), "-U", "postgres", "-A", "trust", "-E", "UTF8",
 		"--no-sync", "--no-instructions"); err != nil {
-		t.Fatalf("pgtest: initdb: %v\n%s", err, out)
+		return nil, fmt.Errorf("pgtest: initdb: %v\n%s", err, out)
 	}
-	s.port = freePort(t)
-	s.Restart(t)
-	t.Cleanup(func() { s.stop("fast") })
-	return s
+	if s.port, err = freePort(); err != nil {
+		return nil, err
+	}
+	return s, s.start()
+}
+
+// Close stops the server and removes its directory.
+func (s *Server) Close() error {
+	_, err := s.stop("fast")
+	os.RemoveAll(s.dir)
+	return err
 }
 
 // URL returns the URL of database db on the server.
@@ -114,12 +141,19 @@ func (s *Server) Stop(t testing.TB) {
 // starts it the first time).
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
+	if err := s.start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s *Server) start() error {
 	opts := fmt.Sprintf("-h 127.0.0.1 -p %d -k %s -c fsync=off -c max_connections=200", s.port, s.dir)
 	if out, err := s.run("pg_ctl", "-D", s.data(), "-l", filepath.Join(s.dir, "log"), "-w", "-t", "60",
 		"-o", opts, "start"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(s.dir, "log"))
-		t.Fatalf("pgtest: pg_ctl start: %v\n%s\n%s", err, out, log)
+		return fmt.Errorf("pgtest: pg_ctl start: %v\n%s\n%s", err, out, log)
 	}
+	return nil
 }
 
 func (s *Server) stop(mode string) ([]byte, error) {
@@ -173,17 +207,18 @@ func postgresUser() (*syscall.Credential, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
-func freePort(t testing.TB) int {
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func unavailable(t testing.TB, why string) {
 	t.Helper()
+	why = strings.TrimPrefix(why, errUnavailable.Error()+": ")
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("%s (CI=true: the PostgreSQL tests must run; .ci/run installs postgresql)", why)
 	}
