@@ -20,11 +20,10 @@ var (
 	// ErrObjectMismatch means the bytes given to Put are not what the caller
 	// declared (size or SHA-256): nothing is stored.
 	ErrObjectMismatch = errors.New("cluster: object bytes do not match their declared size and SHA-256")
-	// ErrObjectCorrupt means the bytes read back are not those recorded
-	// when the object was stored: a chunk is missing, of the wrong length,
-	// or does not hash to its recorded SHA-256, or the whole object does
-	// not hash to the object's.
-	ErrObjectCorrupt = errors.New("cluster: stored object does not match its recorded SHA-256")
+	// ErrObjectCorrupt means the chunks read back are not those of the
+	// object as recorded: one is missing, out of order, of the wrong
+	// length, or there are more than recorded.
+	ErrObjectCorrupt = errors.New("cluster: stored object does not match its record")
 )
 
 // DefaultChunkSize is the size of an object's chunks when ObjectsConfig
@@ -58,9 +57,9 @@ type ObjectsConfig struct {
 // Objects is the cluster's second level of verified objects, in
 // PostgreSQL: each object is a row and its bytes are chunks of bounded
 // size, all written in one transaction, so that another gate sees an
-// object whole or not at all. It stores what the gate gives it; the
-// gate puts only verified objects, and checks what it reads back against
-// the recorded SHA-256 before it serves it (as Open's reader does too).
+// object whole or not at all. It stores what the gate gives it: the gate
+// puts only verified objects, and checks every byte it reads back against
+// the recorded SHA-256 before it stores or serves it.
 type Objects struct {
 	pool      *pgxpool.Pool
 	chunkSize int
@@ -115,7 +114,7 @@ func (o *Objects) Put(ctx context.Context, key string, r io.Reader, meta ObjectM
 		}
 		src := &chunkSource{id: id, r: r, left: meta.Size, buf: make([]byte, o.chunkSize), hash: sha256.New()}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"modgate_object_chunks"},
-			[]string{"object_id", "idx", "sha256", "data"}, src); err != nil {
+			[]string{"object_id", "idx", "data"}, src); err != nil {
 			if src.err != nil {
 				return src.err
 			}
@@ -163,11 +162,10 @@ func (s *chunkSource) Next() bool {
 		return false
 	}
 	data := s.buf[:n]
-	sum := sha256.Sum256(data)
 	s.hash.Write(data)
 	// CopyFrom encodes the row before it asks for the next one, so the
 	// buffer is reused.
-	s.row = []any{s.id, s.idx, sum[:], data}
+	s.row = []any{s.id, s.idx, data}
 	s.idx++
 	s.left -= int64(n)
 	return true
@@ -195,11 +193,12 @@ func (s *chunkSource) finish(meta ObjectMeta) error {
 
 // Open returns a reader over the object stored under key, and what was
 // recorded of it; found is false when none is. The reader holds a
-// database connection until it is closed. It checks every chunk against
-// the chunk's recorded SHA-256 and length, and the whole object against
-// the object's SHA-256 before it reports io.EOF: any mismatch is an error
-// wrapping ErrObjectCorrupt, so a caller that reads to io.EOF has read
-// exactly the bytes that were stored.
+// database connection until it is closed. It checks that the chunks come
+// in order, each of the recorded length, and reports io.EOF only after the
+// recorded number of bytes: any mismatch is an error wrapping
+// ErrObjectCorrupt. It does not hash what it reads: the caller checks the
+// bytes against meta.SHA256 (the gate does, before it stores or serves
+// them), so that they are hashed once.
 func (o *Objects) Open(ctx context.Context, key string) (*ObjectReader, ObjectMeta, bool, error) {
 	if err := checkObjectKey(key); err != nil {
 		return nil, ObjectMeta{}, false, err
@@ -221,13 +220,11 @@ func (o *Objects) Open(ctx context.Context, key string) (*ObjectReader, ObjectMe
 	}
 	copy(meta.SHA256[:], sum)
 	meta.Mark = byte(mark)
-	rows, err := o.pool.Query(ctx, "SELECT idx, sha256, data FROM modgate_object_chunks WHERE object_id = $1 ORDER BY idx",
-		id)
+	rows, err := o.pool.Query(ctx, "SELECT idx, data FROM modgate_object_chunks WHERE object_id = $1 ORDER BY idx", id)
 	if err != nil {
 		return nil, ObjectMeta{}, false, fmt.Errorf("cluster: open object %s: %w", key, err)
 	}
-	r := &ObjectReader{key: key, rows: rows, meta: meta, chunkSize: int64(chunkSize), chunks: chunks,
-		hash: sha256.New()}
+	r := &ObjectReader{key: key, rows: rows, meta: meta, chunkSize: int64(chunkSize), chunks: chunks}
 	return r, meta, true, nil
 }
 
@@ -242,11 +239,7 @@ type ObjectReader struct {
 	next      int32  // index of the next chunk to read
 	cur       []byte // what is left of the current chunk
 	read      int64
-	hash      interface {
-		io.Writer
-		Sum([]byte) []byte
-	}
-	err error
+	err       error
 }
 
 // Read implements io.Reader.
@@ -263,7 +256,7 @@ func (r *ObjectReader) Read(p []byte) (int, error) {
 }
 
 // loadChunk reads and checks the next chunk, or at the end checks the
-// whole object and returns io.EOF.
+// count and size and returns io.EOF.
 func (r *ObjectReader) loadChunk() error {
 	if r.next == r.chunks {
 		if r.rows.Next() {
@@ -275,9 +268,6 @@ func (r *ObjectReader) loadChunk() error {
 		if r.read != r.meta.Size {
 			return r.corrupt("%d bytes, not the %d recorded", r.read, r.meta.Size)
 		}
-		if got := r.hash.Sum(nil); string(got) != string(r.meta.SHA256[:]) {
-			return r.corrupt("its bytes hash to %x, not %x", got, r.meta.SHA256)
-		}
 		return io.EOF
 	}
 	if !r.rows.Next() {
@@ -288,22 +278,18 @@ func (r *ObjectReader) loadChunk() error {
 	}
 	var (
 		idx  int32
-		sum  []byte
 		data []byte
 	)
-	if err := r.rows.Scan(&idx, &sum, &data); err != nil {
+	if err := r.rows.Scan(&idx, &data); err != nil {
 		return fmt.Errorf("cluster: reading object %s: %w", r.key, err)
 	}
 	want := min(r.chunkSize, r.meta.Size-r.read)
-	switch got := sha256.Sum256(data); {
+	switch {
 	case idx != r.next:
 		return r.corrupt("chunk %d is missing (next is %d)", r.next, idx)
 	case int64(len(data)) != want:
 		return r.corrupt("chunk %d has %d bytes, not %d", idx, len(data), want)
-	case string(got[:]) != string(sum):
-		return r.corrupt("chunk %d does not match its SHA-256", idx)
 	}
-	r.hash.Write(data)
 	r.read += int64(len(data))
 	r.cur = data
 	r.next++

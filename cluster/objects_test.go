@@ -165,15 +165,12 @@ func TestObjectsReaderFindsCorruption(t *testing.T) {
 	tests := []struct {
 		name, sql string
 	}{
-		{"flipped byte", "UPDATE modgate_object_chunks SET data = overlay(data placing '\\x00'::bytea from 3) WHERE idx = 1"},
 		{"missing chunk", "DELETE FROM modgate_object_chunks WHERE idx = 1"},
 		{"missing last chunk", "DELETE FROM modgate_object_chunks WHERE idx = 3"},
-		{"short chunk", "UPDATE modgate_object_chunks SET data = substring(data from 2), " +
-			"sha256 = sha256(substring(data from 2)) WHERE idx = 0"},
-		{"chunk and its sum replaced", "UPDATE modgate_object_chunks SET data = '\\x0102'::bytea || substring(data from 3), " +
-			"sha256 = sha256('\\x0102'::bytea || substring(data from 3)) WHERE idx = 2"},
-		{"extra chunk", "INSERT INTO modgate_object_chunks SELECT object_id, 4, sha256, data FROM modgate_object_chunks WHERE idx = 3"},
-		{"object sum changed", "UPDATE modgate_objects SET sha256 = sha256('x'::bytea)"},
+		{"short chunk", "UPDATE modgate_object_chunks SET data = substring(data from 2) WHERE idx = 0"},
+		{"long last chunk", "UPDATE modgate_object_chunks SET data = data || '\\x00'::bytea WHERE idx = 3"},
+		{"extra chunk", "INSERT INTO modgate_object_chunks SELECT object_id, 4, data FROM modgate_object_chunks WHERE idx = 3"},
+		{"size changed", "UPDATE modgate_objects SET size = size + 1"},
 	}
 	srv := pgtest.Start(t)
 	for i, tt := range tests {

@@ -2,7 +2,8 @@
 -- Badger. An object is one row of modgate_objects and its bytes are rows of
 -- modgate_object_chunks, written in one transaction: a reader sees all of
 -- an object or none of it. id changes when an object is stored again, so a
--- reader that opened one version never reads another's chunks.
+-- reader that opened one version never reads another's chunks. The
+-- gate checks what it reads against sha256 before it stores or serves it.
 CREATE TABLE modgate_objects (
 	key        text PRIMARY KEY,             -- the gate's cache key, such as zip/<module>/@v/<version>
 	id         bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
@@ -18,7 +19,6 @@ CREATE TABLE modgate_objects (
 CREATE TABLE modgate_object_chunks (
 	object_id bigint NOT NULL REFERENCES modgate_objects (id) ON DELETE CASCADE,
 	idx       integer NOT NULL CHECK (idx >= 0),
-	sha256    bytea NOT NULL CHECK (length(sha256) = 32), -- of this chunk
 	data      bytea NOT NULL,
 	PRIMARY KEY (object_id, idx)
 );

@@ -70,7 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	)
 	fs.StringVar(&o.workload, "workload", defaultWorkload, "module@version whose go.mod and go.sum are the workload")
 	fs.IntVar(&o.runs, "runs", 5, "paired runs per figure")
-	fs.StringVar(&o.only, "only", "", "comma list of scenarios to run (1-7); empty runs all")
+	fs.StringVar(&o.only, "only", "", "comma list of scenarios to run (1-8); empty runs all")
 	fs.StringVar(&o.modgate, "modgate", "", "modgate binary; empty builds ./cmd/modgate of this repository")
 	fs.StringVar(&o.profile, "profile", "", "directory for CPU profiles of modgate during the scenarios (pprof)")
 	fs.DurationVar(&o.duration, "duration", 3*time.Second, "length of each load-generator measurement")
@@ -110,6 +110,11 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	bin := o.modgate
 	if bin == "" {
 		if bin, err = buildModgate(ctx, work); err != nil {
+			return err
+		}
+	}
+	if o.want(8) { // the cluster's 48 MiB zip (cluster.go)
+		if err := ensureClusterZip(fx); err != nil {
 			return err
 		}
 	}
