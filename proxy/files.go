@@ -262,6 +262,13 @@ func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			return nil, up, err
 		}))
 		if o = o.with(fo); err == nil {
+			if f, stored := g.spools.open(key); f != nil { // verified from the second level, being stored
+				defer f.Close()
+				o.cache = result
+				w.Header().Set("Content-Type", "application/zip")
+				http.ServeContent(w, r, "", stored, f)
+				return o, nil
+			}
 			blob, err = g.openVerified(ctx, key)
 		}
 	}

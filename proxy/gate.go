@@ -110,6 +110,8 @@ type Gate struct {
 	up    *upstream
 	log   *zap.Logger
 	group flights[fetchResult]
+	// spools are zips verified from the second level, being stored (secondspool.go).
+	spools sharedSpools
 
 	wouldMu   sync.Mutex
 	wouldDeny map[string]time.Time // last audit of a would-be denial, by target and rule

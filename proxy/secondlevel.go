@@ -90,6 +90,9 @@ func (g *Gate) clustered(req Request, key string, fetch fetchFunc) fetchFunc {
 		return fetch
 	}
 	return func(ctx context.Context) ([]byte, upstreamTime, error) {
+		if req.Kind == KindZip && g.spools.has(key) {
+			return nil, upstreamTime{}, nil // verified a moment ago: served from its spool (serveZip)
+		}
 		poll := leasePollMin
 		for {
 			if body, ok := g.fromSecondLevel(ctx, req, key); ok {
@@ -123,9 +126,9 @@ func (g *Gate) clustered(req Request, key string, fetch fetchFunc) fetchFunc {
 }
 
 // fromSecondLevel copies the object under key from the second level into
-// the Cache, checking all of it against its recorded SHA-256 first (the
-// Cache commits a blob only once the reader has ended without error), and
-// returns the body of a small one. ok is false when the second level has
+// the Cache, checking all of it against its recorded SHA-256 first, and
+// returns the body of a small one. A zip is verified whole in a spool
+// file, served from there (see serveZip) and stored in the Cache after. ok is false when the second level has
 // no copy whose trust holds here, or a copy that fails the check, or
 // fails: the caller then fetches as for a miss.
 func (g *Gate) fromSecondLevel(ctx context.Context, req Request, key string) (body []byte, ok bool) {
@@ -143,11 +146,7 @@ func (g *Gate) fromSecondLevel(ctx context.Context, req Request, key string) (bo
 	}
 	sr := &sumReader{r: r, want: meta, h: sha256.New()}
 	if req.Kind == KindZip {
-		if meta.Size > maxZipSize {
-			err = fmt.Errorf("%w: %d bytes, over the zip limit", ErrSharedCorrupt, meta.Size)
-		} else {
-			err = g.cfg.Cache.PutBlobMarked(ctx, key, sr, meta.Size, meta.Mark)
-		}
+		err = g.spoolShared(ctx, key, sr, meta)
 	} else {
 		if meta.Size > maxSmallBody {
 			err = fmt.Errorf("%w: %d bytes, over the limit of small files", ErrSharedCorrupt, meta.Size)

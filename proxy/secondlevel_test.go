@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -151,7 +152,14 @@ func TestSecondLevelServesWhatAnotherGateVerified(t *testing.T) {
 			if n := a.fake.Requests(path); n != 1 {
 				t.Fatalf("%d upstream requests for %s from two gates, want 1", n, path)
 			}
-			// Gate b now has it in its own cache.
+			// Gate b now has it in its own cache (a zip once its store from
+			// the spool is done).
+			b.gate.spools.wait()
+			if ext == ".zip" {
+				if ok, err := b.cache.HasBlob(t.Context(), "zip"+strings.TrimSuffix(path, ".zip")); !ok || err != nil {
+					t.Fatalf("gate b did not store the zip in its cache: %v", err)
+				}
+			}
 			opens := sl.opens
 			if rb := get(t, b.url, path); rb.status != http.StatusOK || sl.opens != opens {
 				t.Fatalf("second request to gate b: %d, %d second-level reads, want a first-level hit",
