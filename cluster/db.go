@@ -81,6 +81,12 @@ func Connect(ctx context.Context, c Config) (*DB, error) {
 	if c.Password != "" {
 		cfg.ConnConfig.Password = c.Password
 	}
+	// Objects (objects_reader.go) read a few chunks at once, next to
+	// leases, witness and policy: more than pgx's default of 4 connections
+	// unless the URL says (pool_max_conns).
+	if !strings.Contains(c.URL, "pool_max_conns") {
+		cfg.MaxConns = 16
+	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = cmp.Or(c.ConnectTimeout, 5*time.Second)
 	}

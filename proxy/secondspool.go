@@ -65,7 +65,9 @@ func (g *Gate) spoolShared(ctx context.Context, key string, sr io.Reader, meta S
 	if err != nil {
 		return fmt.Errorf("spooling: %w", err)
 	}
-	if _, err := io.Copy(&spoolWriter{f: f}, sr); err != nil {
+	// Chunk-sized writes: a default 32 KiB copy makes thousands of
+	// syscalls for a large zip.
+	if _, err := io.CopyBuffer(&spoolWriter{f: f}, sr, make([]byte, 1<<20)); err != nil {
 		f.Close()
 		os.Remove(f.Name())
 		return err
