@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 
 	"github.com/modgate/modgate/cluster"
 	"github.com/modgate/modgate/internal/secretfile"
+	"github.com/modgate/modgate/proxy"
+	"github.com/modgate/modgate/signer"
 )
 
 // clusterOptions are the flags of serve that join a cluster of gates
@@ -59,4 +62,31 @@ func (g *gateParts) openCluster(ctx context.Context, o clusterOptions, log *zap.
 	}
 	log.Info("cluster database", zap.String("url", cluster.Redact(o.db)), zap.Bool("first_gate", first))
 	return db, nil
+}
+
+// clusterResync is how often a gate re-reads the shared state even when
+// no notification arrived: the fallback of LISTEN/NOTIFY.
+const clusterResync = time.Second
+
+// witnessStore is where the witness keeps its state: the cluster database
+// when there is one, else the gate's own cache.
+func (g *gateParts) witnessStore() signer.Store {
+	if g.cluster != nil {
+		return cluster.WitnessStore{DB: g.cluster}
+	}
+	return proxy.WitnessStore{Cache: g.cache}
+}
+
+// watchCluster keeps what this gate holds of the shared state in step with
+// the database: the witness reloads on every change another gate
+// announces, and every clusterResync. It does nothing for a single gate.
+func (g *gateParts) watchCluster(ctx context.Context, log *zap.Logger) {
+	if g.cluster == nil {
+		return
+	}
+	go g.cluster.Watch(ctx, cluster.WitnessChannel, clusterResync, func(ctx context.Context, _ string) {
+		if err := g.witness.Sync(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("cannot reload the shared witness state", zap.Error(err))
+		}
+	})
 }

@@ -376,7 +376,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	remote := proxy.NewSumDBRemote(dbName, base, upstreamURL, client, o.offline)
 	remote.Metrics = g.metrics
 	g.witness, err = signer.New(ctx, signer.Config{Upstream: strings.Fields(o.upstreamSumDB)[0], Signer: sig,
-		Store: proxy.WitnessStore{Cache: g.cache}, Remote: remote, Logger: log.Named("witness")})
+		Store: g.witnessStore(), Shared: g.cluster != nil, Remote: remote, Logger: log.Named("witness")})
 	if err != nil {
 		return nil, err
 	}
@@ -521,6 +521,7 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 	go admin.Serve(aln)
 	defer admin.Close()
 	go g.policy.Watch(ctx, policy.DefaultWatchInterval)
+	g.watchCluster(ctx, log)
 	if !o.offline { // witness the upstream before serving, then every interval
 		first, cancel := context.WithTimeout(ctx, firstPollTimeout)
 		g.witness.PollOnce(first)
