@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 
-
 	"go.uber.org/zap"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -215,4 +214,3 @@ func (w *Witness) forkedInStore(ctx context.Context) error {
 	}
 	return nil
 }
-

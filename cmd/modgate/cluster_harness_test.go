@@ -168,7 +168,6 @@ func copyKeys(t *testing.T, from, to string) {
 	}
 }
 
-
 // eventually polls cond every 20ms until it holds or d passes, and reports
 // how long it took; it fails the test with what on timeout.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
