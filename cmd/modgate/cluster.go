@@ -11,6 +11,7 @@ import (
 
 	"github.com/modgate/modgate/cluster"
 	"github.com/modgate/modgate/internal/secretfile"
+	"github.com/modgate/modgate/policy"
 	"github.com/modgate/modgate/proxy"
 	"github.com/modgate/modgate/signer"
 )
@@ -77,9 +78,18 @@ func (g *gateParts) witnessStore() signer.Store {
 	return proxy.WitnessStore{Cache: g.cache}
 }
 
+// policySource is where the policy lives: the cluster database, or nil
+// for the gate's own policy file.
+func (g *gateParts) policySource() policy.Source {
+	if g.cluster == nil {
+		return nil
+	}
+	return cluster.PolicySource{DB: g.cluster}
+}
+
 // watchCluster keeps what this gate holds of the shared state in step with
-// the database: the witness reloads on every change another gate
-// announces, and every clusterResync. It does nothing for a single gate.
+// the database: the witness and the policy reload on every change another
+// gate announces, and every clusterResync. It does nothing for a single gate.
 func (g *gateParts) watchCluster(ctx context.Context, log *zap.Logger) {
 	if g.cluster == nil {
 		return
@@ -88,5 +98,8 @@ func (g *gateParts) watchCluster(ctx context.Context, log *zap.Logger) {
 		if err := g.witness.Sync(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("cannot reload the shared witness state", zap.Error(err))
 		}
+	})
+	go g.cluster.Watch(ctx, cluster.PolicyChannel, clusterResync, func(ctx context.Context, _ string) {
+		g.policy.Reload(ctx) // logs its own errors
 	})
 }

@@ -351,7 +351,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	if g.cluster, err = g.openCluster(ctx, o.cluster, log); err != nil {
 		return nil, err
 	}
-	if g.policy, err = openPolicy(ctx, o, log); err != nil {
+	if g.policy, err = openPolicy(ctx, o, log, g.policySource()); err != nil {
 		return nil, err
 	}
 	parent, err := resolveParentProxy(o)
