@@ -9,10 +9,12 @@ import (
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 
+	"github.com/modgate/modgate/cache"
 	"github.com/modgate/modgate/cluster"
 	"github.com/modgate/modgate/internal/secretfile"
 	"github.com/modgate/modgate/policy"
 	"github.com/modgate/modgate/proxy"
+	"github.com/modgate/modgate/proxy/audit"
 	"github.com/modgate/modgate/signer"
 )
 
@@ -85,6 +87,28 @@ func (g *gateParts) policySource() policy.Source {
 		return nil
 	}
 	return cluster.PolicySource{DB: g.cluster}
+}
+
+// auditStore is where the audit log lives: the cluster database's table,
+// queryable with SQL, or the gate's own cache.
+func (g *gateParts) auditStore() audit.Store {
+	if g.cluster == nil {
+		return g.cache
+	}
+	return auditTable{cluster.AuditTable{DB: g.cluster}}
+}
+
+// auditTable adapts the cluster's audit table to audit.Store.
+type auditTable struct{ t cluster.AuditTable }
+
+var _ audit.Store = auditTable{}
+
+func (a auditTable) Put(ctx context.Context, key string, value []byte) error {
+	return a.t.Put(ctx, key, value)
+}
+func (a auditTable) Delete(ctx context.Context, key string) error { return a.t.Delete(ctx, key) }
+func (a auditTable) Scan(ctx context.Context, prefix string, fn func(key string, e cache.Entry) error) error {
+	return a.t.Scan(ctx, prefix, func(key string, value []byte) error { return fn(key, cache.Entry{Value: value}) })
 }
 
 // watchCluster keeps what this gate holds of the shared state in step with

@@ -384,7 +384,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	if err != nil {
 		return nil, err
 	}
-	g.audit = audit.NewWith(audit.Config{Store: g.cache, MaxAge: o.auditMaxAge, MaxBytes: int64(o.auditMaxSize),
+	g.audit = audit.NewWith(audit.Config{Store: g.auditStore(), MaxAge: o.auditMaxAge, MaxBytes: int64(o.auditMaxSize),
 		Interval: o.auditInterval, Logger: log.Named("audit")})
 	g.gate, err = proxy.New(proxy.Config{
 		Upstream: upstreamURL, HTTPClient: client, Cache: g.cache, Witness: g.witness, Intercept: intercept,
