@@ -29,6 +29,9 @@ type auditColumns struct {
 // Put stores the JSON entry value under key, replacing one stored there
 // (an aggregated would_deny entry is written again as its count grows).
 func (s AuditTable) Put(ctx context.Context, key string, value []byte) error {
+	if err := s.DB.check(); err != nil {
+		return err
+	}
 	var c auditColumns
 	if err := json.Unmarshal(value, &c); err != nil {
 		return fmt.Errorf("cluster database: audit entry %s is not JSON: %w", key, err)
@@ -39,15 +42,18 @@ func (s AuditTable) Put(ctx context.Context, key string, value []byte) error {
 			subject = EXCLUDED.subject, rule = EXCLUDED.rule, reason = EXCLUDED.reason, entry = EXCLUDED.entry`,
 		key, c.Time, c.Who, c.Action, c.Subject, c.Rule, c.Reason, string(value))
 	if err != nil {
-		return fmt.Errorf("cluster database: storing audit entry %s: %w", key, err)
+		return fmt.Errorf("cluster database: storing audit entry %s: %w", key, s.DB.classify(err))
 	}
 	return nil
 }
 
 // Delete removes the entry under key; an absent key is no error.
 func (s AuditTable) Delete(ctx context.Context, key string) error {
+	if err := s.DB.check(); err != nil {
+		return err
+	}
 	if _, err := s.DB.Pool.Exec(ctx, "DELETE FROM modgate_audit WHERE key = $1", key); err != nil {
-		return fmt.Errorf("cluster database: deleting audit entry %s: %w", key, err)
+		return fmt.Errorf("cluster database: deleting audit entry %s: %w", key, s.DB.classify(err))
 	}
 	return nil
 }
@@ -56,19 +62,28 @@ func (s AuditTable) Delete(ctx context.Context, key string) error {
 // (time order), with the entry's JSON. It stops at fn's first error. The
 // rows are streamed, so fn must not use the table.
 func (s AuditTable) Scan(ctx context.Context, prefix string, fn func(key string, value []byte) error) error {
+	if err := s.DB.check(); err != nil {
+		return err
+	}
 	rows, err := s.DB.Pool.Query(ctx, `SELECT key, entry::text FROM modgate_audit
 		WHERE key >= $1 AND starts_with(key, $1) ORDER BY key`, prefix)
 	if err != nil {
-		return fmt.Errorf("cluster database: scanning the audit log: %w", err)
+		return fmt.Errorf("cluster database: scanning the audit log: %w", s.DB.classify(err))
 	}
 	defer rows.Close()
 	var (
-		key   string
-		value string
+		key, value string
+		fnErr      error
 	)
-	_, err = pgx.ForEachRow(rows, []any{&key, &value}, func() error { return fn(key, []byte(value)) })
+	_, err = pgx.ForEachRow(rows, []any{&key, &value}, func() error {
+		fnErr = fn(key, []byte(value))
+		return fnErr
+	})
+	if fnErr != nil {
+		return fnErr
+	}
 	if err != nil {
-		return fmt.Errorf("cluster database: scanning the audit log: %w", err)
+		return fmt.Errorf("cluster database: scanning the audit log: %w", s.DB.classify(err))
 	}
 	return nil
 }

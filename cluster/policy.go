@@ -20,6 +20,9 @@ type PolicySource struct{ DB *DB }
 
 // Load returns the stored policy document and its version, or nil and 0.
 func (s PolicySource) Load(ctx context.Context) ([]byte, int64, error) {
+	if err := s.DB.check(); err != nil {
+		return nil, 0, err
+	}
 	var (
 		data []byte
 		ver  int64
@@ -29,7 +32,7 @@ func (s PolicySource) Load(ctx context.Context) ([]byte, int64, error) {
 		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("cluster database: loading the policy: %w", err)
+		return nil, 0, fmt.Errorf("cluster database: loading the policy: %w", s.DB.classify(err))
 	}
 	return nonNil(data), ver, nil
 }
@@ -38,6 +41,9 @@ func (s PolicySource) Load(ctx context.Context) ([]byte, int64, error) {
 // stored) and returns the new version; ok is false when another gate
 // stored first.
 func (s PolicySource) Store(ctx context.Context, data []byte, version int64) (int64, bool, error) {
+	if err := s.DB.check(); err != nil {
+		return 0, false, err
+	}
 	var (
 		next int64
 		err  error
@@ -53,7 +59,7 @@ func (s PolicySource) Store(ctx context.Context, data []byte, version int64) (in
 		return 0, false, nil
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("cluster database: storing the policy: %w", err)
+		return 0, false, fmt.Errorf("cluster database: storing the policy: %w", s.DB.classify(err))
 	}
 	return next, true, nil
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 
@@ -64,6 +65,19 @@ func (g *gateParts) openCluster(ctx context.Context, o clusterOptions, log *zap.
 		return nil, fmt.Errorf("joining the cluster at %s: %w", cluster.Redact(o.db), err)
 	}
 	log.Info("cluster database", zap.String("url", cluster.Redact(o.db)), zap.Bool("first_gate", first))
+	g.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "modgate_cluster_db_up",
+			Help: "1 while the cluster database answers, 0 while this gate serves its first level only"},
+			func() float64 {
+				if up, _ := db.Health(); up {
+					return 1
+				}
+				return 0
+			}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "modgate_cluster_db_outages_total",
+			Help: "times the cluster database became unreachable (the gate degraded)"},
+			func() float64 { return float64(db.Outages()) }),
+	)
 	return db, nil
 }
 
@@ -118,12 +132,27 @@ func (g *gateParts) watchCluster(ctx context.Context, log *zap.Logger) {
 	if g.cluster == nil {
 		return
 	}
+	go g.cluster.Monitor(ctx, clusterResync)
 	go g.cluster.Watch(ctx, cluster.WitnessChannel, clusterResync, func(ctx context.Context, _ string) {
-		if err := g.witness.Sync(ctx); err != nil && ctx.Err() == nil {
+		err := g.witness.Sync(ctx)
+		if up, _ := g.cluster.Health(); err != nil && up && ctx.Err() == nil { // an outage is logged once
 			log.Warn("cannot reload the shared witness state", zap.Error(err))
 		}
 	})
 	go g.cluster.Watch(ctx, cluster.PolicyChannel, clusterResync, func(ctx context.Context, _ string) {
 		g.policy.Reload(ctx) // logs its own errors
 	})
+}
+
+// clusterDegraded says why the gate is degraded by its cluster database,
+// or "" when it has none or the database answers.
+func (g *gateParts) clusterDegraded() string {
+	if g.cluster == nil {
+		return ""
+	}
+	if up, why := g.cluster.Health(); !up {
+		return fmt.Sprintf("cluster database unreachable (%v): serving the first level only; "+
+			"new checksum verification fails with 503", why)
+	}
+	return ""
 }
