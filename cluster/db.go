@@ -42,8 +42,9 @@ const lockMigrate int64 = 0x6d6f6467617465
 
 // DB is a connection pool to the cluster database, with its schema applied.
 type DB struct {
-	Pool *pgxpool.Pool
-	log  *zap.Logger
+	Pool   *pgxpool.Pool
+	log    *zap.Logger
+	health health // see Health and Monitor
 }
 
 // Config says how to reach the cluster database.

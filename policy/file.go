@@ -73,6 +73,9 @@ type File struct {
 
 	hooksMu sync.Mutex
 	hooks   []func(context.Context, Event)
+
+	src Source // the shared policy (OpenSource), or nil for the file's own
+	ver int64  // the version of src in force
 }
 
 // OpenFile reads and parses the policy file at path. A missing file gives
@@ -148,7 +151,7 @@ func (f *File) Watch(ctx context.Context, interval time.Duration) {
 // good policy stays (a Refused event, once per distinct content).
 func (f *File) Reload(ctx context.Context) error {
 	f.mu.Lock()
-	ev, err := f.syncLocked()
+	ev, err := f.syncLocked(ctx)
 	f.mu.Unlock()
 	if ev != nil {
 		f.fire(ctx, *ev)
@@ -158,7 +161,10 @@ func (f *File) Reload(ctx context.Context) error {
 
 // syncLocked loads the file if it changed since it was last loaded or
 // written; see Reload.
-func (f *File) syncLocked() (*Event, error) {
+func (f *File) syncLocked(ctx context.Context) (*Event, error) {
+	if f.src != nil {
+		return f.syncSourceLocked(ctx)
+	}
 	data, err := readStable(f.path)
 	if errors.Is(err, errUnstable) {
 		return nil, nil // being written: look again next time
@@ -206,7 +212,7 @@ func (f *File) Update(ctx context.Context, fn func(*Policy) error) (before, afte
 		return nil, nil, err
 	}
 	f.mu.Lock()
-	ev, err := f.syncLocked()
+	ev, err := f.syncLocked(ctx)
 	if err == nil {
 		before, after, err = f.applyLocked(ctx, fn)
 	}
@@ -222,7 +228,7 @@ func (f *File) Replace(ctx context.Context, p *Policy) (before, after *Policy, e
 		return nil, nil, err
 	}
 	f.mu.Lock()
-	ev, _ := f.syncLocked()
+	ev, _ := f.syncLocked(ctx)
 	before, after, err = f.applyLocked(ctx, func(q *Policy) error {
 		*q = *p.Clone()
 		return nil
@@ -245,6 +251,9 @@ func (f *File) fireAll(ctx context.Context, ev *Event, before, after *Policy, er
 
 // applyLocked changes the policy with fn, validates, writes and swaps.
 func (f *File) applyLocked(ctx context.Context, fn func(*Policy) error) (before, after *Policy, err error) {
+	if f.src != nil {
+		return f.applySourceLocked(ctx, fn)
+	}
 	before = f.cur.Load()
 	next := before.Clone()
 	if err := fn(next); err != nil {

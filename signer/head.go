@@ -48,6 +48,10 @@ func (w *Witness) noteCoSigned(ctx context.Context, n *note.Note, signed []byte)
 	if w.head != nil && w.head.Size >= tree.N {
 		return
 	}
+	if w.shared {
+		w.noteCoSignedShared(ctx, n, tree, signed)
+		return
+	}
 	h := &CoSignedHead{Size: tree.N, Hash: tree.Hash.String(), Note: string(signed), Time: w.now().UTC()}
 	w.head = h
 	b, err := json.Marshal(h)

@@ -66,6 +66,7 @@ type history struct {
 	store  Store
 	prefix string
 	log    *zap.Logger
+	shared bool // the Store is shared: segments are merged (see persistShared)
 
 	mu      sync.RWMutex
 	entries []histEntry // sizes and times strictly increase
@@ -80,9 +81,11 @@ func (h *history) dayKey(day int64) string { return h.prefix + fmt.Sprintf("%08d
 
 func dayOf(nanos int64) int64 { return nanos / int64(historyDay) }
 
-// loadHistory reads the stored history of database name.
-func loadHistory(ctx context.Context, store Store, name string, log *zap.Logger) (*history, error) {
-	h := &history{store: store, prefix: historyKeyPrefix(name), log: log}
+// loadHistory reads the stored history of database name. A shared Store's
+// segments are written by several gates, whose entries near midnight may
+// cross (see mergeHistory): they are merged rather than refused.
+func loadHistory(ctx context.Context, store Store, name string, log *zap.Logger, shared bool) (*history, error) {
+	h := &history{store: store, prefix: historyKeyPrefix(name), log: log, shared: shared}
 	err := store.Scan(ctx, h.prefix, func(key string, value []byte) error {
 		day, err := strconv.ParseInt(strings.TrimPrefix(key, h.prefix), 10, 64)
 		if err != nil {
@@ -96,10 +99,16 @@ func loadHistory(ctx context.Context, store Store, name string, log *zap.Logger)
 			if dayOf(e.nanos) != day {
 				return fmt.Errorf("%w: %s holds an entry of another day", ErrHistory, key)
 			}
+			if shared {
+				continue
+			}
 			if n := len(h.entries); n > 0 && (e.size <= h.entries[n-1].size || e.nanos < h.entries[n-1].nanos) {
 				return fmt.Errorf("%w: %s: sizes and times must grow", ErrHistory, key)
 			}
 			h.entries = append(h.entries, e)
+		}
+		if shared {
+			h.entries = mergeHistory(h.entries, seg)
 		}
 		return nil
 	})
@@ -169,11 +178,17 @@ func (h *history) persist(ctx context.Context, day int64, now time.Time) {
 		days = append(days, h.compact(limit)...)
 		h.compacted = limit
 	}
-	for _, d := range days {
+	for i, d := range days {
 		h.mu.RLock()
 		seg := h.segment(d)
 		h.mu.RUnlock()
-		if err := h.store.Store(ctx, h.dayKey(d), encodeSegment(seg)); err != nil {
+		var err error
+		if h.shared && i == 0 { // compacted days (i > 0) are written as they are
+			err = h.persistShared(ctx, d)
+		} else {
+			err = h.store.Store(ctx, h.dayKey(d), encodeSegment(seg))
+		}
+		if err != nil {
 			h.log.Warn("cannot store the witness history", zap.Int64("day", d), zap.Error(err))
 		}
 	}
@@ -303,7 +318,7 @@ func (w *Witness) History() *HistoryStatus { return w.history.status() }
 // ReadHistory summarizes the stored history of database name, for a tool
 // that runs while the gate is stopped.
 func ReadHistory(ctx context.Context, store Store, name string) (*HistoryStatus, error) {
-	h, err := loadHistory(ctx, store, name, zap.NewNop())
+	h, err := loadHistory(ctx, store, name, zap.NewNop(), false)
 	if err != nil {
 		return nil, err
 	}
@@ -342,7 +357,7 @@ func (w *Witness) Poll(ctx context.Context, interval time.Duration) {
 // between the two writes) is recorded as seen now: the records it adds
 // are dated at the restart, later than they were appended, never earlier.
 func (w *Witness) openHistory(ctx context.Context) error {
-	h, err := loadHistory(ctx, w.store, w.name, w.log)
+	h, err := loadHistory(ctx, w.store, w.name, w.log, w.shared)
 	if err != nil {
 		return err
 	}

@@ -189,7 +189,7 @@ func TestHistoryRefusesCorruptState(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := &MemStore{}
 			s.Store(context.Background(), historyKeyPrefix("db")+tt.key, tt.value)
-			if _, err := loadHistory(context.Background(), s, "db", zap.NewNop()); !errors.Is(err, ErrHistory) {
+			if _, err := loadHistory(context.Background(), s, "db", zap.NewNop(), false); !errors.Is(err, ErrHistory) {
 				t.Errorf("loadHistory: %v, want ErrHistory", err)
 			}
 		})
@@ -213,7 +213,7 @@ func fillHistory(ctx context.Context, h *history, start time.Time, d, step time.
 func TestHistoryDownsamplesWithAge(t *testing.T) {
 	ctx := context.Background()
 	s := &MemStore{}
-	h, _ := loadHistory(ctx, s, "db", zap.NewNop())
+	h, _ := loadHistory(ctx, s, "db", zap.NewNop(), false)
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	original := fillHistory(ctx, h, start, 40*24*time.Hour, 5*time.Minute) // polling, no clients
 	fine := 30 * 24 * 12                                                   // 30 days of 5-minute polls, and the day in progress at most
@@ -239,7 +239,7 @@ func TestHistoryDownsamplesWithAge(t *testing.T) {
 			t.Fatalf("record %d dated %v, more than an hour after %v", index, at, want)
 		}
 	}
-	reloaded, err := loadHistory(ctx, s, "db", zap.NewNop())
+	reloaded, err := loadHistory(ctx, s, "db", zap.NewNop(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +283,7 @@ func TestPollMovesTheHistoryWithoutClients(t *testing.T) {
 // load) and 335 older days at one an hour.
 func BenchmarkFirstSeen(b *testing.B) {
 	ctx := context.Background()
-	h, _ := loadHistory(ctx, &MemStore{}, "db", zap.NewNop())
+	h, _ := loadHistory(ctx, &MemStore{}, "db", zap.NewNop(), false)
 	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	start := now.Add(-365 * 24 * time.Hour)
 	size := int64(1000)

@@ -90,6 +90,9 @@ func (w *Witness) prove(ctx context.Context, m module.Version) (proven, error) {
 		return w.lookupRemote(ctx, m, target)
 	}
 	id, text, _, err := tlog.ParseRecord(rec)
+	if err == nil && id >= w.TreeSize() {
+		w.catchUp(ctx) // another gate may have witnessed the tree that holds it
+	}
 	if err != nil || id >= w.TreeSize() {
 		return proven{}, fmt.Errorf("%w: stored record for %s is not in the witnessed tree", ErrVerify, target)
 	}
@@ -179,6 +182,10 @@ func (w *Witness) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
 		return nil, ErrFork
 	}
 	tree, _ := w.State()
+	if !inTree(tree.N, t) {
+		w.catchUp(ctx) // another gate may have witnessed a tree that holds it
+		tree, _ = w.State()
+	}
 	if !inTree(tree.N, t) {
 		return nil, fmt.Errorf("%w: tile %s is not inside the witnessed tree #%d", ErrNotFound, t.Path(), tree.N)
 	}

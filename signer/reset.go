@@ -193,6 +193,9 @@ func (w *Witness) ClearFork(ctx context.Context, who string) ([]ClearedEvidence,
 	if err != nil {
 		return done, err
 	}
+	if err := w.releaseFork(ctx); err != nil {
+		return done, err
+	}
 	if err := w.reopen(ctx); err != nil {
 		return done, err
 	}
@@ -212,6 +215,9 @@ func (w *Witness) Reset(ctx context.Context, who, reason string) (Archive, error
 	if err != nil {
 		return a, err
 	}
+	if err := w.releaseFork(ctx); err != nil {
+		return a, err
+	}
 	w.headMu.Lock()
 	w.head = nil
 	w.headMu.Unlock()
@@ -229,10 +235,10 @@ func (w *Witness) reopen(ctx context.Context) error {
 	if err := w.reload(ctx); err != nil {
 		return err
 	}
-	open, err := openEvidence(ctx, w.store, w.name)
+	forked, err := w.storedFork(ctx)
 	if err != nil {
 		return err
 	}
-	w.forked.Store(len(open) > 0)
+	w.forked.Store(forked)
 	return nil
 }

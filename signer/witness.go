@@ -62,6 +62,10 @@ type Config struct {
 	Remote   Remote
 	Logger   *zap.Logger      // nil means zap.NewNop()
 	Now      func() time.Time // nil means time.Now
+	// Shared says that other witnesses (the gates of a cluster) use Store
+	// too: their writes are compare-and-swaps, and Sync reloads what they
+	// changed (see shared.go). False for a gate's own Store.
+	Shared bool
 }
 
 // Evidence is the proof of a fork: two tree heads signed by the upstream key
@@ -93,6 +97,7 @@ type Witness struct {
 	log      *zap.Logger
 	now      func() time.Time
 	forked   atomic.Bool
+	shared   bool // Config.Shared
 	// epoch counts operator resets (see Reset): what was read before one
 	// belongs to the old timeline and is not stored after it.
 	epoch atomic.Uint64
@@ -120,7 +125,7 @@ func New(ctx context.Context, cfg Config) (*Witness, error) {
 	}
 	w := &Witness{
 		name: v.Name(), verifier: note.VerifierList(v), signer: cfg.Signer,
-		store: cfg.Store, remote: cfg.Remote, log: cfg.Logger, now: cfg.Now,
+		store: cfg.Store, remote: cfg.Remote, log: cfg.Logger, now: cfg.Now, shared: cfg.Shared,
 	}
 	if w.log == nil {
 		w.log = zap.NewNop()
@@ -134,11 +139,11 @@ func New(ctx context.Context, cfg Config) (*Witness, error) {
 	if err := w.openHistory(ctx); err != nil {
 		return nil, err
 	}
-	ev, err := w.Evidence(ctx)
+	forked, err := w.storedFork(ctx)
 	if err != nil {
 		return nil, err
 	}
-	w.forked.Store(len(ev) > 0)
+	w.forked.Store(forked)
 	if w.head, err = readHead(ctx, w.store, w.name); err != nil {
 		return nil, err
 	}
@@ -227,6 +232,9 @@ func (w *Witness) Observe(ctx context.Context, msg []byte) (*note.Note, tlog.Tre
 		if err := w.consistent(ctx, r, head{latest, latestMsg}, head{tree, msg}); err != nil {
 			return nil, tlog.Tree{}, err
 		}
+		if err := w.forkedInStore(ctx); err != nil {
+			return nil, tlog.Tree{}, err
+		}
 		ok, err := w.store.Swap(ctx, w.stateKey(), latestMsg, msg)
 		if err != nil {
 			return nil, tlog.Tree{}, fmt.Errorf("saving witness state: %w", err)
@@ -306,6 +314,11 @@ func (w *Witness) recordFork(ctx context.Context, ev Evidence) {
 	w.forked.Store(true)
 	b, _ := json.Marshal(ev)
 	key := w.evidencePrefix() + fmt.Sprintf("%020d", ev.Time.UnixNano())
+	if !w.claimFork(ctx, key) {
+		w.log.Error("checksum database fork detected, already on record by another gate: refusing to co-sign",
+			zap.String("db", w.name), zap.Int64("older_size", ev.OlderSize), zap.Int64("newer_size", ev.NewerSize))
+		return
+	}
 	if err := w.store.Store(ctx, key, b); err != nil {
 		w.log.Error("cannot store fork evidence", zap.Error(err), zap.ByteString("evidence", b))
 	}

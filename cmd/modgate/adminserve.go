@@ -19,7 +19,7 @@ import (
 // openPolicy opens the policy file: --policy, else <data-dir>/policy.yaml,
 // which is written with the commented default if it is missing (an
 // explicit --policy file must exist).
-func openPolicy(ctx context.Context, o serveOptions, log *zap.Logger) (*policy.File, error) {
+func openPolicy(ctx context.Context, o serveOptions, log *zap.Logger, src policy.Source) (*policy.File, error) {
 	path := o.policy
 	if path == "" {
 		path = filepath.Join(o.dataDir, policyFile)
@@ -30,6 +30,9 @@ func openPolicy(ctx context.Context, o serveOptions, log *zap.Logger) (*policy.F
 		if wrote {
 			log.Info("wrote the default policy", zap.String("path", path))
 		}
+	}
+	if src != nil { // a cluster: the file seeds the shared policy, then mirrors it
+		return policy.OpenSource(ctx, src, path, log.Named("policy"))
 	}
 	f, err := policy.OpenFile(ctx, path, log.Named("policy"))
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/modgate/modgate/cluster"
@@ -67,4 +68,30 @@ func TestClusterRefusesAGateWithOtherKeys(t *testing.T) {
 		t.Fatalf("identity rows: %d, %v", n, err)
 	}
 	c.restart(0) // the first gate still joins
+}
+
+// TestClusterDatabasePasswordNeverShown: a password in the URL never
+// reaches the logs, and a password file that others may read is refused
+// with the chmod that fixes it, without showing the password.
+func TestClusterDatabasePasswordNeverShown(t *testing.T) {
+	const secret = "s3cret-pw-in-url"
+	c := startCluster(t, 1)
+	withPassword := strings.Replace(c.dbURL, "postgres://postgres@", "postgres://postgres:"+secret+"@", 1)
+	c.gate(0).stop()
+	g := startGate(t, c.dirs[0], "--upstream", c.up.URL, "--upstream-sumdb", c.up.VerifierKey(),
+		"--cluster-db", withPassword)
+	g.stop()
+	if log := g.Log(); strings.Contains(log, secret) || !strings.Contains(log, "xxxxx") {
+		t.Errorf("the log shows the password, or no redacted URL:\n%s", log)
+	}
+	file := filepath.Join(t.TempDir(), "db-password")
+	if err := os.WriteFile(file, []byte(secret+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := c.startFailing(c.dirs[0], "--cluster-db-password-file", file)
+	if strings.Contains(out, secret) || !strings.Contains(out, "chmod 600 "+file) {
+		t.Errorf("a readable password file: output shows the password or lacks the fix:\n%s", out)
+	}
+	os.Chmod(file, 0o600)
+	c.start(0, "--cluster-db-password-file", file) // trust authentication ignores it; it is read and used
 }

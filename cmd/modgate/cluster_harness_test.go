@@ -11,11 +11,16 @@ package main
 //	c.db().QueryRow(...)                    // look at the shared tables
 //	c.kill(2); c.restart(2)                 // SIGKILL a gate, start it again
 //	c.pg.Stop(t); c.pg.Restart(t)           // crash and restart the database
+//	c.api(0, "GET", "/api/v1/witness", nil)  // gate 0's admin API, with the shared token
+//	c.get(2, "/sumdb/sum.golang.org/lookup/m@v1.0.0") // a GOPROXY request to gate 2
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -163,7 +168,6 @@ func copyKeys(t *testing.T, from, to string) {
 	}
 }
 
-
 // eventually polls cond every 20ms until it holds or d passes, and reports
 // how long it took; it fails the test with what on timeout.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
@@ -186,4 +190,52 @@ func containsAll(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+// api sends an authenticated request to gate i's admin API and returns
+// the status and body. body may be nil.
+func (c *testCluster) api(i int, method, path string, body []byte) (int, []byte) {
+	c.t.Helper()
+	token, err := os.ReadFile(filepath.Join(c.dirs[i], adminTokenFile))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req, err := http.NewRequest(method, "http://"+c.gates[i].admin+path, bytes.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// witnessStatus returns gate i's GET /api/v1/witness.
+func (c *testCluster) witnessStatus(i int) signer.Status {
+	c.t.Helper()
+	code, b := c.api(i, http.MethodGet, "/api/v1/witness", nil)
+	var st signer.Status
+	if err := json.Unmarshal(b, &st); code != http.StatusOK || err != nil {
+		c.t.Fatalf("gate %d: GET /api/v1/witness: %d %v\n%s", i, code, err, b)
+	}
+	return st
+}
+
+// get sends a GET for path (such as "/sumdb/sum.golang.org/lookup/m@v1.0.0")
+// to gate i's proxy listener, as a GOPROXY client does.
+func (c *testCluster) get(i int, path string) (int, []byte, error) {
+	resp, err := http.Get("http://" + c.gates[i].listen + path)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
 }

@@ -177,7 +177,7 @@ func systemdVerify(t *testing.T, unit []byte) {
 }
 
 func TestDeployKubernetes(t *testing.T) {
-	path := filepath.Join(deployDir, "kubernetes.yaml")
+	path := filepath.Join(deployDir, "kubernetes-single.yaml")
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)

@@ -63,6 +63,9 @@ func (m *minFree) Type() string { return "size|percent" }
 // degraded returns why the gate serves in a degraded way, or "": the
 // cache refuses new objects (full disk, read-only filesystem).
 func (g *gateParts) degraded() string {
+	if why := g.clusterDegraded(); why != "" { // cluster.go
+		return why
+	}
 	if why := g.cache.Space().Full(); why != "" {
 		return "cache disk full: " + why + "; new objects are refused (507), cached ones are served"
 	}

@@ -354,7 +354,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	if g.cluster, err = g.openCluster(ctx, o.cluster, log); err != nil {
 		return nil, err
 	}
-	if g.policy, err = openPolicy(ctx, o, log); err != nil {
+	if g.policy, err = openPolicy(ctx, o, log, g.policySource()); err != nil {
 		return nil, err
 	}
 	parent, err := resolveParentProxy(o)
@@ -379,7 +379,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	remote := proxy.NewSumDBRemote(dbName, base, upstreamURL, client, o.offline)
 	remote.Metrics = g.metrics
 	g.witness, err = signer.New(ctx, signer.Config{Upstream: strings.Fields(o.upstreamSumDB)[0], Signer: sig,
-		Store: proxy.WitnessStore{Cache: g.cache}, Remote: remote, Logger: log.Named("witness")})
+		Store: g.witnessStore(), Shared: g.cluster != nil, Remote: remote, Logger: log.Named("witness")})
 	if err != nil {
 		return nil, err
 	}
@@ -391,7 +391,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	if err != nil {
 		return nil, err
 	}
-	g.audit = audit.NewWith(audit.Config{Store: g.cache, MaxAge: o.auditMaxAge, MaxBytes: int64(o.auditMaxSize),
+	g.audit = audit.NewWith(audit.Config{Store: g.auditStore(), MaxAge: o.auditMaxAge, MaxBytes: int64(o.auditMaxSize),
 		Interval: o.auditInterval, Logger: log.Named("audit")})
 	g.gate, err = proxy.New(proxy.Config{
 		Upstream: upstreamURL, HTTPClient: client, Cache: g.cache, Witness: g.witness, Intercept: intercept,
@@ -529,6 +529,7 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 	go admin.Serve(aln)
 	defer admin.Close()
 	go g.policy.Watch(ctx, policy.DefaultWatchInterval)
+	g.watchCluster(ctx, log)
 	if !o.offline { // witness the upstream before serving, then every interval
 		first, cancel := context.WithTimeout(ctx, firstPollTimeout)
 		g.witness.PollOnce(first)
