@@ -36,16 +36,21 @@ const VulnPseudoFixed = "v0.0.0-20240601000000-abcdefabcdef"
 // handle (see the Vuln* IDs), with "modified" zero as in the repository.
 func VulnDBEntries() map[string][]byte {
 	entry := func(id, extra, affected string) []byte {
+		review := ""
+		if id == VulnUnreviewed {
+			review = `, "review_status": "UNREVIEWED"`
+		}
 		return fmt.Appendf(nil, `{
   "schema_version": "1.3.1",
   "id": %q,
   "modified": "0001-01-01T00:00:00Z",
-  "published": "2099-01-01T00:00:00Z",%s
+  "published": "2025-01-01T00:00:00Z",%s
   "summary": "test entry %s",
   "details": "A test entry of the fake vulnerability database.",
-  "affected": [%s]
+  "affected": [%s],
+  "database_specific": {"url": "https://pkg.go.dev/vuln/%s"%s}
 }
-`, id, extra, id, affected)
+`, id, extra, id, affected, id, review)
 	}
 	return map[string][]byte{
 		VulnLib + ".json": entry(VulnLib, ` "aliases": ["CVE-2099-0001"],`, `{
@@ -53,8 +58,7 @@ func VulnDBEntries() map[string][]byte {
     "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.1.0"}]}],
     "ecosystem_specific": {"imports": [{"path": "example.com/lib", "symbols": ["Hello"]}]}
   }`),
-		VulnUnreviewed + ".json": entry(VulnUnreviewed, `
-  "database_specific": {"url": "https://pkg.go.dev/vuln/GO-2099-0002", "review_status": "UNREVIEWED"},`, `{
+		VulnUnreviewed + ".json": entry(VulnUnreviewed, "", `{
     "package": {"name": "example.com/bad", "ecosystem": "Go"},
     "ranges": [{"type": "SEMVER", "events": [{"introduced": "1.1.0"}, {"fixed": "1.2.0"}]}]
   }`),
@@ -64,7 +68,7 @@ func VulnDBEntries() map[string][]byte {
 			strings.TrimPrefix(VulnPseudoFixed, "v")+`"}]}]
   }`),
 		VulnWithdrawn + ".json": entry(VulnWithdrawn, `
-  "withdrawn": "2099-02-01T00:00:00Z",`, `{
+  "withdrawn": "2025-02-01T00:00:00Z",`, `{
     "package": {"name": "example.com/lib", "ecosystem": "Go"},
     "ecosystem_specific": {"imports": [{"path": "example.com/lib", "symbols": ["Hello"]}]}
   }`),
