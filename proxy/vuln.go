@@ -123,6 +123,9 @@ func (g *Gate) RunVuln(ctx context.Context) {
 func (g *Gate) RefreshVuln(ctx context.Context) error {
 	g.vuln.refresh.Lock()
 	defer g.vuln.refresh.Unlock()
+	if g.vuln.db.Load() == nil {
+		g.restoreVuln(ctx)
+	}
 	db, err := g.buildVuln(ctx)
 	outcome := "built"
 	switch {
@@ -132,6 +135,7 @@ func (g *Gate) RefreshVuln(ctx context.Context) error {
 		outcome = "unchanged"
 	default:
 		g.vuln.db.Store(db)
+		g.rememberVuln(ctx, db.Source)
 		fields := []zap.Field{zap.String("module", db.Source.Module), zap.String("version", db.Source.Version),
 			zap.Time("commit_time", db.Source.Time), zap.Int("entries", db.Entries), zap.Int("skipped", db.Skipped)}
 		g.log.Info("vulnerability database in force", fields...)
@@ -171,6 +175,44 @@ func (g *Gate) buildVuln(ctx context.Context) (*vuln.DB, error) {
 	if cur := g.vuln.db.Load(); cur != nil && cur.Source.Module == mod && cur.Source.Version == vers {
 		return nil, nil
 	}
+	return g.buildVersion(ctx, mod, vers)
+}
+
+// vulnInForceKey is the cache key of the module version the database in
+// force was built from, so that a restarted (or offline) gate builds the
+// same one again from its cache before it looks for a newer one.
+const vulnInForceKey = "vulndb/in-force"
+
+// rememberVuln stores the source of the database in force.
+func (g *Gate) rememberVuln(ctx context.Context, src vuln.Source) {
+	if err := g.cfg.Cache.PutMarked(context.WithoutCancel(ctx), vulnInForceKey,
+		[]byte(src.Module+"@"+src.Version), trustUnknown); err != nil {
+		g.log.Warn("cannot remember the vulnerability database version", zap.Error(err))
+	}
+}
+
+// restoreVuln builds the database from the version that was in force
+// before a restart, if the cache says which one and still holds it.
+func (g *Gate) restoreVuln(ctx context.Context) {
+	e, err := g.cfg.Cache.Get(ctx, vulnInForceKey)
+	if err != nil {
+		return
+	}
+	mod, vers, ok := strings.Cut(string(e.Value), "@")
+	if !ok || (g.cfg.Vuln.Version != "" && g.cfg.Vuln.Version != vers) {
+		return
+	}
+	db, err := g.buildVersion(ctx, mod, vers)
+	if err != nil {
+		g.log.Warn("cannot rebuild the previous vulnerability database", zap.String("version", vers), zap.Error(err))
+		return
+	}
+	g.vuln.db.Store(db)
+	g.log.Info("vulnerability database restored", zap.String("version", vers), zap.Int("entries", db.Entries))
+}
+
+// buildVersion fetches mod@vers through the gate and builds its database.
+func (g *Gate) buildVersion(ctx context.Context, mod, vers string) (*vuln.DB, error) {
 	info, err := g.getInternal(ctx, KindInfo, mod, vers)
 	if err != nil {
 		return nil, err

@@ -179,4 +179,9 @@ func TestVulnEndToEnd(t *testing.T) {
 	if out := runVulncheck(append(c.env, "HTTPS_PROXY="), "-db", "http://"+g.listen+"/vuln"); !strings.Contains(out, "GO-2099-0006") {
 		t.Errorf("govulncheck after the refresh does not report GO-2099-0006:\n%s", out)
 	}
+
+	// Offline, the gate builds the newest version it holds: the one in force before.
+	g.stop()
+	g = startGate(t, dataDir, "--upstream", up.URL, "--upstream-sumdb", up.VerifierKey(), "--offline")
+	waitVulnVersion(t, g, v2.Version)
 }

@@ -26,6 +26,10 @@ type Match struct {
 // and never modified, so any number of goroutines may use it.
 type Index struct {
 	byModule map[string][]ref
+	// safeFrom is, per module, a version from which on no entry's range
+	// reaches (each ends with a fix at or below it), so that a check of a
+	// current version returns at once; absent when some range is open.
+	safeFrom map[string]version
 	entries  int
 }
 
@@ -33,8 +37,32 @@ type Index struct {
 // sorted and the versions in canonical "v" form.
 type ref struct {
 	Match
-	all    bool      // no SEMVER range: every version is affected
-	ranges [][]Event // SEMVER ranges, events sorted as govulncheck sorts them
+	all    bool            // no SEMVER range: every version is affected
+	ranges [][]parsedEvent // SEMVER ranges, events sorted as govulncheck sorts them
+}
+
+// parsedEvent is an event with its version parsed; zero is "introduced: 0".
+type parsedEvent struct {
+	introduced, zero bool
+	v                version
+}
+
+// parseEvents parses sorted canonical events.
+func parseEvents(events []Event) []parsedEvent {
+	out := make([]parsedEvent, 0, len(events))
+	for _, e := range events {
+		switch {
+		case e.Introduced == "0":
+			out = append(out, parsedEvent{introduced: true, zero: true})
+		case e.Introduced != "":
+			v, _ := parseVersion(e.Introduced) // ParseEntry checked it
+			out = append(out, parsedEvent{introduced: true, v: v})
+		case e.Fixed != "":
+			v, _ := parseVersion(e.Fixed)
+			out = append(out, parsedEvent{v: v})
+		}
+	}
+	return out
 }
 
 // NewIndex indexes entries by module path.
@@ -43,15 +71,42 @@ func NewIndex(entries []*Entry) *Index {
 	for _, e := range entries {
 		x.add(e)
 	}
-	for _, refs := range x.byModule {
+	x.safeFrom = make(map[string]version, len(x.byModule))
+	for mod, refs := range x.byModule {
 		slices.SortFunc(refs, func(a, b ref) int { return cmp.Compare(a.ID, b.ID) })
+		if v, ok := safeFrom(refs); ok {
+			x.safeFrom[mod] = v
+		}
 	}
 	return x
+}
+
+// safeFrom is the highest version that any event of refs names, when every
+// range ends with a fix (so no version from it on is affected).
+func safeFrom(refs []ref) (version, bool) {
+	var top version
+	for _, r := range refs {
+		if r.all {
+			return version{}, false
+		}
+		for _, events := range r.ranges {
+			if len(events) == 0 || events[len(events)-1].introduced {
+				return version{}, false
+			}
+			for _, e := range events {
+				if !e.zero && e.v.compare(top) > 0 {
+					top = e.v
+				}
+			}
+		}
+	}
+	return top, true
 }
 
 // add indexes one entry under each module it affects.
 func (x *Index) add(e *Entry) {
 	for _, a := range e.Affected {
+		var sorted [][]Event
 		// No SEMVER range (or none at all): as govulncheck, every version.
 		r := ref{Match: Match{ID: e.ID, Reviewed: e.Reviewed(), Withdrawn: e.Withdrawn != nil}, all: true}
 		for _, rg := range a.Ranges {
@@ -59,9 +114,10 @@ func (x *Index) add(e *Entry) {
 				continue
 			}
 			r.all = false
-			r.ranges = append(r.ranges, sortedEvents(rg.Events))
+			sorted = append(sorted, sortedEvents(rg.Events))
+			r.ranges = append(r.ranges, parseEvents(sorted[len(sorted)-1]))
 		}
-		r.Fixed = nonSupersededFix(r.ranges)
+		r.Fixed = nonSupersededFix(sorted)
 		x.byModule[a.Package.Name] = append(x.byModule[a.Package.Name], r)
 	}
 }
@@ -82,25 +138,30 @@ func (x *Index) Affected(mod, vers string) []Match {
 	if len(refs) == 0 {
 		return nil
 	}
+	v, ok := parseVersion(vers)
+	if top, safe := x.safeFrom[mod]; ok && safe && v.compare(top) >= 0 {
+		return nil
+	}
 	var out []Match
 	for i := range refs {
-		if refs[i].affects(vers) {
+		if refs[i].affects(v, ok) {
 			out = append(out, refs[i].Match)
 		}
 	}
 	return out
 }
 
-// affects reports whether vers is in one of the ranges.
-func (r *ref) affects(vers string) bool {
+// affects reports whether v (valid is false for an invalid version) is
+// in one of the ranges.
+func (r *ref) affects(v version, valid bool) bool {
 	if r.all {
 		return true
 	}
-	if !semver.IsValid(vers) {
+	if !valid {
 		return false
 	}
 	for _, events := range r.ranges {
-		if contains(events, vers) {
+		if contains(events, v) {
 			return true
 		}
 	}
@@ -108,16 +169,16 @@ func (r *ref) affects(vers string) bool {
 }
 
 // contains walks sorted events as OSV (and govulncheck) define a range.
-func contains(events []Event, v string) bool {
+func contains(events []parsedEvent, v version) bool {
 	if len(events) == 0 {
 		return true
 	}
 	affected := false
 	for _, e := range events {
-		if !affected && e.Introduced != "" {
-			affected = e.Introduced == "0" || semver.Compare(v, e.Introduced) >= 0
-		} else if affected && e.Fixed != "" {
-			affected = semver.Compare(v, e.Fixed) < 0
+		if !affected && e.introduced {
+			affected = e.zero || v.compare(e.v) >= 0
+		} else if affected && !e.introduced {
+			affected = v.compare(e.v) < 0
 		}
 	}
 	return affected

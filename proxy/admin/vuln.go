@@ -48,8 +48,9 @@ type VulnCheckResponse struct {
 
 // VulnCheckMatch is a module version and the entries that affect it.
 type VulnCheckMatch struct {
-	module.Version
-	Vulns []vuln.Match `json:"vulns"`
+	Path    string       `json:"path"`
+	Version string       `json:"version"`
+	Vulns   []vuln.Match `json:"vulns"`
 }
 
 func (a VulnAPI) check(w http.ResponseWriter, r *http.Request) {
@@ -80,7 +81,7 @@ func (a VulnAPI) check(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if len(live) > 0 {
-			resp.Affected = append(resp.Affected, VulnCheckMatch{Version: m, Vulns: live})
+			resp.Affected = append(resp.Affected, VulnCheckMatch{Path: m.Path, Version: m.Version, Vulns: live})
 		}
 	}
 	writeJSON(w, http.StatusOK, resp)
