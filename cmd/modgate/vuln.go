@@ -3,10 +3,12 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -210,4 +212,40 @@ func vulnHostForOldCA(ca *pki.CA, intercept []string, explicit bool, log *zap.Lo
 		"govulncheck can use -db http://<gate>/vuln, or a new CA (modgate init) permits it",
 		zap.Strings("ca_names", ca.Names()))
 	return slices.DeleteFunc(slices.Clone(intercept), func(h string) bool { return h == proxy.VulnHost })
+}
+
+// checkVulnDB is doctor's check that govulncheck reaches the gate's
+// vulnerability database: through the interception of vuln.go.dev with
+// HTTPS_PROXY, or by GOVULNDB naming the gate's /vuln. Neither is needed
+// by the go command, so it warns rather than fails; a client of the
+// GOPROXY endpoint is told the -db to use.
+func checkVulnDB(ctx context.Context, st *doctorState) result {
+	gateDB := "http://<gate>" + strings.TrimSuffix(proxy.VulnPrefix, "/")
+	if st.gate != nil {
+		gateDB = strings.TrimRight(st.gate.Redacted(), "/") + strings.TrimSuffix(proxy.VulnPrefix, "/")
+	}
+	fix := "run govulncheck -db " + gateDB + " ./... (or with HTTPS_PROXY set to a gate that intercepts " +
+		proxy.VulnHost + ")"
+	if v := st.getenv("GOVULNDB"); v != "" {
+		u, err := url.Parse(v)
+		if err == nil && st.gate != nil && sameHostPort(u, st.gate) && strings.TrimRight(u.Path, "/")+"/" == proxy.VulnPrefix {
+			return ok("GOVULNDB=%s is the gate's vulnerability database (govulncheck v1 takes it as -db)", v)
+		}
+		return warn("set GOVULNDB="+gateDB, "GOVULNDB=%s is not the gate's vulnerability database %s", v, gateDB)
+	}
+	switch {
+	case st.httpsProxy == nil && st.goproxyMode:
+		return ok("GOPROXY is the gate's endpoint, so govulncheck reaches its vulnerability database with -db %s",
+			gateDB)
+	case st.httpsProxy == nil || st.proxyErr != nil:
+		return warn(fix, "%s is not reached through the gate: no usable HTTPS_PROXY, and GOVULNDB is not set",
+			proxy.VulnHost)
+	case st.rootsErr != nil:
+		return warn("", "not checked: the roots the go command uses do not load (see the TLS check)")
+	}
+	issuer, err := tlsThroughProxy(ctx, st.httpsProxy, proxy.VulnHost, st.roots, st.opts)
+	if err != nil {
+		return warn(fix, "%s through %s: %v", proxy.VulnHost, st.httpsProxy.Redacted(), err)
+	}
+	return ok("%s reaches the gate (issued by %q): govulncheck uses its mirror", proxy.VulnHost, issuer)
 }
