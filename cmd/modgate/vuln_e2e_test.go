@@ -44,6 +44,31 @@ func waitVulnVersion(t *testing.T, g *gateProc, version string) proxy.VulnStatus
 	return st
 }
 
+// waitVulnFailure waits until a refresh has failed with an error holding
+// reason, and checks that the database of version stays in force.
+func waitVulnFailure(t *testing.T, g *gateProc, version, reason string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var st proxy.VulnStatus
+		out, _ := adminCLI(t, g, "vuln", "status", "--json")
+		if json.Unmarshal([]byte(out), &st) == nil && st.LastOutcome == "failed" && strings.Contains(st.LastError, reason) {
+			if st.DB == nil || st.DB.Source.Version != version {
+				t.Errorf("after a failed refresh the database is not %s's: %+v", version, st)
+			}
+			text, _ := adminCLI(t, g, "vuln", "status")
+			if !strings.Contains(text, "failed") || !strings.Contains(text, version) {
+				t.Errorf("vuln status after a failed refresh:\n%s", text)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no refresh failed with %q: %s\n%s", reason, out, g.Log())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // vulnProgram is a main module that calls the vulnerable lib.Hello.
 const vulnProgram = `package main
 
@@ -156,26 +181,19 @@ func TestVulnEndToEnd(t *testing.T) {
 	if st := waitVulnVersion(t, g, v2.Version); st.DB.Entries != 5 {
 		t.Errorf("after the refresh: %d entries, want 5", st.DB.Entries)
 	}
-	// A refresh that fails (a version with no usable entry) keeps it.
-	bad := map[string][]byte{fakeupstream.VulnMalformed + ".json": entries[fakeupstream.VulnMalformed+".json"]}
-	if _, err := up.AddVulnDB(t1.Add(48*time.Hour), bad); err != nil {
+	// A refresh that fails keeps it: a newer version whose zip differs from
+	// the checksum database, then one with no usable entry.
+	v3, err := up.AddVulnDB(t1.Add(48*time.Hour), entries)
+	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var st proxy.VulnStatus
-		out, _ := adminCLI(t, g, "vuln", "status", "--json")
-		if json.Unmarshal([]byte(out), &st) == nil && st.LastOutcome == "failed" {
-			if st.DB == nil || st.DB.Source.Version != v2.Version || !strings.Contains(st.LastError, "no OSV entries") {
-				t.Errorf("after a failed refresh: %+v", st)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no failed refresh seen: %s\n%s", out, g.Log())
-		}
-		time.Sleep(200 * time.Millisecond)
+	up.SetZipMismatch(v3, true)
+	waitVulnFailure(t, g, v2.Version, "checksum database")
+	bad := map[string][]byte{fakeupstream.VulnMalformed + ".json": entries[fakeupstream.VulnMalformed+".json"]}
+	if _, err := up.AddVulnDB(t1.Add(72*time.Hour), bad); err != nil {
+		t.Fatal(err)
 	}
+	waitVulnFailure(t, g, v2.Version, "no OSV entries")
 	if out := runVulncheck(append(c.env, "HTTPS_PROXY="), "-db", "http://"+g.listen+"/vuln"); !strings.Contains(out, "GO-2099-0006") {
 		t.Errorf("govulncheck after the refresh does not report GO-2099-0006:\n%s", out)
 	}
