@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/mod/module"
@@ -47,6 +48,10 @@ type Vuln struct {
 	ID string `json:"id"`
 	// Fixed is the newest version that fixes it ("v0.3.8"); empty if none.
 	Fixed string `json:"fixed,omitempty"`
+	// FixedOrder, when every Vuln of a version has it (> 0 for a non-empty
+	// Fixed), orders their Fixed versions (higher is newer) without
+	// comparing them; 0 means unknown.
+	FixedOrder int `json:"-"`
 	// Reviewed is false for an entry marked UNREVIEWED.
 	Reviewed bool `json:"reviewed"`
 	// Withdrawn entries never count.
@@ -101,7 +106,7 @@ func (v *Vulnerable) validate(add addFunc) {
 // counted returns the entries of vulns the section counts: not withdrawn,
 // not ignored, and reviewed if it says reviewed_only.
 func (v *Vulnerable) counted(vulns []Vuln) []Vuln {
-	var out []Vuln
+	out := make([]Vuln, 0, len(vulns))
 	for _, x := range vulns {
 		if x.Withdrawn || (v.ReviewedOnly && !x.Reviewed) || slices.Contains(v.Ignore, x.ID) {
 			continue
@@ -132,21 +137,31 @@ const maxReasonIDs = 12
 // them all: "affected by GO-2021-0113, GO-2022-1059; fixed in v0.3.8".
 func VulnReason(vulns []Vuln) string {
 	ids := make([]string, 0, len(vulns))
-	fixed, unfixed := "", []string(nil)
+	ordered := !slices.ContainsFunc(vulns, func(v Vuln) bool { return v.Fixed != "" && v.FixedOrder <= 0 })
+	fixed, order, unfixed := "", 0, []string(nil)
 	for _, v := range vulns {
 		ids = append(ids, v.ID)
 		switch {
 		case v.Fixed == "":
 			unfixed = append(unfixed, v.ID)
-		case semver.Compare(v.Fixed, fixed) > 0:
-			fixed = v.Fixed
+		case ordered && v.FixedOrder > order, !ordered && (fixed == "" || semver.Compare(v.Fixed, fixed) > 0):
+			fixed, order = v.Fixed, v.FixedOrder
 		}
 	}
-	slices.Sort(ids)
-	list := strings.Join(ids, ", ")
-	if len(ids) > maxReasonIDs {
-		list = strings.Join(ids[:maxReasonIDs], ", ") + fmt.Sprintf(" and %d more", len(ids)-maxReasonIDs)
+	if !slices.IsSorted(ids) { // the index returns them sorted
+		slices.Sort(ids)
 	}
+	var b strings.Builder
+	for i, id := range ids[:min(len(ids), maxReasonIDs)] {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(id)
+	}
+	if len(ids) > maxReasonIDs {
+		b.WriteString(" and " + strconv.Itoa(len(ids)-maxReasonIDs) + " more")
+	}
+	list := b.String()
 	switch {
 	case len(unfixed) == len(vulns):
 		return "affected by " + list + "; no fixed version"

@@ -82,6 +82,14 @@ func TestVulnerableDecide(t *testing.T) {
 		{"no fix", "vulnerable: {action: deny}\n",
 			Facts{VulnsKnown: true, Vulns: []Vuln{{ID: "GO-2099-0007", Reviewed: true}}}, false, false, RuleVulnerable,
 			"no fixed version"},
+		{"ordered fixes", "vulnerable: {action: deny}\n", Facts{VulnsKnown: true, Vulns: []Vuln{
+			{ID: "GO-2021-0113", Fixed: "v0.10.0", FixedOrder: 2, Reviewed: true},
+			{ID: "GO-2022-1059", Fixed: "v0.9.0", FixedOrder: 1, Reviewed: true}}},
+			false, false, RuleVulnerable, "fixed in v0.10.0"},
+		{"order unknown for one", "vulnerable: {action: deny}\n", Facts{VulnsKnown: true, Vulns: []Vuln{
+			{ID: "GO-2021-0113", Fixed: "v0.10.0", FixedOrder: 1, Reviewed: true},
+			{ID: "GO-2022-1059", Fixed: "v0.9.0", Reviewed: true}}},
+			false, false, RuleVulnerable, "fixed in v0.10.0"},
 		{"allow rule wins", "rules:\n  - {id: ok, action: allow, module: golang.org/x/text}\nvulnerable: {action: deny}\n",
 			facts, true, false, "ok", ""},
 		{"deny rule first", "rules:\n  - {id: no, action: deny, module: golang.org/x/text, reason: x}\n" +

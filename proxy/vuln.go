@@ -439,8 +439,13 @@ func (g *Gate) vulnFacts(p *policy.Policy, mod, vers string, f *policy.Facts) {
 		return
 	}
 	f.VulnsKnown = true
-	for _, m := range db.Affected(mod, vers) {
-		f.Vulns = append(f.Vulns, policy.Vuln{ID: m.ID, Fixed: m.Fixed, Reviewed: m.Reviewed, Withdrawn: m.Withdrawn})
+	matches := db.Affected(mod, vers)
+	if len(matches) > 0 {
+		f.Vulns = make([]policy.Vuln, 0, len(matches))
+	}
+	for _, m := range matches {
+		f.Vulns = append(f.Vulns, policy.Vuln{ID: m.ID, Fixed: m.Fixed, FixedOrder: m.FixedOrder,
+			Reviewed: m.Reviewed, Withdrawn: m.Withdrawn})
 	}
 }
 

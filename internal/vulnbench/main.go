@@ -145,7 +145,8 @@ func checkCost(db *vuln.DB, targets [][2]string) (nsPerOp float64, allocs int64)
 			i++
 			f := policy.Facts{VulnsKnown: true}
 			for _, m := range db.Affected(tg[0], tg[1]) {
-				f.Vulns = append(f.Vulns, policy.Vuln{ID: m.ID, Fixed: m.Fixed, Reviewed: m.Reviewed, Withdrawn: m.Withdrawn})
+				f.Vulns = append(f.Vulns, policy.Vuln{ID: m.ID, Fixed: m.Fixed, FixedOrder: m.FixedOrder,
+					Reviewed: m.Reviewed, Withdrawn: m.Withdrawn})
 			}
 			p.Decide(policy.Input{Module: tg[0], Version: tg[1], Facts: f})
 		}

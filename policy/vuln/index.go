@@ -15,6 +15,10 @@ type Match struct {
 	// Fixed is the newest version that fixes it for the module ("v0.3.8"),
 	// or "" when no version does.
 	Fixed string `json:"fixed,omitempty"`
+	// FixedOrder orders the Fixed versions of one module's matches: a
+	// higher one is a newer version (0 when Fixed is empty), so that a
+	// caller finds the newest fix without comparing versions.
+	FixedOrder int `json:"-"`
 	// Reviewed is false for an entry marked UNREVIEWED.
 	Reviewed bool `json:"reviewed"`
 	// Withdrawn reports an entry its authors withdrew: it affects nothing
@@ -74,11 +78,29 @@ func NewIndex(entries []*Entry) *Index {
 	x.safeFrom = make(map[string]version, len(x.byModule))
 	for mod, refs := range x.byModule {
 		slices.SortFunc(refs, func(a, b ref) int { return cmp.Compare(a.ID, b.ID) })
+		orderFixes(refs)
 		if v, ok := safeFrom(refs); ok {
 			x.safeFrom[mod] = v
 		}
 	}
 	return x
+}
+
+// orderFixes sets the FixedOrder of refs: the rank of each Fixed among
+// the distinct fixed versions of the module.
+func orderFixes(refs []ref) {
+	var fixes []string
+	for _, r := range refs {
+		if r.Fixed != "" && !slices.Contains(fixes, r.Fixed) {
+			fixes = append(fixes, r.Fixed)
+		}
+	}
+	slices.SortFunc(fixes, semver.Compare)
+	for i := range refs {
+		if refs[i].Fixed != "" {
+			refs[i].FixedOrder = slices.Index(fixes, refs[i].Fixed) + 1
+		}
+	}
 }
 
 // safeFrom is the highest version that any event of refs names, when every
@@ -145,6 +167,9 @@ func (x *Index) Affected(mod, vers string) []Match {
 	var out []Match
 	for i := range refs {
 		if refs[i].affects(v, ok) {
+			if out == nil {
+				out = make([]Match, 0, len(refs)-i) // one allocation, not a growing slice
+			}
 			out = append(out, refs[i].Match)
 		}
 	}

@@ -116,7 +116,8 @@ func TestAffected(t *testing.T) {
 	if m.Reviewed || m.Fixed != "v1.2.0" {
 		t.Errorf("unreviewed match %+v, want Reviewed false and Fixed v1.2.0", m)
 	}
-	if m := db.Affected("example.com/lib", "v1.0.0"); !m[1].Withdrawn || m[0].Withdrawn || m[0].Fixed != "v1.1.0" {
+	if m := db.Affected("example.com/lib", "v1.0.0"); !m[1].Withdrawn || m[0].Withdrawn || m[0].Fixed != "v1.1.0" ||
+		m[0].FixedOrder != 1 || m[1].FixedOrder != 0 {
 		t.Errorf("lib matches %+v", m)
 	}
 }
