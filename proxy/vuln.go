@@ -19,6 +19,7 @@ import (
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
 
+	"github.com/modgate/modgate/cache"
 	"github.com/modgate/modgate/policy"
 	"github.com/modgate/modgate/policy/vuln"
 )
@@ -235,9 +236,45 @@ func (g *Gate) buildVersion(ctx context.Context, mod, vers string) (*vuln.DB, er
 	return vuln.Build(f, size, vuln.Source{Module: mod, Version: vers, Time: t.UTC()})
 }
 
-// newestVersion is the newest version in the module's (policy-filtered)
-// list, else its @latest.
+// blobScanner lists the blobs (zips) a cache holds. *cache.Store
+// satisfies it; fn gets every key that starts with prefix.
+type blobScanner interface {
+	ScanBlobs(ctx context.Context, prefix string, fn func(key string, info cache.BlobInfo) error) error
+}
+
+var _ blobScanner = (*cache.Store)(nil)
+
+// newestHeld is the newest version of mod whose zip the cache holds (a
+// bundle brings zips, not always the version list), or "".
+func (g *Gate) newestHeld(ctx context.Context, mod string) string {
+	bs, ok := g.cfg.Cache.(blobScanner)
+	esc, err := module.EscapePath(mod)
+	if !ok || err != nil {
+		return ""
+	}
+	prefix := "zip/" + esc + "/@v/"
+	newest := ""
+	err = bs.ScanBlobs(ctx, prefix, func(key string, _ cache.BlobInfo) error {
+		if v, err := module.UnescapeVersion(strings.TrimPrefix(key, prefix)); err == nil && semver.Compare(v, newest) > 0 {
+			newest = v
+		}
+		return nil
+	})
+	if err != nil {
+		g.log.Warn("cannot list the vulnerability database versions held", zap.Error(err))
+	}
+	return newest
+}
+
+// newestVersion is, offline, the newest version the cache holds; else
+// the newest in the module's (policy-filtered) list, else its @latest.
 func (g *Gate) newestVersion(ctx context.Context, mod string) (string, error) {
+	if g.cfg.Offline {
+		if v := g.newestHeld(ctx, mod); v != "" {
+			return v, nil
+		}
+		return "", fmt.Errorf("%s: no version held in the cache: %w", mod, ErrOffline)
+	}
 	list, lerr := g.getInternal(ctx, KindList, mod, "")
 	newest := ""
 	for _, v := range strings.Fields(string(list)) {

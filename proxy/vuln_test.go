@@ -141,3 +141,39 @@ func TestServeVulnIntercepted(t *testing.T) {
 		})
 	}
 }
+
+// TestVulnOfflineNewestHeld: an offline gate builds the newest version
+// whose zip it holds, as after a bundle import that brings no version list.
+func TestVulnOfflineNewestHeld(t *testing.T) {
+	at := time.Date(2026, 11, 5, 12, 0, 0, 0, time.UTC)
+	fake := fakeupstream.Start(t, fakeupstream.Options{})
+	var held []string
+	for i := range 3 {
+		v, err := fake.AddVulnDB(at.Add(time.Duration(i)*time.Hour), fakeupstream.VulnDBEntries())
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, v.Version)
+	}
+	dir := t.TempDir()
+	online := newTestGate(t, fake, gateOptions{Dir: dir})
+	for _, v := range held[:2] { // the newest is published but not held
+		for _, ext := range []string{".info", ".zip"} {
+			if r := get(t, online.url, "/golang.org/x/vulndb/@v/"+v+ext); r.status != 200 {
+				t.Fatalf("%s%s: %d %s", v, ext, r.status, r.body)
+			}
+		}
+	}
+	online.close(t)
+	offline := newTestGate(t, fake, gateOptions{Dir: dir, Offline: true, Key: online.key})
+	if err := offline.gate.RefreshVuln(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := offline.gate.VulnDB().Source.Version; got != held[1] {
+		t.Errorf("offline gate built %s, want the newest held %s", got, held[1])
+	}
+	empty := newTestGate(t, fake, gateOptions{Offline: true})
+	if err := empty.gate.RefreshVuln(t.Context()); err == nil || empty.gate.VulnDB() != nil {
+		t.Errorf("an offline gate holding nothing: %v", err)
+	}
+}
