@@ -228,7 +228,8 @@ func checkVulnDB(ctx context.Context, st *doctorState) result {
 		proxy.VulnHost + ")"
 	if v := st.getenv("GOVULNDB"); v != "" {
 		u, err := url.Parse(v)
-		if err == nil && st.gate != nil && sameHostPort(u, st.gate) && strings.TrimRight(u.Path, "/")+"/" == proxy.VulnPrefix {
+		atGate := err == nil && st.gate != nil && sameHostPort(u, st.gate)
+		if atGate && strings.TrimRight(u.Path, "/")+"/" == proxy.VulnPrefix {
 			return ok("GOVULNDB=%s is the gate's vulnerability database (govulncheck v1 takes it as -db)", v)
 		}
 		return warn("set GOVULNDB="+gateDB, "GOVULNDB=%s is not the gate's vulnerability database %s", v, gateDB)

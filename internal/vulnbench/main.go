@@ -120,11 +120,14 @@ func run(version string) error {
 	fmt.Printf("golang.org/x/vulndb@%s: zip %.1f MiB, %s\n\n", version, float64(fi.Size())/(1<<20), out)
 	fmt.Println("| measure | result | target | met |")
 	fmt.Println("|---|---|---|---|")
-	fmt.Printf("| build: CPU (user+sys) | %.2fs (wall %.2fs) | ≤ 5s | %s |\n", cpu.Seconds(), wall.Seconds(), met(cpu <= 5*time.Second))
+	fmt.Printf("| build: CPU (user+sys) | %.2fs (wall %.2fs) | ≤ 5s | %s |\n",
+		cpu.Seconds(), wall.Seconds(), met(cpu <= 5*time.Second))
 	fmt.Printf("| build: peak RSS (ru_maxrss) | %.0f MiB | ≤ 150 MiB | %s |\n", rss, met(rss <= 150))
-	fmt.Printf("| check per request, unaffected versions (index lookup + Decide), CPU | %.0f ns/op, %d allocs/op | ≤ 2 µs | %s |\n",
+	fmt.Printf("| check per request, unaffected versions (index lookup + Decide), CPU "+
+		"| %.0f ns/op, %d allocs/op | ≤ 2 µs | %s |\n",
 		nsClean, allocsClean, met(nsClean <= 2000))
-	fmt.Printf("| check per request, mix with affected ones (the denial's reason built), CPU | %.0f ns/op, %d allocs/op | ≤ 2 µs | %s |\n",
+	fmt.Printf("| check per request, mix with affected ones (the denial's reason built), CPU "+
+		"| %.0f ns/op, %d allocs/op | ≤ 2 µs | %s |\n",
 		ns, allocs, met(ns <= 2000))
 	return nil
 }
@@ -178,7 +181,8 @@ func cpuTime() time.Duration {
 // mix with affected ones.
 var (
 	cleanTargets = [][2]string{
-		{"golang.org/x/text", "v0.41.0"}, {"golang.org/x/net", "v0.99.0"}, {"github.com/gin-gonic/gin", "v1.99.0"},
+		{"golang.org/x/text", "v0.41.0"}, {"golang.org/x/net", "v0.99.0"},
+		{"github.com/gin-gonic/gin", "v1.99.0"},
 		{"example.com/unknown", "v1.0.0"}, {"github.com/google/uuid", "v1.6.0"}, {"golang.org/x/crypto", "v0.99.0"},
 	}
 	allTargets = append([][2]string{
