@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -48,10 +50,13 @@ func (w *Witness) Import(ctx context.Context, in Import) (tlog.Tree, error) {
 	if w.Forked() {
 		return tlog.Tree{}, ErrFork
 	}
-	_, tree, err := w.open(in.Note)
+	n, tree, err := w.open(in.Note)
 	if err != nil {
 		return tlog.Tree{}, err
 	}
+	// The witness keeps the upstream's signature only: the exporting
+	// gate's co-signature is not its own, and it adds its own when it serves.
+	in.Note = upstreamOnly(n)
 	r := w.tilesFrom(ctx, candidate, in.Tiles)
 	if err := w.proveImported(tree, r, in.Records); err != nil {
 		return tlog.Tree{}, err
@@ -76,6 +81,16 @@ func (w *Witness) Import(ctx context.Context, in Import) (tlog.Tree, error) {
 		}
 	}
 	return tree, nil
+}
+
+// upstreamOnly returns a verified note with its verified signatures only.
+func upstreamOnly(n *note.Note) []byte {
+	var b strings.Builder
+	b.WriteString(n.Text + "\n")
+	for _, sig := range n.Sigs {
+		b.WriteString("— " + sig.Name + " " + sig.Base64 + "\n")
+	}
+	return []byte(b.String())
 }
 
 // proveImported checks that every record names its module and is in tree.

@@ -86,8 +86,8 @@ func (w *Witness) tilesFrom(ctx context.Context, src tileSource, remote Remote) 
 
 // tileReader is a tlog.TileReader over the store and the upstream.
 type tileReader struct {
-	ctx   context.Context
-	w     *Witness
+	ctx    context.Context
+	w      *Witness
 	src    tileSource
 	remote Remote // where tiles that are not stored are read
 	epoch  uint64 // of the witness when the reader was made (see Witness.epoch)

@@ -69,7 +69,8 @@ type Extracted struct {
 func (e *Extracted) Path(name string) string { return filepath.Join(e.Dir, filepath.FromSlash(name)) }
 
 // Extract unpacks the bundle read from r (a tar, or a zstd-compressed tar)
-// into dir, which must exist and be empty, and measures every file. It
+// into dir, which must exist and be empty, and measures every file (with
+// dir "" it writes nothing and only measures: enough to list a bundle). It
 // refuses, with an error wrapping ErrHostile, an entry whose name is not a
 // clean relative path, anything but a regular file (links, devices,
 // directories), a duplicate name, an entry over MaxFile, more than
@@ -160,13 +161,9 @@ func (ex *Extracted) entry(hdr *tar.Header, r io.Reader, lim Limits) error {
 	if keep != nil && hdr.Size > lim.MaxManifest {
 		return fmt.Errorf("%w: %s has %d bytes, over the limit of %d", ErrHostile, hdr.Name, hdr.Size, lim.MaxManifest)
 	}
-	path := ex.Path(hdr.Name)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("%w: entry %s: %v", ErrHostile, hdr.Name, err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := ex.create(hdr.Name)
 	if err != nil {
-		return fmt.Errorf("%w: entry %s: %v", ErrHostile, hdr.Name, err)
+		return err
 	}
 	defer f.Close()
 	h := sha256.New()
@@ -182,7 +179,7 @@ func (ex *Extracted) entry(hdr *tar.Header, r io.Reader, lim Limits) error {
 		return fmt.Errorf("%w: entry %s: %v", ErrHostile, hdr.Name, err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
+		return fmt.Errorf("writing %s: %w", hdr.Name, err)
 	}
 	if keep != nil {
 		*keep = mem.Bytes()
@@ -190,4 +187,40 @@ func (ex *Extracted) entry(hdr *tar.Header, r io.Reader, lim Limits) error {
 	}
 	ex.Files[hdr.Name] = File{Name: hdr.Name, Size: hdr.Size, SHA256: hex.EncodeToString(h.Sum(nil))}
 	return nil
+}
+
+// create creates the file of an entry, or a sink when Dir is "".
+func (ex *Extracted) create(name string) (io.WriteCloser, error) {
+	if ex.Dir == "" {
+		return nopCloser{io.Discard}, nil
+	}
+	path := ex.Path(name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("%w: entry %s: %v", ErrHostile, name, err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("%w: entry %s: %v", ErrHostile, name, err)
+	}
+	return f, nil
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+// List reads a bundle without writing it anywhere, checks every file's
+// hash and size against the manifest and the manifest's signature against
+// its own Signer (not against a trusted key: use Verify for that), and
+// returns the manifest.
+func List(ctx context.Context, r io.Reader, lim Limits) (Manifest, error) {
+	ex, err := Extract(ctx, r, "", lim)
+	if err != nil {
+		return Manifest{}, err
+	}
+	m, _, err := OpenManifest(ex.Manifest, ex.Sig, nil)
+	if err != nil {
+		return Manifest{}, err
+	}
+	return m, checkFiles(ex, m)
 }
