@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/modgate/modgate/cache/bundle"
 	"github.com/modgate/modgate/internal/fakeupstream"
 )
 
@@ -141,5 +143,102 @@ func TestBundleTampered(t *testing.T) {
 				t.Errorf("after a refused import, a module is served: %d", status)
 			}
 		})
+	}
+}
+
+// publish adds example.com/<name>@v1.0.0 to the fake upstream; its record
+// is appended to the tree at once.
+func publish(t *testing.T, up *fakeupstream.Server, name string) {
+	t.Helper()
+	archive := fmt.Sprintf("-- .mod --\nmodule example.com/%s\n\ngo 1.21\n-- go.mod --\nmodule example.com/%s\n\ngo 1.21\n"+
+		"-- a.go --\npackage %s\n", name, name, name)
+	if _, err := up.AddArchive("example.com_"+name+"_v1.0.0.txt", []byte(archive)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// treeOf returns the tree size of a bundle file.
+func treeOf(t *testing.T, file string) int64 {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := bundle.List(t.Context(), f, bundle.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Tree.Size
+}
+
+// TestBundleIncremental stacks --since bundles, refuses a gap naming the
+// missing size, accepts an older bundle after a newer one, and records a
+// tree inconsistent with the witness as a fork.
+func TestBundleIncremental(t *testing.T) {
+	dir := t.TempDir()
+	up, out := fakeGate(t, filepath.Join(dir, "outside"))
+	list := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	b1, b2, b3 := filepath.Join(dir, "b1.tar"), filepath.Join(dir, "b2.tar.zst"), filepath.Join(dir, "b3.tar")
+	bundleCLI(t, out, 0, "export", "-o", b1, "--modules", list("m1", "example.com/lib@v1.0.0\n"))
+	publish(t, up, "second")
+	bundleCLI(t, out, 0, "export", "-o", b2, "--since", b1,
+		"--modules", list("m2", "# the new ones\nexample.com/second@v1.0.0\nexample.com/lib@v1.0.0\n"))
+	publish(t, up, "third")
+	bundleCLI(t, out, 0, "export", "-o", b3, "--since", b2, "--modules", list("m3", "example.com/third@v1.0.0\n"))
+	if got := bundleCLI(t, nil, 0, "ls", b2); !strings.Contains(got, "extends tree #") || strings.Contains(got, "example.com/lib") {
+		t.Errorf("b2 should extend b1 and leave out what b1 carried:\n%s", got)
+	}
+
+	in := airGapped(t, up)
+	trust := []string{"--trust", out.verifier}
+	bundleCLI(t, in, 0, append([]string{"import", b1}, trust...)...)
+	want := fmt.Sprintf("import the bundle of tree #%d first", treeOf(t, b2))
+	if got := bundleCLI(t, in, 1, append([]string{"import", b3}, trust...)...); !strings.Contains(got, want) {
+		t.Errorf("a gap: %s\nwant %q", got, want)
+	}
+	bundleCLI(t, in, 0, append([]string{"import", b2}, trust...)...)
+	bundleCLI(t, in, 0, append([]string{"import", b3}, trust...)...)
+	bundleCLI(t, in, 0, append([]string{"import", b1}, trust...)...) // older, consistent
+	c := newClient(t, in, viaGOPROXY, in.verifier, "module example.com/app\n\ngo 1.21\n")
+	c.must("mod", "download", "example.com/lib@v1.0.0", "example.com/second@v1.0.0", "example.com/third@v1.0.0")
+
+	// A gate that starts on a forked upstream exports a tree the inside
+	// witness cannot accept.
+	up.Fork()
+	forked := startGate(t, filepath.Join(dir, "forked"), "--upstream", up.URL, "--upstream-sumdb", up.VerifierKey())
+	b4 := filepath.Join(dir, "b4.tar")
+	bundleCLI(t, forked, 0, "export", "-o", b4, "--modules", list("m4", "example.com/dep@v1.0.0\n"))
+	if got := bundleCLI(t, in, 1, "import", b4, "--trust", forked.verifier); !strings.Contains(got, "fork") {
+		t.Errorf("an inconsistent tree: %s", got)
+	}
+	if got, code := runCLI(t, "witness", "status", "--admin", "http://"+in.admin, "--data-dir", in.dataDir); code != 1 ||
+		!strings.Contains(got, "fork") {
+		t.Errorf("witness status after the fork (exit %d):\n%s", code, got)
+	}
+	if status, _ := httpGet(t, "http://"+in.listen+"/example.com/dep/@v/v1.0.0.mod"); status != http.StatusGatewayTimeout {
+		t.Errorf("the forked bundle's module is served: %d", status)
+	}
+}
+
+// TestBundleGoMod exports the transitive requirements of a go.mod.
+func TestBundleGoMod(t *testing.T) {
+	dir := t.TempDir()
+	_, out := fakeGate(t, filepath.Join(dir, "outside"))
+	goMod := filepath.Join(dir, "go.mod")
+	os.WriteFile(goMod, []byte("module example.com/app\n\ngo 1.21\n\nrequire example.com/lib v1.2.0\n"), 0o644)
+	file := filepath.Join(dir, "b.tar")
+	bundleCLI(t, out, 0, "export", "-o", file, "--go-mod", goMod)
+	got := bundleCLI(t, nil, 0, "ls", file)
+	for _, m := range []string{"example.com/lib", "example.com/dep"} { // dep is lib's requirement
+		if !strings.Contains(got, m) {
+			t.Errorf("ls lacks %s:\n%s", m, got)
+		}
 	}
 }
