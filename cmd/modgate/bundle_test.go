@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
 	"fmt"
 	"net"
@@ -132,6 +133,8 @@ func TestBundleTampered(t *testing.T) {
 	}{
 		{"a byte flipped in a zip", "has SHA-256", flipped},
 		{"truncated", "truncated", good[:len(good)*2/3]},
+		{"a link", "not a regular file", tarOf(t, tar.Header{Typeflag: tar.TypeSymlink, Name: "x", Linkname: "/etc/passwd"})},
+		{"dot-dot", "not a clean relative path", tarOf(t, tar.Header{Typeflag: tar.TypeReg, Name: "../../x", Size: 1})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bad := filepath.Join(t.TempDir(), "bad.tar")
@@ -144,6 +147,21 @@ func TestBundleTampered(t *testing.T) {
 			}
 		})
 	}
+}
+
+// tarOf is a tar of one entry (a regular file holds one byte).
+func tarOf(t *testing.T, h tar.Header) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&h); err != nil {
+		t.Fatal(err)
+	}
+	if h.Size == 1 {
+		tw.Write([]byte{'x'})
+	}
+	tw.Close()
+	return buf.Bytes()
 }
 
 // publish adds example.com/<name>@v1.0.0 to the fake upstream; its record
@@ -240,5 +258,40 @@ func TestBundleGoMod(t *testing.T) {
 		if !strings.Contains(got, m) {
 			t.Errorf("ls lacks %s:\n%s", m, got)
 		}
+	}
+	// Policy applies: a denied version fails the export with the rule's reason.
+	mustPolicy(t, out, "deny", "example.com/dep@v1.0.0", "--reason", "broken release")
+	if got := bundleCLI(t, out, 1, "export", "-o", file+"2", "--go-mod", goMod); !strings.Contains(got, "broken release") {
+		t.Errorf("export of a denied version: %s", got)
+	}
+	if _, err := os.Stat(file + "2"); err == nil {
+		t.Error("a refused export left a file")
+	}
+}
+
+// TestBundleStockClient serves a gate's bundle, extracted, to a fresh go
+// client as a file:// GOPROXY with the upstream's key: no modgate runs.
+func TestBundleStockClient(t *testing.T) {
+	dir := t.TempDir()
+	up, out := fakeGate(t, filepath.Join(dir, "outside"))
+	file := filepath.Join(dir, "app.tar.zst")
+	bundleCLI(t, out, 0, "export", "-o", file, "--go-sum", appGoSum(t, up, dir))
+	out.stop()
+	tree := filepath.Join(dir, "tree")
+	os.Mkdir(tree, 0o755)
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := bundle.Extract(t.Context(), f, tree, bundle.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{up.VerifierKey(), out.verifier} {
+		c := newClient(t, out, viaGOPROXY, key, appMod)
+		c.env = append(c.env, "GOPROXY=file://"+filepath.ToSlash(tree), "HTTPS_PROXY="+unreachable(t))
+		c.must(appDownload...)
+		c.must("mod", "verify")
+		checkGoSum(t, up, c)
 	}
 }
