@@ -248,7 +248,7 @@ func TestBundleIncremental(t *testing.T) {
 // TestBundleGoMod exports the transitive requirements of a go.mod.
 func TestBundleGoMod(t *testing.T) {
 	dir := t.TempDir()
-	_, out := fakeGate(t, filepath.Join(dir, "outside"))
+	up, out := fakeGate(t, filepath.Join(dir, "outside"))
 	goMod := filepath.Join(dir, "go.mod")
 	os.WriteFile(goMod, []byte("module example.com/app\n\ngo 1.21\n\nrequire example.com/lib v1.2.0\n"), 0o644)
 	file := filepath.Join(dir, "b.tar")
@@ -259,6 +259,20 @@ func TestBundleGoMod(t *testing.T) {
 			t.Errorf("ls lacks %s:\n%s", m, got)
 		}
 	}
+	// --with-vulndb carries the newest version of the vulnerability database module.
+	for _, v := range []string{"v0.0.0-20251101000000-0123456789ab", "v0.0.0-20251130000000-0123456789ab"} {
+		archive := "-- go.mod --\nmodule golang.org/x/vulndb\n\ngo 1.21\n-- data/osv/GO-2099-0001.json --\n{}\n"
+		if _, err := up.AddArchive("golang.org_x_vulndb_"+v+".txt", []byte(archive)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vfile := filepath.Join(dir, "vulndb.tar")
+	bundleCLI(t, out, 0, "export", "-o", vfile, "--with-vulndb")
+	if got := bundleCLI(t, nil, 0, "ls", vfile); !strings.Contains(got, "v0.0.0-20251130000000-0123456789ab") ||
+		strings.Contains(got, "20251101") {
+		t.Errorf("--with-vulndb: %s", got)
+	}
+
 	// Policy applies: a denied version fails the export with the rule's reason.
 	mustPolicy(t, out, "deny", "example.com/dep@v1.0.0", "--reason", "broken release")
 	if got := bundleCLI(t, out, 1, "export", "-o", file+"2", "--go-mod", goMod); !strings.Contains(got, "broken release") {
