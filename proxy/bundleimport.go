@@ -9,8 +9,10 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -43,22 +45,27 @@ func (b *Bundler) Import(ctx context.Context, r io.Reader, trust []string) (admi
 		return admin.BundleImportResult{}, fmt.Errorf("spooling the bundle: %w", err)
 	}
 	defer os.RemoveAll(dir)
+	t0 := time.Now()
 	ex, err := bundle.Extract(ctx, r, dir, b.cfg.Limits)
 	if err != nil {
 		return admin.BundleImportResult{}, err
 	}
+	t1 := time.Now()
 	keys := append([]string{b.cfg.Verifier}, trust...)
 	v, err := bundle.Verify(ctx, ex, bundle.VerifyOptions{Upstream: b.cfg.Upstream, Trust: keys})
 	if err != nil {
 		return admin.BundleImportResult{}, err
 	}
+	t2 := time.Now()
 	if err := b.witness(ctx, ex, v); err != nil {
 		return admin.BundleImportResult{}, err
 	}
+	t3 := time.Now()
 	zips, err := b.store(ctx, ex, v)
 	if err != nil {
 		return admin.BundleImportResult{}, err
 	}
+	t4 := time.Now()
 	m := v.Manifest
 	res := admin.BundleImportResult{Modules: len(m.Modules), Zips: zips, TreeSize: m.Tree.Size, TreeHash: m.Tree.Hash,
 		Witnessed: b.cfg.Witness.TreeSize(), Signer: m.Signer, Created: m.Created.UTC().Format(time.RFC3339)}
@@ -70,7 +77,8 @@ func (b *Bundler) Import(ctx context.Context, r io.Reader, trust []string) (admi
 		return admin.BundleImportResult{}, fmt.Errorf("storing the import: %w", err)
 	}
 	b.log.Info("bundle imported", zap.Int("modules", res.Modules), zap.Int64("tree_size", res.TreeSize),
-		zap.Int64("witnessed", res.Witnessed))
+		zap.Int64("witnessed", res.Witnessed), zap.Duration("read", t1.Sub(t0)), zap.Duration("verify", t2.Sub(t1)),
+		zap.Duration("witness", t3.Sub(t2)), zap.Duration("store", t4.Sub(t3)))
 	return res, nil
 }
 
@@ -108,16 +116,17 @@ func (b *Bundler) witness(ctx context.Context, ex *bundle.Extracted, v *bundle.V
 	return err
 }
 
-// store stores every module of a verified bundle and merges the version
-// lists; it returns how many zips it stored.
+// store stores every module of a verified bundle (the zips on
+// GOMAXPROCS workers) and merges the version lists; it returns how many
+// zips it stored.
 func (b *Bundler) store(ctx context.Context, ex *bundle.Extracted, v *bundle.Verified) (int, error) {
 	c := b.g.cfg.Cache
-	zips := 0
+	var zips []string // escaped module/@v/version of each zip
 	lists := map[string][]string{}
 	for _, mod := range v.Manifest.Modules {
 		p, ver, err := mod.Escaped()
 		if err != nil {
-			return zips, err
+			return 0, err
 		}
 		esc := p + "/@v/" + ver
 		for _, f := range []struct {
@@ -127,26 +136,43 @@ func (b *Bundler) store(ctx context.Context, ex *bundle.Extracted, v *bundle.Ver
 		}{{KindInfo, ".info", trustUnknown}, {KindMod, ".mod", trustSumDB}} {
 			data, err := os.ReadFile(ex.Path(bundle.ModuleFile(p, ver, f.ext)))
 			if err != nil {
-				return zips, err
+				return 0, err
 			}
 			if err := c.PutMarked(ctx, string(f.kind)+"/"+esc, data, f.mark); err != nil {
-				return zips, fmt.Errorf("storing %s: %w", esc+f.ext, err)
+				return 0, fmt.Errorf("storing %s: %w", esc+f.ext, err)
 			}
 		}
 		if mod.Zip {
-			if err := b.storeZip(ctx, ex.Path(bundle.ModuleFile(p, ver, ".zip")), "zip/"+esc); err != nil {
-				return zips, err
-			}
-			zips++
+			zips = append(zips, esc)
 		}
 		lists[p] = append(lists[p], mod.Version)
 	}
+	errs := make([]error, len(zips))
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for i := range jobs {
+				if ctx.Err() == nil {
+					errs[i] = b.storeZip(ctx, ex.Path(zips[i]+".zip"), "zip/"+zips[i])
+				}
+			}
+		})
+	}
+	for i := range zips {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	if err := errors.Join(append(errs, ctx.Err())...); err != nil {
+		return 0, err
+	}
 	for p, vs := range lists {
 		if err := b.mergeList(ctx, p, vs); err != nil {
-			return zips, err
+			return 0, err
 		}
 	}
-	return zips, nil
+	return len(zips), nil
 }
 
 // storeZip stores a verified zip from the spool directory.

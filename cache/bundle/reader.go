@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -63,6 +64,9 @@ type Extracted struct {
 	Files    map[string]File // by name; the manifest and its signature excepted
 	Manifest []byte          // modgate-bundle.json
 	Sig      []byte          // modgate-bundle.sig
+
+	// zips hashes the zips (dirhash h1:) while the rest is read, for Verify.
+	zips *zipHasher
 }
 
 // Path returns the file name of a bundle entry in the directory.
@@ -92,6 +96,10 @@ func Extract(ctx context.Context, r io.Reader, dir string, lim Limits) (*Extract
 		r = br
 	}
 	ex := &Extracted{Dir: dir, Files: map[string]File{}}
+	if dir != "" {
+		ex.zips = newZipHasher(lim.MaxFile)
+		defer ex.zips.wait() // on error too: no worker outlives Extract
+	}
 	tr := tar.NewReader(r)
 	var total int64
 	for n := 0; ; n++ {
@@ -186,6 +194,9 @@ func (ex *Extracted) entry(hdr *tar.Header, r io.Reader, lim Limits) error {
 		return nil
 	}
 	ex.Files[hdr.Name] = File{Name: hdr.Name, Size: hdr.Size, SHA256: hex.EncodeToString(h.Sum(nil))}
+	if ex.zips != nil && strings.HasSuffix(hdr.Name, ".zip") {
+		ex.zips.add(hdr.Name, ex.Path(hdr.Name))
+	}
 	return nil
 }
 

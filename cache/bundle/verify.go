@@ -321,7 +321,8 @@ func (v *Verified) checkModule(ex *Extracted, mod Module, r Record) error {
 		return fmt.Errorf("%w: the go.mod of %s has hash %s, its record says %s", ErrMismatch, target, h, want)
 	}
 	if mod.Zip {
-		h, err := dirhash.HashZip(ex.Path(ModuleFile(p, ver, ".zip")), dirhash.Hash1)
+		name := ModuleFile(p, ver, ".zip")
+		h, err := ex.zips.hash(name, ex.Path(name))
 		if err != nil {
 			return fmt.Errorf("%w: the zip of %s: %v", ErrMismatch, target, err)
 		}

@@ -33,10 +33,14 @@ func (b *runner) bundles(ctx context.Context) error {
 	}
 	defer out.stop()
 	file := filepath.Join(b.work, "workload.tar.zst")
+	goSum, err := zipsGoSum(filepath.Join(b.fx.workload, "go.sum"), b.fx.tree, filepath.Join(b.work, "bundle.go.sum"))
+	if err != nil {
+		return err
+	}
 	stop := make(chan struct{})
 	peak := out.sampleMem(stop)
 	start := time.Now()
-	err = b.bundleCLI(ctx, out, "export", "-o", file, "--go-sum", filepath.Join(b.fx.workload, "go.sum"))
+	err = b.bundleCLI(ctx, out, "export", "-o", file, "--go-sum", goSum)
 	close(stop)
 	exportMem := <-peak
 	if err != nil {
@@ -135,4 +139,36 @@ func bundleZips(ctx context.Context, file, dir string) ([]string, int64, error) 
 		return err
 	})
 	return zips, size, err
+}
+
+// zipsGoSum writes the lines of the module versions of a go.sum whose zip
+// and .info the fixture's tree holds (the workload's zips): it has no
+// .info for the versions the go command needs the go.mod of only.
+func zipsGoSum(src, tree, dst string) (string, error) {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return "", err
+	}
+	zip := map[string]bool{}
+	lines := strings.Split(string(data), "\n")
+	for _, line := range lines {
+		f := strings.Fields(line)
+		if len(f) != 3 || strings.HasSuffix(f[1], "/go.mod") {
+			continue
+		}
+		base := filepath.Join(tree, mustEscape(f[0]), "@v", mustEscapeVersion(f[1]))
+		if _, err := os.Stat(base + ".zip"); err != nil {
+			continue
+		}
+		if _, err := os.Stat(base + ".info"); err == nil {
+			zip[f[0]+" "+f[1]] = true
+		}
+	}
+	var out strings.Builder
+	for _, line := range lines {
+		if f := strings.Fields(line); len(f) == 3 && zip[f[0]+" "+strings.TrimSuffix(f[1], "/go.mod")] {
+			out.WriteString(line + "\n")
+		}
+	}
+	return dst, os.WriteFile(dst, []byte(out.String()), 0o644)
 }
