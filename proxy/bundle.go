@@ -294,7 +294,8 @@ func (b *Bundler) latest(ctx context.Context, path string) (string, error) {
 func (b *Bundler) fetch(ctx context.Context, it *exportItem) error {
 	if b.g.private(it.mod.Path) {
 		return &admin.BundleStatusError{Status: http.StatusBadRequest, Err: fmt.Errorf(
-			"%s is private (%s): it has no checksum-database record a bundle could carry", it.mod, b.g.privatePattern(it.mod.Path))}
+			"%s is private (%s): it has no checksum-database record a bundle could carry",
+			it.mod, b.g.privatePattern(it.mod.Path))}
 	}
 	for _, k := range []Kind{KindInfo, KindMod} {
 		if _, err := b.file(ctx, k, it.mod); err != nil {

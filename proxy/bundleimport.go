@@ -92,7 +92,8 @@ func (b *Bundler) witness(ctx context.Context, ex *bundle.Extracted, v *bundle.V
 				"import the bundle of tree #%d first", ErrBundleGap, s.Size, s.Size)
 		}
 		return fmt.Errorf("%w: this bundle extends tree #%d, but this gate has witnessed tree #%d: "+
-			"import the bundle of tree #%d first, or export again with --since-size %d", ErrBundleGap, s.Size, have, s.Size, have)
+			"import the bundle of tree #%d first, or export again with --since-size %d",
+			ErrBundleGap, s.Size, have, s.Size, have)
 	}
 	in := signer.Import{Note: v.Note, Tiles: bundle.SumDBFiles{Ex: ex, DB: m.SumDB.Name}, At: m.Created}
 	if f := m.HistoryFirst; f != nil {
@@ -107,7 +108,8 @@ func (b *Bundler) witness(ctx context.Context, ex *bundle.Extracted, v *bundle.V
 	}
 	_, err := b.cfg.Witness.Import(ctx, in)
 	if err != nil && errors.Is(err, fs.ErrNotExist) && have > 0 && have != n {
-		return fmt.Errorf("%w;\nthe bundle does not carry the tiles that prove tree #%d and the witnessed tree #%d are "+
+		return fmt.Errorf("%w;\nthe bundle does not carry the tiles that prove tree #%d and the witnessed "+
+			"tree #%d are "+
 			"one timeline: export it with --since-size %d", err, n, have, have)
 	}
 	if errors.Is(err, signer.ErrFork) {
@@ -203,7 +205,8 @@ func (b *Bundler) mergeList(ctx context.Context, escPath string, vs []string) er
 	}
 	semver.Sort(vs)
 	vs = slices.Compact(vs)
-	if err := c.PutMarked(ctx, string(KindList)+"/"+escPath, []byte(strings.Join(vs, "\n")+"\n"), trustUnknown); err != nil {
+	if err := c.PutMarked(ctx, string(KindList)+"/"+escPath, []byte(strings.Join(vs, "\n")+"\n"),
+		trustUnknown); err != nil {
 		return fmt.Errorf("storing the version list of %s: %w", escPath, err)
 	}
 	latest := vs[len(vs)-1]

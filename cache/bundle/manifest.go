@@ -188,7 +188,8 @@ func OpenManifest(manifest, sig []byte, trust []string) (m Manifest, trusted boo
 	n, err := note.Open(sig, note.VerifierList(vs...))
 	if err != nil {
 		who := "the trusted keys (" + strings.Join(keys, ", ") + ")"
-		return Manifest{}, false, fmt.Errorf("%w: %s: the manifest is not signed by %s: %v", ErrSignature, SigName, who, err)
+		return Manifest{}, false, fmt.Errorf("%w: %s: the manifest is not signed by %s: %v", ErrSignature, SigName,
+			who, err)
 	}
 	if n.Text != sigText(manifest) {
 		return Manifest{}, false, fmt.Errorf("%w: %s signs another manifest (SHA-256 differs)", ErrSignature, SigName)

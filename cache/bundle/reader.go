@@ -140,7 +140,8 @@ func (ex *Extracted) check(hdr *tar.Header, n int, lim Limits, total int64) erro
 	case n >= lim.MaxFiles:
 		return fmt.Errorf("%w: more than %d entries", ErrHostile, lim.MaxFiles)
 	case hdr.Size < 0 || hdr.Size > lim.MaxFile:
-		return fmt.Errorf("%w: entry %s has %d bytes, over the limit of %d", ErrHostile, hdr.Name, hdr.Size, lim.MaxFile)
+		return fmt.Errorf("%w: entry %s has %d bytes, over the limit of %d", ErrHostile, hdr.Name, hdr.Size,
+			lim.MaxFile)
 	case hdr.Size > lim.MaxTotal-total:
 		return fmt.Errorf("%w: entry %s takes the bundle over %d bytes uncompressed: refusing it (a compression bomb?)",
 			ErrHostile, hdr.Name, lim.MaxTotal)
@@ -149,7 +150,8 @@ func (ex *Extracted) check(hdr *tar.Header, n int, lim Limits, total int64) erro
 	case hdr.Name == SigName && ex.Manifest == nil:
 		return fmt.Errorf("%w: %s before %s", ErrHostile, SigName, ManifestName)
 	case ex.Manifest != nil && hdr.Name != SigName:
-		return fmt.Errorf("%w: entry %s after %s, which only %s may follow", ErrHostile, hdr.Name, ManifestName, SigName)
+		return fmt.Errorf("%w: entry %s after %s, which only %s may follow", ErrHostile, hdr.Name, ManifestName,
+			SigName)
 	}
 	if _, dup := ex.Files[hdr.Name]; dup {
 		return fmt.Errorf("%w: entry %s appears twice", ErrHostile, hdr.Name)
@@ -182,7 +184,8 @@ func (ex *Extracted) entry(hdr *tar.Header, r io.Reader, lim Limits) error {
 	}
 	if n, err := io.CopyN(w, r, hdr.Size); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return fmt.Errorf("%w: entry %s ends after %d of %d bytes: a truncated stream", ErrHostile, hdr.Name, n, hdr.Size)
+			return fmt.Errorf("%w: entry %s ends after %d of %d bytes: a truncated stream", ErrHostile, hdr.Name, n,
+				hdr.Size)
 		}
 		return fmt.Errorf("%w: entry %s: %v", ErrHostile, hdr.Name, err)
 	}

@@ -49,7 +49,8 @@ func (s SumDBFiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 		if errors.Is(err, fs.ErrNotExist) && t.W < 1<<TileHeight {
 			full := t
 			full.W = 1 << TileHeight
-			if fdata, ferr := s.ReadRemote(context.Background(), "/"+full.Path()); ferr == nil && len(fdata) >= t.W*tlog.HashSize {
+			if fdata, ferr := s.ReadRemote(context.Background(),
+				"/"+full.Path()); ferr == nil && len(fdata) >= t.W*tlog.HashSize {
 				data, err = fdata[:t.W*tlog.HashSize], nil
 			}
 		}
@@ -57,7 +58,8 @@ func (s SumDBFiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 			return nil, fmt.Errorf("tile %s: %w", t.Path(), err)
 		}
 		if len(data) != t.W*tlog.HashSize {
-			return nil, fmt.Errorf("%w: tile %s has %d bytes, want %d", ErrProof, t.Path(), len(data), t.W*tlog.HashSize)
+			return nil, fmt.Errorf("%w: tile %s has %d bytes, want %d", ErrProof, t.Path(), len(data),
+				t.W*tlog.HashSize)
 		}
 		out[i] = data
 	}
@@ -102,7 +104,8 @@ func (r *RecordingTiles) SaveTiles([]tlog.Tile, [][]byte) {}
 // since is between 0 and tree.N, that tree extends the tree of since
 // records: the tiles a bundle carries. read returns a tile
 // authenticated or not: tlog authenticates it against tree.
-func ProofTiles(tree tlog.Tree, ids []int64, since int64, read func(t tlog.Tile) ([]byte, error)) ([]tlog.Tile, tlog.Hash, error) {
+func ProofTiles(tree tlog.Tree, ids []int64, since int64, read func(t tlog.Tile) ([]byte, error)) ([]tlog.Tile,
+	tlog.Hash, error) {
 	rec := &RecordingTiles{Read: read}
 	thr := tlog.TileHashReader(tree, rec)
 	idx := make([]int64, len(ids))

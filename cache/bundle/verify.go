@@ -143,7 +143,8 @@ func (v *Verified) readRecords(ex *Extracted, up note.Verifier) error {
 			return fmt.Errorf("%w: %s carries another tree note than the other lookups", ErrProof, name)
 		}
 		if id != mod.Record || id < 0 || id >= v.Tree.N {
-			return fmt.Errorf("%w: %s is record %d, the manifest says %d, in tree #%d", ErrProof, name, id, mod.Record, v.Tree.N)
+			return fmt.Errorf("%w: %s is record %d, the manifest says %d, in tree #%d", ErrProof, name, id,
+				mod.Record, v.Tree.N)
 		}
 		if !namesModule(text, mod.Path, mod.Version) {
 			return fmt.Errorf("%w: %s is a record of another module", ErrProof, name)
@@ -215,7 +216,8 @@ func checkExpected(ex *Extracted, m Manifest) error {
 		if t, err := tlog.ParseTilePath(rest); ok && err == nil && t.H == TileHeight && t.L >= 0 {
 			continue
 		}
-		return fmt.Errorf("%w: %s is not a file of a module in the manifest, nor of its checksum database", ErrProof, name)
+		return fmt.Errorf("%w: %s is not a file of a module in the manifest, nor of its checksum database", ErrProof,
+			name)
 	}
 	for name := range want {
 		if _, ok := ex.Files[name]; !ok && !strings.HasSuffix(name, ".zip") {
@@ -238,7 +240,8 @@ func (v *Verified) prove(ex *Extracted) error {
 	}
 	for i, r := range v.Records {
 		if hashes[i] != tlog.RecordHash(r.Text) {
-			return fmt.Errorf("%w: the record of %s (%d) is not the one in tree #%d", ErrProof, r.Module, r.ID, v.Tree.N)
+			return fmt.Errorf("%w: the record of %s (%d) is not the one in tree #%d", ErrProof, r.Module, r.ID,
+				v.Tree.N)
 		}
 	}
 	s := v.Manifest.Since

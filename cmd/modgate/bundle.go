@@ -75,9 +75,12 @@ func bundleExportCmd(getenv env, stdout io.Writer) *cobra.Command {
 	fl.StringArrayVar(&f.goSums, "go-sum", nil, "export exactly the module versions of this go.sum (repeatable)")
 	fl.StringArrayVar(&f.goMods, "go-mod", nil, "export the transitive requirements of this go.mod (repeatable)")
 	fl.StringArrayVar(&f.modules, "modules", nil, "export the module@version lines of this file (repeatable)")
-	fl.StringVar(&f.since, "since", "", "an older bundle: leave out what it carried, and prove the new tree extends its tree")
-	fl.Int64Var(&f.sinceSize, "since-size", 0, "prove the new tree extends the tree of this size (a gate's witnessed size)")
-	fl.BoolVar(&f.withVulnDB, "with-vulndb", false, "add the newest golang.org/x/vulndb (the Go vulnerability database)")
+	fl.StringVar(&f.since, "since", "",
+		"an older bundle: leave out what it carried, and prove the new tree extends its tree")
+	fl.Int64Var(&f.sinceSize, "since-size", 0,
+		"prove the new tree extends the tree of this size (a gate's witnessed size)")
+	fl.BoolVar(&f.withVulnDB, "with-vulndb", false,
+		"add the newest golang.org/x/vulndb (the Go vulnerability database)")
 	fl.BoolVar(&f.zstd, "zstd", false, "compress with zstd (the default for a -o name ending in .zst)")
 	return cmd
 }
@@ -184,7 +187,8 @@ func readModuleList(name string) ([]admin.BundleModule, error) {
 
 // exportBundle streams the gate's bundle into out (through a temporary
 // file renamed once the whole bundle arrived) and returns its manifest.
-func exportBundle(ctx context.Context, c *adminClient, req admin.BundleExportRequest, out string) (bundle.Manifest, error) {
+func exportBundle(ctx context.Context, c *adminClient, req admin.BundleExportRequest, out string) (bundle.Manifest,
+	error) {
 	body, _ := json.Marshal(req)
 	resp, err := c.stream(ctx, "/api/v1/bundle/export", nil, "application/json", bytes.NewReader(body))
 	if err != nil {
@@ -272,7 +276,8 @@ func (c *adminClient) stream(ctx context.Context, path string, query url.Values,
 
 func bundleImportCmd(getenv env, stdout io.Writer) *cobra.Command {
 	var trust []string
-	cmd := adminCommand(getenv, "import FILE", "Import a bundle into a running gate (inside the gap)", cobra.ExactArgs(1),
+	cmd := adminCommand(getenv, "import FILE", "Import a bundle into a running gate (inside the gap)",
+		cobra.ExactArgs(1),
 		func(cmd *cobra.Command, c *adminClient, o *adminOptions, args []string) error {
 			f, err := os.Open(args[0])
 			if err != nil {
@@ -296,7 +301,8 @@ func bundleImportCmd(getenv env, stdout io.Writer) *cobra.Command {
 			if o.json {
 				return writeJSONTo(stdout, res)
 			}
-			fmt.Fprintf(stdout, "imported %s: %d module versions (%d zips), tree #%d; the gate has witnessed tree #%d\n",
+			fmt.Fprintf(stdout,
+				"imported %s: %d module versions (%d zips), tree #%d; the gate has witnessed tree #%d\n",
 				args[0], res.Modules, res.Zips, res.TreeSize, res.Witnessed)
 			return nil
 		})
@@ -313,7 +319,8 @@ func bundleVerifyCmd(stdout io.Writer) *cobra.Command {
 		Short: "Verify a bundle offline, with no gate and no data directory (exit 1 on the first failure)",
 		Args:  usageArgs(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			v, err := verifyBundleFile(cmd.Context(), args[0], tmp, bundle.VerifyOptions{Upstream: upstream, Trust: trust})
+			v, err := verifyBundleFile(cmd.Context(), args[0], tmp, bundle.VerifyOptions{Upstream: upstream,
+				Trust: trust})
 			if err != nil {
 				return err
 			}
@@ -327,8 +334,10 @@ func bundleVerifyCmd(stdout io.Writer) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&upstream, "upstream-sumdb", defaultUpstreamSumDB, "the upstream checksum database's verifier key")
-	cmd.Flags().StringArrayVar(&trust, "trust", nil, "a verifier key (an enterprise key) that may sign bundles (repeatable)")
+	cmd.Flags().StringVar(&upstream, "upstream-sumdb", defaultUpstreamSumDB,
+		"the upstream checksum database's verifier key")
+	cmd.Flags().StringArrayVar(&trust, "trust", nil,
+		"a verifier key (an enterprise key) that may sign bundles (repeatable)")
 	cmd.Flags().StringVar(&tmp, "tmp-dir", "", "where to unpack the bundle while verifying it (default: the system's)")
 	return cmd
 }

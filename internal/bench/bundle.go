@@ -94,12 +94,14 @@ func (b *runner) bundles(ctx context.Context) error {
 	}
 	r := median(ratios(hashes, imports))
 	met := r >= 0.7
-	b.add("20a", fmt.Sprintf("bundle import speed ÷ dirhash.HashZip (%d zips, %.0f MiB)", len(zips), float64(size)/(1<<20)),
+	b.add("20a", fmt.Sprintf("bundle import speed ÷ dirhash.HashZip (%d zips, %.0f MiB)", len(zips),
+		float64(size)/(1<<20)),
 		fmt.Sprintf("%.2f (%.2fs vs %.2fs)", r, median(imports), median(hashes)), "≥ 0.7", &met)
 	for _, m := range []struct {
 		id, what string
 		kib      int64
-	}{{"20b", "bundle export, peak RSS of the gate", exportMem.RSS}, {"20c", "bundle import, peak RSS of the gate", importRSS}} {
+	}{{"20b", "bundle export, peak RSS of the gate", exportMem.RSS}, {"20c", "bundle import, peak RSS of the gate",
+		importRSS}} {
 		met := m.kib <= 150<<10
 		b.add(m.id, m.what, mib(m.kib), "≤ 150 MiB", &met)
 	}
