@@ -112,24 +112,9 @@ func (b *Bundler) Export(ctx context.Context, req admin.BundleExportRequest, sta
 	if err != nil {
 		return err
 	}
-	ids := make([]int64, len(items))
-	for i, it := range items {
-		ids[i] = it.id
-	}
-	if req.SinceSize < 0 || req.SinceSize > tree.N {
-		return &admin.BundleStatusError{Status: http.StatusBadRequest,
-			Err: fmt.Errorf("--since tree #%d is not inside this gate's witnessed tree #%d", req.SinceSize, tree.N)}
-	}
-	readTile := func(t tlog.Tile) ([]byte, error) { return b.g.cfg.Witness.Tile(ctx, t) }
-	tiles, sinceHash, err := bundle.ProofTiles(tree, ids, req.SinceSize, readTile)
+	tiles, err := b.proofTiles(ctx, items, tree, req.SinceSize, &m)
 	if err != nil {
 		return err
-	}
-	if req.SinceSize > 0 {
-		if req.SinceSize == tree.N {
-			sinceHash = tree.Hash
-		}
-		m.Since = &bundle.Tree{Size: req.SinceSize, Hash: sinceHash.String()}
 	}
 	entries := b.entries(items, tiles, tree, msg)
 	c := bundle.Tar
@@ -158,6 +143,32 @@ func (b *Bundler) Export(ctx context.Context, req admin.BundleExportRequest, sta
 	}
 	_, err = w.Finish(m, b.cfg.Signer)
 	return err
+}
+
+// proofTiles returns the tiles that prove the items' records in tree, and
+// with since, that tree extends the tree of that size (set in m.Since).
+func (b *Bundler) proofTiles(ctx context.Context, items []exportItem, tree tlog.Tree, since int64,
+	m *bundle.Manifest) ([]tlog.Tile, error) {
+	ids := make([]int64, len(items))
+	for i, it := range items {
+		ids[i] = it.id
+	}
+	if since < 0 || since > tree.N {
+		return nil, &admin.BundleStatusError{Status: http.StatusBadRequest,
+			Err: fmt.Errorf("--since tree #%d is not inside this gate's witnessed tree #%d", since, tree.N)}
+	}
+	readTile := func(t tlog.Tile) ([]byte, error) { return b.g.cfg.Witness.Tile(ctx, t) }
+	tiles, sinceHash, err := bundle.ProofTiles(tree, ids, since, readTile)
+	if err != nil {
+		return nil, err
+	}
+	if since > 0 {
+		if since == tree.N {
+			sinceHash = tree.Hash
+		}
+		m.Since = &bundle.Tree{Size: since, Hash: sinceHash.String()}
+	}
+	return tiles, nil
 }
 
 // gather returns the module versions of a request, sorted and without

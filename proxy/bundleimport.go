@@ -149,6 +149,20 @@ func (b *Bundler) store(ctx context.Context, ex *bundle.Extracted, v *bundle.Ver
 		}
 		lists[p] = append(lists[p], mod.Version)
 	}
+	if err := b.storeZips(ctx, ex, zips); err != nil {
+		return 0, err
+	}
+	for p, vs := range lists {
+		if err := b.mergeList(ctx, p, vs); err != nil {
+			return 0, err
+		}
+	}
+	return len(zips), nil
+}
+
+// storeZips stores the zips of escaped module/@v/version paths on
+// GOMAXPROCS workers.
+func (b *Bundler) storeZips(ctx context.Context, ex *bundle.Extracted, zips []string) error {
 	errs := make([]error, len(zips))
 	jobs := make(chan int)
 	var wg sync.WaitGroup
@@ -166,15 +180,7 @@ func (b *Bundler) store(ctx context.Context, ex *bundle.Extracted, v *bundle.Ver
 	}
 	close(jobs)
 	wg.Wait()
-	if err := errors.Join(append(errs, ctx.Err())...); err != nil {
-		return 0, err
-	}
-	for p, vs := range lists {
-		if err := b.mergeList(ctx, p, vs); err != nil {
-			return 0, err
-		}
-	}
-	return len(zips), nil
+	return errors.Join(append(errs, ctx.Err())...)
 }
 
 // storeZip stores a verified zip from the spool directory.
