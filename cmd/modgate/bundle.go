@@ -252,8 +252,16 @@ func (c *adminClient) stream(ctx context.Context, path string, query url.Values,
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
+	// The gate answers only once it has fetched (export) or verified and
+	// stored (import) everything: no timeout but the context's.
 	client := *c.http
 	client.Timeout = 0
+	if tr, ok := client.Transport.(*http.Transport); ok {
+		tr = tr.Clone()
+		tr.ResponseHeaderTimeout = 0
+		client.Transport = tr
+		defer tr.CloseIdleConnections()
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("admin API %s: %w (is modgate serve running there? see --admin)",
