@@ -224,8 +224,15 @@ func TestBundleIncremental(t *testing.T) {
 	bundleCLI(t, in, 0, append([]string{"import", b2}, trust...)...)
 	bundleCLI(t, in, 0, append([]string{"import", b3}, trust...)...)
 	bundleCLI(t, in, 0, append([]string{"import", b1}, trust...)...) // older, consistent
+	// --since-size: from the size the inside gate has witnessed.
+	publish(t, up, "fourth")
+	b5 := filepath.Join(dir, "b5.tar")
+	bundleCLI(t, out, 0, "export", "-o", b5, "--since-size", fmt.Sprint(treeOf(t, b3)),
+		"--modules", list("m5", "example.com/fourth@v1.0.0\n"))
+	bundleCLI(t, in, 0, append([]string{"import", b5}, trust...)...)
 	c := newClient(t, in, viaGOPROXY, in.verifier, "module example.com/app\n\ngo 1.21\n")
-	c.must("mod", "download", "example.com/lib@v1.0.0", "example.com/second@v1.0.0", "example.com/third@v1.0.0")
+	c.must("mod", "download", "example.com/lib@v1.0.0", "example.com/second@v1.0.0", "example.com/third@v1.0.0",
+		"example.com/fourth@v1.0.0")
 
 	// A gate that starts on a forked upstream exports a tree the inside
 	// witness cannot accept.
