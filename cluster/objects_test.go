@@ -169,7 +169,8 @@ func TestObjectsReaderFindsCorruption(t *testing.T) {
 		{"missing last chunk", "DELETE FROM modgate_object_chunks WHERE idx = 3"},
 		{"short chunk", "UPDATE modgate_object_chunks SET data = substring(data from 2) WHERE idx = 0"},
 		{"long last chunk", "UPDATE modgate_object_chunks SET data = data || '\\x00'::bytea WHERE idx = 3"},
-		{"extra chunk", "INSERT INTO modgate_object_chunks SELECT object_id, 4, data FROM modgate_object_chunks WHERE idx = 3"},
+		{"extra chunk", "INSERT INTO modgate_object_chunks " +
+			"SELECT object_id, 4, data FROM modgate_object_chunks WHERE idx = 3"},
 		{"size changed", "UPDATE modgate_objects SET size = size + 1"},
 	}
 	srv := pgtest.Start(t)
