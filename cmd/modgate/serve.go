@@ -40,7 +40,7 @@ type serveOptions struct {
 	intercept, private, logLevel         string
 	logFormat                            string
 	logFlush                             time.Duration // --log-flush-interval (logging.go)
-	terminal                             bool // stderr is a terminal: show progress
+	terminal                             bool          // stderr is a terminal: show progress
 	offline                              bool
 	listTTL                              time.Duration
 	cacheMaxSize                         byteSize
