@@ -66,7 +66,7 @@ func (s *Store) PutBlobMarked(ctx context.Context, key string, r io.Reader, size
 	if old != nil && old.gen != gen {
 		s.dropGen(old.gen, old.chunks)
 	}
-	s.grew(m.size)
+	s.grew()
 	return nil
 }
 
@@ -174,8 +174,14 @@ func (s *Store) commitManifest(ctx context.Context, key string, m manifest) (*ma
 		if old, err = s.getManifestForReplace(txn, key); err != nil {
 			return err
 		}
-		if err := s.setAccess(txn, key, m.stored); err != nil {
-			return err
+		if s.tracks(key) {
+			value, err := valueSize(txn, key)
+			if err != nil {
+				return err
+			}
+			if err := s.index(txn, key, m.stored.UnixNano(), max(value, 0)+m.size); err != nil {
+				return err
+			}
 		}
 		return txn.SetEntry(badger.NewEntry(k, rec).WithMeta(m.mark))
 	})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
 )
 
 // Entry is a small value with the time it was stored.
@@ -62,8 +63,14 @@ func (s *Store) PutMarked(ctx context.Context, key string, value []byte, mark by
 		if old, err = valueSize(txn, key); err != nil {
 			return err
 		}
-		if err := s.setAccess(txn, key, now); err != nil {
-			return err
+		if s.tracks(key) {
+			blob, err := blobSize(txn, key)
+			if err != nil {
+				return err
+			}
+			if err := s.index(txn, key, now.UnixNano(), blob+int64(len(value))); err != nil {
+				return err
+			}
 		}
 		return txn.SetEntry(badger.NewEntry(valueKey(key), rec).WithMeta(mark))
 	})
@@ -71,7 +78,7 @@ func (s *Store) PutMarked(ctx context.Context, key string, value []byte, mark by
 		return fmt.Errorf("cache: put %q: %w", key, s.disk.classify(what, err))
 	}
 	s.stats.replace(key, old, int64(len(value)))
-	s.grew(int64(len(value)))
+	s.grew()
 	return nil
 }
 
@@ -158,24 +165,34 @@ type removal struct {
 	blob  *manifest // the blob's manifest; nil if there was none
 }
 
-// removeInTxn deletes the small value, the blob manifest and the access
-// record of key in txn, and returns what was there.
+// removeInTxn deletes the small value, the blob manifest and the index
+// records of key in txn, and returns what was there.
 func (s *Store) removeInTxn(txn *badger.Txn, key string) (removal, error) {
 	var r removal
-	var err error
-	if r.blob, err = s.getManifestForReplace(txn, key); err != nil {
+	m, err := getManifest(txn, key)
+	hasBlob := !errors.Is(err, ErrNotFound)
+	switch {
+	case err == nil:
+		r.blob = &m
+	case errors.Is(err, ErrCorrupt): // deleted all the same; its chunks become orphans for Sweep
+		s.log.Warn("deleting corrupt blob manifest", zap.String("key", key), zap.Error(err))
+	case !hasBlob:
+	default:
 		return r, err
 	}
 	if r.value, err = valueSize(txn, key); err != nil {
 		return r, err
 	}
-	if err := txn.Delete(valueKey(key)); err != nil {
-		return r, err
-	}
-	if s.tracks(key) {
-		if err := txn.Delete(accessKey(key)); err != nil {
+	if r.value >= 0 {
+		if err := txn.Delete(valueKey(key)); err != nil {
 			return r, err
 		}
+	}
+	if err := s.unindex(txn, key); err != nil {
+		return r, err
+	}
+	if !hasBlob {
+		return r, nil
 	}
 	return r, txn.Delete(blobKey(key))
 }

@@ -21,7 +21,10 @@
 //	                        generation, stored time, SHA-256 of the content)
 //	c/<gen:8><index:4>      blob chunk (generation and index big endian)
 //	a/<key>                 last access of an evictable object (Unix
-//	                        nanoseconds, big endian); only with MaxSize
+//	                        nanoseconds, big endian) and its size; only
+//	                        with MaxSize (index.go)
+//	t/<access:8><key>       the access-order index: its size (index.go)
+//	m/access-index          marker of a complete access-order index
 //
 // Every caller key is stored behind a "v/" or "b/" prefix, so no caller key
 // can collide with a chunk key or with a key of the other namespace.
@@ -55,7 +58,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -251,7 +253,6 @@ type Store struct {
 
 	maxSize   int64
 	evictable func(string) bool
-	size      atomic.Int64 // estimate of the bytes stored; see evict.go
 	evictMu   sync.Mutex   // one eviction pass at a time
 	evictNow  chan struct{}
 	flushNow  chan struct{}
@@ -314,6 +315,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.nextGen = max(uint64(time.Now().UnixNano()), maxGen+1)
+	if err := s.prepareIndex(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	if err := s.initSize(ctx); err != nil {
 		_ = db.Close()
 		return nil, err

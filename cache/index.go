@@ -1,0 +1,228 @@
+package cache
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
+)
+
+// The access-order index of the bounded cache (Config.MaxSize).
+//
+// Every evictable object has two records, written in the transaction that
+// stores the object, moved by the flush of access times and deleted with
+// the object:
+//
+//	a/<key>           its last access (Unix nanoseconds, 8 bytes big
+//	                  endian) and its size (uvarint: the small value's and
+//	                  the blob's bytes under key, added)
+//	t/<access:8><key> its size (uvarint)
+//
+// Badger keeps keys sorted, so the t/ records list the objects least
+// recently used first: an eviction pass reads them from the start and stops
+// once it has found enough bytes, in O(evicted) reads and O(evicted × log n)
+// deletes, whatever the size of the cache. The a/ record says where an
+// object's t/ record is, so that an access or a delete moves or removes it
+// with one point read.
+//
+// The marker key m/access-index says that the index is complete. An
+// unbounded store does not keep the index, so it deletes the marker at
+// Open; a bounded store without the marker (a cache from before the index,
+// or one opened unbounded since) builds the index at Open, once, before it
+// serves (buildIndex). A crash during the build leaves no marker, and the
+// next Open builds it again from the start.
+
+const (
+	prefixOrder = "t/"
+	// markerIndex marks a complete access-order index.
+	markerIndex = "m/access-index"
+	// indexVersion is the value of markerIndex.
+	indexVersion = 1
+	// flushBatch is the number of access times moved per transaction.
+	flushBatch = 512
+)
+
+// accessRec is the a/ record of an object.
+type accessRec struct {
+	at   int64 // Unix nanoseconds of the last access
+	size int64 // bytes of the object (small value and blob)
+}
+
+func (r accessRec) encode() []byte {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 8+binary.MaxVarintLen64), uint64(r.at))
+	return binary.AppendUvarint(b, uint64(r.size))
+}
+
+// decodeAccessRec parses an a/ record. A record of 8 bytes (from before
+// the index) has no size: indexed is false.
+func decodeAccessRec(b []byte) (r accessRec, indexed bool) {
+	if len(b) < 8 {
+		return accessRec{}, false
+	}
+	r.at = int64(binary.BigEndian.Uint64(b))
+	size, n := binary.Uvarint(b[8:])
+	if n <= 0 || n != len(b)-8 {
+		return r, false
+	}
+	r.size = int64(size)
+	return r, true
+}
+
+// orderKey is the t/ key of key accessed at at.
+func orderKey(at int64, key string) []byte {
+	k := make([]byte, 0, len(prefixOrder)+8+len(key))
+	k = append(k, prefixOrder...)
+	k = binary.BigEndian.AppendUint64(k, uint64(at))
+	return append(k, key...)
+}
+
+// parseOrderKey splits a t/ key.
+func parseOrderKey(k []byte) (at int64, key []byte, ok bool) {
+	if len(k) <= len(prefixOrder)+8 {
+		return 0, nil, false
+	}
+	return int64(binary.BigEndian.Uint64(k[len(prefixOrder):])), k[len(prefixOrder)+8:], true
+}
+
+func encodeSize(size int64) []byte { return binary.AppendUvarint(nil, uint64(size)) }
+
+// readAccess returns the a/ record of key; ok is false if there is none or
+// it is not indexed.
+func readAccess(txn *badger.Txn, key string) (r accessRec, ok bool, err error) {
+	item, err := txn.Get(accessKey(key))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return accessRec{}, false, nil
+	}
+	if err != nil {
+		return accessRec{}, false, err
+	}
+	err = item.Value(func(b []byte) error {
+		r, ok = decodeAccessRec(b)
+		return nil
+	})
+	return r, ok, err
+}
+
+// index records in txn that key, of size bytes, was accessed at at,
+// moving its t/ record. It does nothing for keys the store does not track.
+func (s *Store) index(txn *badger.Txn, key string, at, size int64) error {
+	if !s.tracks(key) {
+		return nil
+	}
+	old, ok, err := readAccess(txn, key)
+	if err != nil {
+		return err
+	}
+	if ok {
+		if err := txn.Delete(orderKey(old.at, key)); err != nil {
+			return err
+		}
+	}
+	if err := txn.Set(accessKey(key), accessRec{at: at, size: size}.encode()); err != nil {
+		return err
+	}
+	return txn.Set(orderKey(at, key), encodeSize(size))
+}
+
+// unindex deletes the a/ and t/ records of key in txn.
+func (s *Store) unindex(txn *badger.Txn, key string) error {
+	if !s.tracks(key) {
+		return nil
+	}
+	old, ok, err := readAccess(txn, key)
+	if err != nil {
+		return err
+	}
+	if ok {
+		if err := txn.Delete(orderKey(old.at, key)); err != nil {
+			return err
+		}
+	}
+	return txn.Delete(accessKey(key))
+}
+
+// blobSize returns the size of the blob under key, 0 if there is none (or
+// its manifest is corrupt).
+func blobSize(txn *badger.Txn, key string) (int64, error) {
+	m, err := getManifest(txn, key)
+	switch {
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrCorrupt):
+		return 0, nil
+	case err != nil:
+		return 0, err
+	}
+	return m.size, nil
+}
+
+// moveAccess moves the t/ records of the keys in pending to their newer
+// access times, flushBatch keys per transaction. Keys without an indexed
+// a/ record (deleted since they were read) are skipped, and so are
+// records already newer.
+func (s *Store) moveAccess(ctx context.Context, pending map[string]int64) error {
+	keys := make([]string, 0, min(len(pending), flushBatch))
+	flush := func() error {
+		err := s.update(ctx, func(txn *badger.Txn) error {
+			for _, key := range keys {
+				old, ok, err := readAccess(txn, key)
+				if err != nil {
+					return err
+				}
+				if !ok || old.at >= pending[key] {
+					continue
+				}
+				if err := s.index(txn, key, pending[key], old.size); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		keys = keys[:0]
+		return err
+	}
+	for key := range pending {
+		if keys = append(keys, key); len(keys) == flushBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if len(keys) > 0 {
+		return flush()
+	}
+	return nil
+}
+
+// prepareIndex makes the index match the store's bound at Open: an
+// unbounded store drops the marker (its writes will not keep the index);
+// a bounded one without the marker builds the index.
+func (s *Store) prepareIndex(ctx context.Context) error {
+	var marked bool
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get([]byte(markerIndex))
+		marked = err == nil
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		return err
+	})
+	switch {
+	case err != nil:
+		return fmt.Errorf("cache: access index: %w", err)
+	case s.maxSize <= 0 && marked:
+		return s.deleteKeys([][]byte{[]byte(markerIndex)})
+	case s.maxSize <= 0 || marked:
+		return nil
+	}
+	start := time.Now()
+	n, err := s.buildIndex(ctx)
+	if err != nil {
+		return fmt.Errorf("cache: building the access index: %w", err)
+	}
+	s.log.Info("built the access-order index of the bounded cache (once)",
+		zap.Int("objects", n), zap.Duration("duration", time.Since(start)))
+	return nil
+}
