@@ -296,4 +296,3 @@ func TestAccessRecordFormats(t *testing.T) {
 		})
 	}
 }
-

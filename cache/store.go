@@ -253,7 +253,7 @@ type Store struct {
 
 	maxSize   int64
 	evictable func(string) bool
-	evictMu   sync.Mutex   // one eviction pass at a time
+	evictMu   sync.Mutex // one eviction pass at a time
 	evictNow  chan struct{}
 	flushNow  chan struct{}
 	accessMu  sync.Mutex
