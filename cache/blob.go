@@ -179,7 +179,8 @@ func (s *Store) commitManifest(ctx context.Context, key string, m manifest) (*ma
 			if err != nil {
 				return err
 			}
-			if err := s.index(txn, key, m.stored.UnixNano(), max(value, 0)+m.size); err != nil {
+			r := accessRec{at: m.stored.UnixNano(), size: max(value, 0) + m.size, blob: true}
+			if err := s.index(txn, key, r); err != nil {
 				return err
 			}
 		}

@@ -3,7 +3,6 @@ package cache
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -70,11 +69,7 @@ func (s *Store) Evict(ctx context.Context) (EvictStats, error) {
 	st.After = st.Before
 	if st.Before > s.maxSize {
 		excess := st.Before - int64(float64(s.maxSize)*evictLowWater)
-		victims, err := s.oldest(ctx, excess)
-		if err != nil {
-			return st, err
-		}
-		n, bytes, err := s.deleteVictims(ctx, victims)
+		n, bytes, err := s.evictOldest(ctx, excess)
 		st.Evicted, st.EvictedBytes, st.After = n, bytes, st.Before-bytes
 		if err != nil {
 			return st, fmt.Errorf("cache: evict: %w", err)
@@ -96,30 +91,74 @@ func (s *Store) Evict(ctx context.Context) (EvictStats, error) {
 // evictBatch is the number of objects deleted per transaction.
 const evictBatch = 256
 
+// victim is an evictable object as the index listed it.
+type victim struct {
+	key    string
+	size   int64 // as the index says
+	access int64 // Unix nanoseconds
+}
+
+// evictOldest reads the access-order index from its oldest record and
+// deletes those objects, evictBatch at a time, until excess bytes are
+// freed or the index ends. It returns how many objects it deleted and
+// their bytes. Its memory is one batch, whatever the size of the cache.
+func (s *Store) evictOldest(ctx context.Context, excess int64) (n int, freed int64, err error) {
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+	opts := badger.DefaultIteratorOptions
+	opts.PrefetchValues = false
+	opts.Prefix = []byte(prefixOrder)
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	batch := make([]victim, 0, evictBatch)
+	var pending int64 // bytes of the batch
+	flush := func() error {
+		dn, df, err := s.deleteVictims(ctx, batch)
+		n, freed, batch, pending = n+dn, freed+df, batch[:0], 0
+		return err
+	}
+	for it.Rewind(); it.Valid() && freed+pending < excess; it.Next() {
+		if err := ctx.Err(); err != nil {
+			return n, freed, err
+		}
+		item := it.Item()
+		at, key, ok := parseOrderKey(item.Key())
+		var r accessRec
+		if ok {
+			_ = item.Value(func(b []byte) error { ok = r.decodeSize(b); return nil })
+		}
+		if !ok || !s.evictable(string(key)) {
+			continue
+		}
+		batch = append(batch, victim{key: string(key), size: r.size, access: at})
+		if pending += r.size; len(batch) == evictBatch {
+			if err := flush(); err != nil {
+				return n, freed, err
+			}
+		}
+	}
+	if len(batch) > 0 {
+		err = flush()
+	}
+	return n, freed, err
+}
+
 // deleteVictims deletes the victims, evictBatch per transaction (small
 // value, blob manifest and index records of each, as Delete does), then
 // the chunks of their blobs. A victim whose access record moved since the
 // index was read (it was read, or replaced) is left alone; an index record
 // without an object is deleted. It returns how many objects it deleted and
 // their bytes.
-func (s *Store) deleteVictims(ctx context.Context, victims []victim) (int, int64, error) {
-	var n int
-	var size int64
+func (s *Store) deleteVictims(ctx context.Context, victims []victim) (n int, size int64, err error) {
 	removals := make([]removal, 0, evictBatch)
 	for len(victims) > 0 {
 		batch := victims[:min(evictBatch, len(victims))]
 		victims = victims[len(batch):]
 		s.disk.preallocate()
 		err := s.update(ctx, func(txn *badger.Txn) error {
-			removals = removals[:0]
-			for _, v := range batch {
-				r, err := s.removeVictim(txn, v)
-				if err != nil {
-					return err
-				}
-				removals = append(removals, r)
-			}
-			return nil
+			var err error
+			removals, err = s.removeVictims(txn, batch, removals[:0])
+			return err
 		})
 		if err != nil {
 			return n, size, err
@@ -140,65 +179,100 @@ func (s *Store) deleteVictims(ctx context.Context, victims []victim) (int, int64
 	return n, size, nil
 }
 
-// removeVictim deletes v in txn if it is still what the index said.
-func (s *Store) removeVictim(txn *badger.Txn, v victim) (removal, error) {
-	none := removal{value: -1}
-	cur, ok, err := readAccess(txn, v.key)
-	switch {
-	case err != nil:
-		return none, err
-	case !ok:
-		return none, txn.Delete(orderKey(v.access, v.key)) // stale index record
-	case cur.at != v.access:
-		return none, nil
+// removeVictims deletes in txn the victims that are still what the index
+// said, and appends to out what each removed. It reads with one iterator
+// (its reads count for txn's conflict check, as Get's do) and writes only
+// after it is closed, since a read-write transaction's iterator does not
+// see the writes made after it was opened.
+func (s *Store) removeVictims(txn *badger.Txn, batch []victim, out []removal) ([]removal, error) {
+	it := txn.NewIterator(badger.IteratorOptions{})
+	plans := make([]accessRec, len(batch))
+	var kbuf []byte
+	seek := func(prefix, key string) *badger.Item {
+		kbuf = append(append(kbuf[:0], prefix...), key...)
+		if it.Seek(kbuf); it.Valid() && bytes.Equal(it.Item().Key(), kbuf) {
+			return it.Item()
+		}
+		return nil
 	}
-	return s.removeInTxn(txn, v.key)
-}
-
-// victim is an evictable object with its last access time.
-type victim struct {
-	key    string
-	size   int64
-	access int64 // Unix nanoseconds
-}
-
-// oldest returns the least recently used evictable objects whose sizes add
-// up to at least excess (or all of them), oldest first, reading the
-// access-order index from its start.
-func (s *Store) oldest(ctx context.Context, excess int64) ([]victim, error) {
-	txn := s.db.NewTransaction(false)
-	defer txn.Discard()
-	opts := badger.DefaultIteratorOptions
-	opts.PrefetchValues = false
-	opts.Prefix = []byte(prefixOrder)
-	it := txn.NewIterator(opts)
-	defer it.Close()
-	var out []victim
-	var held int64
-	for it.Rewind(); it.Valid() && held < excess; it.Next() {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		item := it.Item()
-		at, key, ok := parseOrderKey(item.Key())
-		if !ok || !s.evictable(string(key)) {
-			continue
-		}
-		v := victim{key: string(key), access: at}
-		err := item.Value(func(b []byte) error {
-			size, n := binary.Uvarint(b)
-			if n > 0 {
-				v.size = int64(size)
+	for i, v := range batch {
+		r := removal{value: -1}
+		plans[i].at = -1 // leave alone
+		if item := seek(prefixAccess, v.key); item == nil {
+			plans[i].at = 0 // a stale index record: delete it
+		} else if cur, ok := itemAccess(item); ok && cur.at == v.access {
+			plans[i], r = cur, removal{value: cur.size}
+			if cur.blob {
+				r = s.victimBlob(seek, v.key, cur)
 			}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("cache: evict: %w", err)
 		}
-		out = append(out, v)
-		held += v.size
+		out = append(out, r)
+	}
+	it.Close()
+	for i, v := range batch {
+		if err := s.deleteVictim(txn, v, plans[i], out[i]); err != nil {
+			return out, err
+		}
 	}
 	return out, nil
+}
+
+// itemAccess decodes the a/ record of item.
+func itemAccess(item *badger.Item) (r accessRec, ok bool) {
+	_ = item.Value(func(b []byte) error { r, ok = decodeAccessRec(b); return nil })
+	return r, ok
+}
+
+// victimBlob reads what a victim with a blob holds: the manifest (nil if
+// corrupt: the manifest is deleted all the same, its chunks swept later)
+// and the small value beside it, if any.
+func (s *Store) victimBlob(seek func(prefix, key string) *badger.Item, key string, cur accessRec) removal {
+	r := removal{value: -1}
+	if item := seek(prefixBlob, key); item != nil {
+		var m manifest
+		err := item.Value(func(b []byte) error {
+			var err error
+			m, err = decodeManifest(b)
+			return err
+		})
+		if err != nil {
+			s.log.Warn("evicting a blob whose manifest is corrupt", zap.String("key", key), zap.Error(err))
+		} else {
+			r.blob = &m
+		}
+	}
+	if seek(prefixValue, key) != nil {
+		r.value = cur.size
+		if r.blob != nil {
+			r.value -= r.blob.size
+		}
+	}
+	return r
+}
+
+// deleteVictim writes the deletions that removeVictims planned for v:
+// none (plan.at < 0), the stale index record (plan.at 0), or the object
+// and its index records.
+func (s *Store) deleteVictim(txn *badger.Txn, v victim, plan accessRec, r removal) error {
+	switch {
+	case plan.at < 0:
+		return nil
+	case plan.at == 0:
+		return txn.Delete(orderKey(v.access, v.key))
+	}
+	keys := [][]byte{accessKey(v.key), orderKey(v.access, v.key)}
+	if r.value >= 0 {
+		keys = append(keys, valueKey(v.key))
+	}
+	if plan.blob {
+		keys = append(keys, blobKey(v.key))
+	}
+	for _, k := range keys {
+		if err := txn.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // accessCursor reads access records in key order, alongside a walk of
@@ -276,16 +350,4 @@ func (s *Store) evictLoop(ctx context.Context) {
 		case <-time.After(minEvictGap):
 		}
 	}
-}
-
-// initSize counts the objects at Open (the incremental Stats) and starts
-// a pass if the store is already over MaxSize.
-func (s *Store) initSize(ctx context.Context) error {
-	st, err := s.scanStats(ctx)
-	if err != nil {
-		return err
-	}
-	s.stats.set(st)
-	s.grew()
-	return nil
 }

@@ -18,9 +18,12 @@ import (
 // the object:
 //
 //	a/<key>           its last access (Unix nanoseconds, 8 bytes big
-//	                  endian) and its size (uvarint: the small value's and
-//	                  the blob's bytes under key, added)
-//	t/<access:8><key> its size (uvarint)
+//	                  endian), then its size field
+//	t/<access:8><key> its size field
+//
+// The size field is a uvarint of size×2 + blob: size is the small value's
+// and the blob's bytes under key added, blob is 1 if key holds a blob, so
+// that an eviction reads a blob's manifest only for keys that have one.
 //
 // Badger keeps keys sorted, so the t/ records list the objects least
 // recently used first: an eviction pass reads them from the start and stops
@@ -50,11 +53,31 @@ const (
 type accessRec struct {
 	at   int64 // Unix nanoseconds of the last access
 	size int64 // bytes of the object (small value and blob)
+	blob bool  // key holds a blob
 }
 
 func (r accessRec) encode() []byte {
 	b := binary.BigEndian.AppendUint64(make([]byte, 0, 8+binary.MaxVarintLen64), uint64(r.at))
-	return binary.AppendUvarint(b, uint64(r.size))
+	return r.appendSize(b)
+}
+
+// appendSize appends the size field of r to b.
+func (r accessRec) appendSize(b []byte) []byte {
+	f := uint64(r.size) << 1
+	if r.blob {
+		f |= 1
+	}
+	return binary.AppendUvarint(b, f)
+}
+
+// decodeSize parses a size field into r; false if it is malformed.
+func (r *accessRec) decodeSize(b []byte) bool {
+	f, n := binary.Uvarint(b)
+	if n <= 0 || n != len(b) {
+		return false
+	}
+	r.size, r.blob = int64(f>>1), f&1 == 1
+	return true
 }
 
 // decodeAccessRec parses an a/ record. A record of 8 bytes (from before
@@ -64,11 +87,9 @@ func decodeAccessRec(b []byte) (r accessRec, indexed bool) {
 		return accessRec{}, false
 	}
 	r.at = int64(binary.BigEndian.Uint64(b))
-	size, n := binary.Uvarint(b[8:])
-	if n <= 0 || n != len(b)-8 {
-		return r, false
+	if !r.decodeSize(b[8:]) {
+		return accessRec{at: r.at}, false
 	}
-	r.size = int64(size)
 	return r, true
 }
 
@@ -88,8 +109,6 @@ func parseOrderKey(k []byte) (at int64, key []byte, ok bool) {
 	return int64(binary.BigEndian.Uint64(k[len(prefixOrder):])), k[len(prefixOrder)+8:], true
 }
 
-func encodeSize(size int64) []byte { return binary.AppendUvarint(nil, uint64(size)) }
-
 // readAccess returns the a/ record of key; ok is false if there is none or
 // it is not indexed.
 func readAccess(txn *badger.Txn, key string) (r accessRec, ok bool, err error) {
@@ -107,9 +126,10 @@ func readAccess(txn *badger.Txn, key string) (r accessRec, ok bool, err error) {
 	return r, ok, err
 }
 
-// index records in txn that key, of size bytes, was accessed at at,
-// moving its t/ record. It does nothing for keys the store does not track.
-func (s *Store) index(txn *badger.Txn, key string, at, size int64) error {
+// index records in txn that key (r.size bytes, with a blob if r.blob) was
+// accessed at r.at, moving its t/ record. It does nothing for keys the
+// store does not track.
+func (s *Store) index(txn *badger.Txn, key string, r accessRec) error {
 	if !s.tracks(key) {
 		return nil
 	}
@@ -122,10 +142,10 @@ func (s *Store) index(txn *badger.Txn, key string, at, size int64) error {
 			return err
 		}
 	}
-	if err := txn.Set(accessKey(key), accessRec{at: at, size: size}.encode()); err != nil {
+	if err := txn.Set(accessKey(key), r.encode()); err != nil {
 		return err
 	}
-	return txn.Set(orderKey(at, key), encodeSize(size))
+	return txn.Set(orderKey(r.at, key), r.appendSize(nil))
 }
 
 // unindex deletes the a/ and t/ records of key in txn.
@@ -145,17 +165,17 @@ func (s *Store) unindex(txn *badger.Txn, key string) error {
 	return txn.Delete(accessKey(key))
 }
 
-// blobSize returns the size of the blob under key, 0 if there is none (or
-// its manifest is corrupt).
-func blobSize(txn *badger.Txn, key string) (int64, error) {
+// blobSize returns the size of the blob under key, and whether there is
+// one (a corrupt manifest counts as none).
+func blobSize(txn *badger.Txn, key string) (int64, bool, error) {
 	m, err := getManifest(txn, key)
 	switch {
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrCorrupt):
-		return 0, nil
+		return 0, false, nil
 	case err != nil:
-		return 0, err
+		return 0, false, err
 	}
-	return m.size, nil
+	return m.size, true, nil
 }
 
 // moveAccess moves the t/ records of the keys in pending to their newer
@@ -174,7 +194,8 @@ func (s *Store) moveAccess(ctx context.Context, pending map[string]int64) error 
 				if !ok || old.at >= pending[key] {
 					continue
 				}
-				if err := s.index(txn, key, pending[key], old.size); err != nil {
+				old.at = pending[key]
+				if err := s.index(txn, key, old); err != nil {
 					return err
 				}
 			}

@@ -28,7 +28,7 @@ func (s *Store) buildIndex(ctx context.Context) (int, error) {
 	blobs := make(map[string]accessRec)
 	err := scanManifests(ctx, txn, "", func(key []byte, m manifest, err error) error {
 		if err == nil && s.evictable(string(key)) {
-			blobs[string(key)] = accessRec{at: m.stored.UnixNano(), size: m.size}
+			blobs[string(key)] = accessRec{at: m.stored.UnixNano(), size: m.size, blob: true}
 		}
 		return nil
 	})
@@ -48,7 +48,7 @@ func (s *Store) buildIndex(ctx context.Context) (int, error) {
 		if err := wb.Set(accessKey(string(key)), r.encode()); err != nil {
 			return err
 		}
-		return wb.Set(orderKey(r.at, string(key)), encodeSize(r.size))
+		return wb.Set(orderKey(r.at, string(key)), r.appendSize(nil))
 	}
 	err = s.eachValue(ctx, txn, func(key []byte, item *badger.Item) error {
 		if !s.evictable(string(key)) {
@@ -63,7 +63,7 @@ func (s *Store) buildIndex(ctx context.Context) (int, error) {
 		})
 		if b, ok := blobs[string(key)]; ok {
 			r.size += b.size
-			r.at = max(r.at, b.at)
+			r.at, r.blob = max(r.at, b.at), true
 			delete(blobs, string(key))
 		}
 		return put(key, r)

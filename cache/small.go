@@ -64,11 +64,12 @@ func (s *Store) PutMarked(ctx context.Context, key string, value []byte, mark by
 			return err
 		}
 		if s.tracks(key) {
-			blob, err := blobSize(txn, key)
+			blob, hasBlob, err := blobSize(txn, key)
 			if err != nil {
 				return err
 			}
-			if err := s.index(txn, key, now.UnixNano(), blob+int64(len(value))); err != nil {
+			r := accessRec{at: now.UnixNano(), size: blob + int64(len(value)), blob: hasBlob}
+			if err := s.index(txn, key, r); err != nil {
 				return err
 			}
 		}

@@ -259,8 +259,9 @@ type Store struct {
 	accessMu  sync.Mutex
 	access    map[string]int64 // key → Unix nanoseconds of its last read, not yet flushed
 
-	disk  *diskGuard // nil: no free-space checks (in memory, or not Linux)
-	stats statsCounter
+	disk       *diskGuard // nil: no free-space checks (in memory, or not Linux)
+	stats      statsCounter
+	statsSaved bool // Open took the counts saved by Close (statsnap.go)
 
 	cancel    context.CancelFunc // stops background work
 	done      sync.WaitGroup
@@ -271,6 +272,7 @@ type Store struct {
 // Open opens (creating if needed) the store described by cfg and deletes the
 // chunks of any blob whose write never completed (see Sweep).
 func Open(ctx context.Context, cfg Config) (*Store, error) {
+	start := time.Now()
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -309,6 +311,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		access:         make(map[string]int64),
 		disk:           disk,
 	}
+	saved, savedOK := s.loadStats() // before Open writes anything (statsnap.go)
 	maxGen, err := s.sweep(ctx)
 	if err != nil {
 		_ = db.Close()
@@ -319,7 +322,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
-	if err := s.initSize(ctx); err != nil {
+	if err := s.initStats(ctx, saved, savedOK); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
@@ -337,6 +340,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		s.done.Add(1)
 		go s.evictLoop(bg)
 	}
+	objects, bytes := s.stats.totals()
+	log.Info("cache opened", zap.Int64("objects", objects), zap.Int64("bytes", bytes),
+		zap.Duration("duration", time.Since(start)))
 	return s, nil
 }
 
@@ -349,6 +355,7 @@ func (s *Store) Close() error {
 		if err := s.FlushAccess(context.Background()); err != nil {
 			s.log.Warn("flushing access times on close", zap.Error(err))
 		}
+		s.saveStats()
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("cache: close: %w", err)
 		}
