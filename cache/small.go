@@ -239,6 +239,49 @@ func (s *Store) Scan(ctx context.Context, prefix string, fn func(key string, e E
 	return nil
 }
 
+// ScanDesc is Scan backwards: it calls fn for every small value whose key
+// starts with prefix and, unless end is "", sorts before end, from the
+// last key to the first, on a consistent snapshot. Reading the newest n
+// entries of a log kept under time-ordered keys costs O(n), not O(log
+// size).
+func (s *Store) ScanDesc(ctx context.Context, prefix, end string, fn func(key string, e Entry) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = valueKey(prefix)
+	opts.PrefetchSize = 16
+	opts.Reverse = true
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	// A reverse Seek finds the last key at or before its argument: past
+	// every key of the prefix (keys are at most MaxKeyLen bytes), or end.
+	seek := append(valueKey(prefix), bytes.Repeat([]byte{0xff}, MaxKeyLen+1-len(prefix))...)
+	if end != "" {
+		seek = valueKey(end)
+	}
+	for it.Seek(seek); it.Valid(); it.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		item := it.Item()
+		key := string(item.Key()[len(prefixValue):])
+		if end != "" && key >= end {
+			continue
+		}
+		e, err := itemEntry(item)
+		if err != nil {
+			return fmt.Errorf("cache: scan %q: %q: %w", prefix, key, err)
+		}
+		if err := fn(key, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // getEntry reads and decodes the small value record at k.
 func getEntry(txn *badger.Txn, k []byte) (Entry, error) {
 	item, err := txn.Get(k)
