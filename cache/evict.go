@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -89,7 +90,7 @@ func (s *Store) Evict(ctx context.Context) (EvictStats, error) {
 }
 
 // evictBatch is the number of objects deleted per transaction.
-const evictBatch = 256
+const evictBatch = 512
 
 // victim is an evictable object as the index listed it.
 type victim struct {
@@ -101,8 +102,35 @@ type victim struct {
 // evictOldest reads the access-order index from its oldest record and
 // deletes those objects, evictBatch at a time, until excess bytes are
 // freed or the index ends. It returns how many objects it deleted and
-// their bytes. Its memory is one batch, whatever the size of the cache.
+// their bytes. Its memory is one batch, whatever the size of the cache:
+// each batch is read on a fresh snapshot, from just past the last record
+// of the batch before, so that no snapshot pins the memtables that the
+// deletions fill, and no iterator walks the tombstones they leave.
 func (s *Store) evictOldest(ctx context.Context, excess int64) (n int, freed int64, err error) {
+	batch := make([]victim, 0, evictBatch)
+	var from []byte // where the next batch starts: past the last record read
+	for freed < excess {
+		if err := ctx.Err(); err != nil {
+			return n, freed, err
+		}
+		var more bool
+		batch, from, more, err = s.readVictims(batch[:0], from, excess-freed)
+		if err != nil {
+			return n, freed, err
+		}
+		dn, df, err := s.deleteVictims(ctx, batch)
+		n, freed = n+dn, freed+df
+		if err != nil || !more {
+			return n, freed, err
+		}
+	}
+	return n, freed, nil
+}
+
+// readVictims appends to batch, up to evictBatch, the index records from
+// the key from on whose sizes add up to want, and returns where the next
+// batch starts and whether the index goes on.
+func (s *Store) readVictims(batch []victim, from []byte, want int64) ([]victim, []byte, bool, error) {
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()
 	opts := badger.DefaultIteratorOptions
@@ -110,18 +138,11 @@ func (s *Store) evictOldest(ctx context.Context, excess int64) (n int, freed int
 	opts.Prefix = []byte(prefixOrder)
 	it := txn.NewIterator(opts)
 	defer it.Close()
-	batch := make([]victim, 0, evictBatch)
-	var pending int64 // bytes of the batch
-	flush := func() error {
-		dn, df, err := s.deleteVictims(ctx, batch)
-		n, freed, batch, pending = n+dn, freed+df, batch[:0], 0
-		return err
-	}
-	for it.Rewind(); it.Valid() && freed+pending < excess; it.Next() {
-		if err := ctx.Err(); err != nil {
-			return n, freed, err
-		}
+	var held int64
+	it.Seek(from)
+	for ; it.Valid() && held < want && len(batch) < evictBatch; it.Next() {
 		item := it.Item()
+		from = append(item.KeyCopy(from[:0]), 0) // the least key after this one
 		at, key, ok := parseOrderKey(item.Key())
 		var r accessRec
 		if ok {
@@ -131,16 +152,9 @@ func (s *Store) evictOldest(ctx context.Context, excess int64) (n int, freed int
 			continue
 		}
 		batch = append(batch, victim{key: string(key), size: r.size, access: at})
-		if pending += r.size; len(batch) == evictBatch {
-			if err := flush(); err != nil {
-				return n, freed, err
-			}
-		}
+		held += r.size
 	}
-	if len(batch) > 0 {
-		err = flush()
-	}
-	return n, freed, err
+	return batch, from, it.Valid(), nil
 }
 
 // deleteVictims deletes the victims, evictBatch per transaction (small
@@ -180,37 +194,31 @@ func (s *Store) deleteVictims(ctx context.Context, victims []victim) (n int, siz
 }
 
 // removeVictims deletes in txn the victims that are still what the index
-// said, and appends to out what each removed. It reads with one iterator
-// (its reads count for txn's conflict check, as Get's do) and writes only
-// after it is closed, since a read-write transaction's iterator does not
-// see the writes made after it was opened.
+// said, and appends to out what each removed. It reads one a/ record per
+// victim (a Get: Badger's bloom filters skip the tables that do not hold
+// it), and the manifest only of victims with a blob.
 func (s *Store) removeVictims(txn *badger.Txn, batch []victim, out []removal) ([]removal, error) {
-	it := txn.NewIterator(badger.IteratorOptions{})
-	plans := make([]accessRec, len(batch))
-	var kbuf []byte
-	seek := func(prefix, key string) *badger.Item {
-		kbuf = append(append(kbuf[:0], prefix...), key...)
-		if it.Seek(kbuf); it.Valid() && bytes.Equal(it.Item().Key(), kbuf) {
-			return it.Item()
+	for _, v := range batch {
+		plan, ok, err := readAccess(txn, v.key)
+		switch {
+		case err != nil:
+			return out, err
+		case !ok:
+			plan.at = 0 // a stale index record: delete it
+		case plan.at != v.access:
+			plan.at = -1 // read or replaced since: leave it
 		}
-		return nil
-	}
-	for i, v := range batch {
 		r := removal{value: -1}
-		plans[i].at = -1 // leave alone
-		if item := seek(prefixAccess, v.key); item == nil {
-			plans[i].at = 0 // a stale index record: delete it
-		} else if cur, ok := itemAccess(item); ok && cur.at == v.access {
-			plans[i], r = cur, removal{value: cur.size}
-			if cur.blob {
-				r = s.victimBlob(seek, v.key, cur)
+		switch {
+		case plan.at > 0 && plan.blob:
+			if r, err = s.victimBlob(txn, v.key, plan); err != nil {
+				return out, err
 			}
+		case plan.at > 0:
+			r.value = plan.size
 		}
 		out = append(out, r)
-	}
-	it.Close()
-	for i, v := range batch {
-		if err := s.deleteVictim(txn, v, plans[i], out[i]); err != nil {
+		if err := s.deleteVictim(txn, v, plan, r); err != nil {
 			return out, err
 		}
 	}
@@ -226,28 +234,28 @@ func itemAccess(item *badger.Item) (r accessRec, ok bool) {
 // victimBlob reads what a victim with a blob holds: the manifest (nil if
 // corrupt: the manifest is deleted all the same, its chunks swept later)
 // and the small value beside it, if any.
-func (s *Store) victimBlob(seek func(prefix, key string) *badger.Item, key string, cur accessRec) removal {
+func (s *Store) victimBlob(txn *badger.Txn, key string, cur accessRec) (removal, error) {
 	r := removal{value: -1}
-	if item := seek(prefixBlob, key); item != nil {
-		var m manifest
-		err := item.Value(func(b []byte) error {
-			var err error
-			m, err = decodeManifest(b)
-			return err
-		})
-		if err != nil {
-			s.log.Warn("evicting a blob whose manifest is corrupt", zap.String("key", key), zap.Error(err))
-		} else {
-			r.blob = &m
-		}
+	m, err := getManifest(txn, key)
+	switch {
+	case err == nil:
+		r.blob = &m
+	case errors.Is(err, ErrCorrupt):
+		s.log.Warn("evicting a blob whose manifest is corrupt", zap.String("key", key), zap.Error(err))
+	case !errors.Is(err, ErrNotFound):
+		return r, err
 	}
-	if seek(prefixValue, key) != nil {
+	value, err := valueSize(txn, key)
+	if err != nil {
+		return r, err
+	}
+	if value >= 0 {
 		r.value = cur.size
 		if r.blob != nil {
 			r.value -= r.blob.size
 		}
 	}
-	return r
+	return r, nil
 }
 
 // deleteVictim writes the deletions that removeVictims planned for v:

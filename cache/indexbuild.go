@@ -19,9 +19,14 @@ import (
 // object), and writes two records per object.
 func (s *Store) buildIndex(ctx context.Context) (int, error) {
 	// t/ records of an index that was not completed, or went stale while
-	// the store was unbounded.
-	if err := s.db.DropPrefix([]byte(prefixOrder)); err != nil {
+	// the store was unbounded. (DropPrefix flushes the memtable and
+	// rewrites tables: only when there is something to drop.)
+	if stale, err := s.hasPrefix([]byte(prefixOrder)); err != nil {
 		return 0, err
+	} else if stale {
+		if err := s.db.DropPrefix([]byte(prefixOrder)); err != nil {
+			return 0, err
+		}
 	}
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()
@@ -104,4 +109,20 @@ func (s *Store) eachValue(ctx context.Context, txn *badger.Txn, fn func(key []by
 		}
 	}
 	return nil
+}
+
+// hasPrefix reports whether any key starts with prefix.
+func (s *Store) hasPrefix(prefix []byte) (bool, error) {
+	var found bool
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		it.Rewind()
+		found = it.Valid()
+		return nil
+	})
+	return found, err
 }

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/modgate/modgate/cache"
@@ -352,15 +353,24 @@ func sampleHeap(stop <-chan struct{}) <-chan uint64 {
 	return out
 }
 
-// millionMigrate measures building the access-order index of c at Open.
+// millionMigrate measures building the access-order index of c at Open,
+// on the layout of a cache from before the index: its records and marker
+// dropped with Badger directly (the a/ records stay, as a bounded cache
+// of before had them).
 func (b *runner) millionMigrate(ctx context.Context, c *cacheSide) error {
-	s, err := cache.Open(ctx, cache.Config{Dir: c.cacheDir()}) // unbounded: drops the index's marker
+	db, err := badger.Open(badger.DefaultOptions(c.cacheDir()).WithLogger(nil).WithValueLogFileSize(cache.DefaultValueLogFileSize))
 	if err != nil {
 		return err
 	}
-	s.Close()
+	err = db.DropPrefix([]byte("t/"), []byte("m/"))
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
 	start := time.Now()
-	s, err = cache.Open(ctx, cache.Config{Dir: c.cacheDir(), MaxSize: millionMaxSize, ManualEviction: true})
+	s, err := cache.Open(ctx, cache.Config{Dir: c.cacheDir(), MaxSize: millionMaxSize, ManualEviction: true})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,34 @@
+package cache
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// TestEvictDir runs one eviction pass (10% of the bytes) on the cache in
+// $MODGATE_EVICT_DIR, for profiling a large cache by hand.
+func TestEvictDir(t *testing.T) {
+	dir := os.Getenv("MODGATE_EVICT_DIR")
+	if dir == "" {
+		t.Skip("MODGATE_EVICT_DIR not set")
+	}
+	ctx := context.Background()
+	start := time.Now()
+	s, err := Open(ctx, Config{Dir: dir, MaxSize: 1 << 40, ManualEviction: true, MinFree: FreeSpace{Bytes: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, total := s.stats.totals()
+	t.Logf("open %v, %d bytes", time.Since(start), total)
+	s.maxSize = total - 1
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	st, err := s.Evict(ctx)
+	runtime.ReadMemStats(&after)
+	t.Logf("evict %+v %v; allocated %d MiB", st, err, (after.TotalAlloc-before.TotalAlloc)>>20)
+	s.Close()
+}
