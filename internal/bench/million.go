@@ -306,6 +306,8 @@ func (b *runner) millionEvict(ctx context.Context, sides []*cacheSide) error {
 		runtime.GC()
 		var before runtime.MemStats
 		runtime.ReadMemStats(&before)
+		live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		metrics.Read(live)
 		stop := make(chan struct{})
 		peak := sampleHeap(stop)
 		st, err := s.Evict(ctx)
@@ -316,7 +318,8 @@ func (b *runner) millionEvict(ctx context.Context, sides []*cacheSide) error {
 		if err != nil {
 			return err
 		}
-		lastAlloc, lastPeak = after.TotalAlloc-before.TotalAlloc, max(<-peak, before.HeapAlloc)-before.HeapAlloc
+		base := live[0].Value.Uint64()
+		lastAlloc, lastPeak = after.TotalAlloc-before.TotalAlloc, max(<-peak, base)-base
 		perObject = append(perObject, float64(st.Duration.Nanoseconds())/float64(max(st.Evicted, 1)))
 		parts = append(parts, fmt.Sprintf("%d objects: %d evicted (%s) in %v, %.0f µs each, allocated %s, "+
 			"live heap +%s", c.n, st.Evicted, mib(st.EvictedBytes>>10), st.Duration.Round(time.Millisecond),
@@ -330,12 +333,12 @@ func (b *runner) millionEvict(ctx context.Context, sides []*cacheSide) error {
 	return nil
 }
 
-// sampleHeap reports the highest live heap seen every millisecond until
-// stop is closed.
+// sampleHeap reports the highest live heap (as the last GC marked it)
+// seen every millisecond until stop is closed.
 func sampleHeap(stop <-chan struct{}) <-chan uint64 {
 	out := make(chan uint64, 1)
 	go func() {
-		sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 		var peak uint64
 		t := time.NewTicker(time.Millisecond)
 		defer t.Stop()
