@@ -3,9 +3,9 @@ package cache
 import (
 	"context"
 	"fmt"
-	"slices"
 	"os"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 )
