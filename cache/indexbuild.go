@@ -30,13 +30,7 @@ func (s *Store) buildIndex(ctx context.Context) (int, error) {
 	}
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()
-	blobs := make(map[string]accessRec)
-	err := scanManifests(ctx, txn, "", func(key []byte, m manifest, err error) error {
-		if err == nil && s.evictable(string(key)) {
-			blobs[string(key)] = accessRec{at: m.stored.UnixNano(), size: m.size, blob: true}
-		}
-		return nil
-	})
+	blobs, err := s.evictableBlobs(ctx, txn)
 	if err != nil {
 		return 0, err
 	}
@@ -125,4 +119,17 @@ func (s *Store) hasPrefix(prefix []byte) (bool, error) {
 		return nil
 	})
 	return found, err
+}
+
+// evictableBlobs returns the size and stored time of every evictable blob
+// (corrupt manifests left out), by key.
+func (s *Store) evictableBlobs(ctx context.Context, txn *badger.Txn) (map[string]accessRec, error) {
+	blobs := make(map[string]accessRec)
+	err := scanManifests(ctx, txn, "", func(key []byte, m manifest, err error) error {
+		if err == nil && s.evictable(string(key)) {
+			blobs[string(key)] = accessRec{at: m.stored.UnixNano(), size: m.size, blob: true}
+		}
+		return nil
+	})
+	return blobs, err
 }

@@ -361,7 +361,8 @@ func sampleHeap(stop <-chan struct{}) <-chan uint64 {
 // dropped with Badger directly (the a/ records stay, as a bounded cache
 // of before had them).
 func (b *runner) millionMigrate(ctx context.Context, c *cacheSide) error {
-	db, err := badger.Open(badger.DefaultOptions(c.cacheDir()).WithLogger(nil).WithValueLogFileSize(cache.DefaultValueLogFileSize))
+	db, err := badger.Open(badger.DefaultOptions(c.cacheDir()).WithLogger(nil).
+		WithValueLogFileSize(cache.DefaultValueLogFileSize))
 	if err != nil {
 		return err
 	}
