@@ -46,6 +46,9 @@ func (s *Store) PutBlobMarked(ctx context.Context, key string, r io.Reader, size
 			return fmt.Errorf("cache: put blob %q: %w", key, err)
 		}
 	}
+	if err := s.staleIndex(key); err != nil {
+		return fmt.Errorf("cache: put blob %q: %w", key, err)
+	}
 	gen := s.beginGen()
 	defer s.endGen(gen)
 	m, err := s.writeChunks(ctx, what, gen, r, size)

@@ -218,8 +218,9 @@ func (s *Store) moveAccess(ctx context.Context, pending map[string]int64) error 
 }
 
 // prepareIndex makes the index match the store's bound at Open: an
-// unbounded store drops the marker (its writes will not keep the index);
-// a bounded one without the marker builds the index.
+// unbounded store notes the marker, to drop it before its first write of
+// an evictable object (staleIndex); a bounded one without the marker
+// builds the index.
 func (s *Store) prepareIndex(ctx context.Context) error {
 	var marked bool
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -233,9 +234,10 @@ func (s *Store) prepareIndex(ctx context.Context) error {
 	switch {
 	case err != nil:
 		return fmt.Errorf("cache: access index: %w", err)
-	case s.maxSize <= 0 && marked:
-		return s.deleteKeys([][]byte{[]byte(markerIndex)})
-	case s.maxSize <= 0 || marked:
+	case s.maxSize <= 0:
+		s.indexMarked.Store(marked)
+		return nil
+	case marked:
 		return nil
 	}
 	start := time.Now()
@@ -243,7 +245,29 @@ func (s *Store) prepareIndex(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cache: building the access index: %w", err)
 	}
+	s.indexBuilt = true
 	s.log.Info("built the access-order index of the bounded cache (once)",
 		zap.Int("objects", n), zap.Duration("duration", time.Since(start)))
+	return nil
+}
+
+// staleIndex drops the marker of a complete index before an unbounded
+// store writes or deletes the evictable object under key, which it does
+// not index: the next bounded Open then builds the index again. Writes of
+// other keys (the witness state of the offline witness commands) leave
+// the index complete.
+func (s *Store) staleIndex(key string) error {
+	if s.maxSize > 0 || !s.indexMarked.Load() || !s.evictable(key) {
+		return nil
+	}
+	s.indexMu.Lock()
+	defer s.indexMu.Unlock()
+	if !s.indexMarked.Load() {
+		return nil
+	}
+	if err := s.deleteKeys([][]byte{[]byte(markerIndex)}); err != nil {
+		return fmt.Errorf("cache: access index: %w", err)
+	}
+	s.indexMarked.Store(false)
 	return nil
 }

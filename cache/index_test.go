@@ -169,11 +169,14 @@ func TestIndexMigration(t *testing.T) {
 			fill(t, s, clock, keys[:2])
 			s.Close()
 			s = openStore(t, Config{Dir: dir, Now: clock.now, GCInterval: -1})
-			if _, _, marked := indexRecords(t, s); marked {
-				t.Error("an unbounded store kept the marker of a complete index")
+			if _, _, marked := indexRecords(t, s); !marked {
+				t.Error("an unbounded store dropped the marker before writing anything")
 			}
 			if err := s.Delete(ctx, "mod/a"); err != nil { // leaves stale records behind
 				t.Fatal(err)
+			}
+			if _, _, marked := indexRecords(t, s); marked {
+				t.Error("an unbounded store deleted an evictable object and kept the marker")
 			}
 			fill(t, s, clock, []string{"mod/a", "info/c", "sumdb/d"})
 			s.Close()
@@ -185,6 +188,9 @@ func TestIndexMigration(t *testing.T) {
 			clock := &fakeClock{t: testEpoch}
 			tt.prepare(t, dir, clock)
 			s := boundedStore(t, dir, 250, clock)
+			if !s.indexBuilt {
+				t.Error("Open did not build the index")
+			}
 			// Stats, not reads: a read would make every object as recent.
 			if st, err := s.Stats(ctx); err != nil || st.TotalObjects != 4 || st.TotalBytes != 400 {
 				t.Fatalf("after the migration %+v, %v; want the 4 objects of 100 bytes", st, err)
@@ -293,4 +299,26 @@ func TestAccessRecordFormats(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestIndexKeptByOtherWrites checks that an unbounded Open that writes
+// only keys never evicted (as the offline witness commands do) leaves the
+// index complete: the next bounded Open does not build it again.
+func TestIndexKeptByOtherWrites(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	clock := &fakeClock{t: testEpoch}
+	s := boundedStore(t, dir, 1<<20, clock)
+	fill(t, s, clock, []string{"mod/a", "zip/b"})
+	s.Close()
+	s = openStore(t, Config{Dir: dir, Now: clock.now, GCInterval: -1})
+	if err := s.Put(ctx, "witness/sum.golang.org/latest", []byte("tree")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = boundedStore(t, dir, 1<<20, clock)
+	if s.indexBuilt {
+		t.Error("the index was built again after an unbounded Open that wrote only witness state")
+	}
+	checkIndex(t, s, map[string]int64{"mod/a": 100, "zip/b": 100})
 }

@@ -55,6 +55,9 @@ func (s *Store) PutMarked(ctx context.Context, key string, value []byte, mark by
 	if err := s.disk.admit(what, int64(len(value)), s.floorApplies(key)); err != nil {
 		return fmt.Errorf("cache: put %q: %w", key, err)
 	}
+	if err := s.staleIndex(key); err != nil {
+		return fmt.Errorf("cache: put %q: %w", key, err)
+	}
 	now := s.now()
 	rec := encodeValue(value, now)
 	var old int64
@@ -110,6 +113,9 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, new []byte)
 	if err := s.disk.admit(what, int64(len(new)), false); err != nil {
 		return fmt.Errorf("cache: compare-and-swap %q: %w", key, err)
 	}
+	if err := s.staleIndex(key); err != nil {
+		return fmt.Errorf("cache: compare-and-swap %q: %w", key, err)
+	}
 	rec := encodeValue(new, s.now())
 	var prev int64
 	err := s.update(ctx, func(txn *badger.Txn) error {
@@ -147,6 +153,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	s.disk.preallocate()
+	if err := s.staleIndex(key); err != nil {
+		return fmt.Errorf("cache: delete %q: %w", key, err)
+	}
 	var r removal
 	err := s.update(ctx, func(txn *badger.Txn) error {
 		var err error

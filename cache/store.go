@@ -58,6 +58,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -266,6 +267,10 @@ type Store struct {
 	disk       *diskGuard // nil: no free-space checks (in memory, or not Linux)
 	stats      statsCounter
 	statsSaved bool // Open took the counts saved by Close (statsnap.go)
+
+	indexMarked atomic.Bool // unbounded, and the index's marker is still stored (index.go)
+	indexMu     sync.Mutex  // one drop of the marker
+	indexBuilt  bool        // Open built the index
 
 	cancel    context.CancelFunc // stops background work
 	done      sync.WaitGroup
