@@ -33,8 +33,9 @@ import (
 // with one point read.
 //
 // The marker key m/access-index says that the index is complete. An
-// unbounded store does not keep the index, so it deletes the marker at
-// Open; a bounded store without the marker (a cache from before the index,
+// unbounded store does not keep the index, so it deletes the marker before
+// its first write or delete of an evictable object; a bounded store
+// without the marker (a cache from before the index,
 // or one opened unbounded since) builds the index at Open, once, before it
 // serves (buildIndex). A crash during the build leaves no marker, and the
 // next Open builds it again from the start.
