@@ -143,6 +143,9 @@ func (g *Gate) logRequest(w *logWriter, r *http.Request, req Request, o outcome,
 	if intercepted(r.Context()) {
 		via = "intercept"
 	}
+	if ownRequest(r.Context()) { // the gate's own fetch (vuln.go): logged, not counted as traffic
+		via = "internal"
+	}
 	fields := []zap.Field{
 		zap.String(logfield.Client, r.RemoteAddr), zap.String(logfield.Method, r.Method),
 		zap.String(logfield.Host, r.Host), zap.String(logfield.Path, r.URL.Path), zap.String(logfield.Via, via),
@@ -161,6 +164,8 @@ func (g *Gate) logRequest(w *logWriter, r *http.Request, req Request, o outcome,
 			g.cfg.Metrics.verifyFailed(kind)
 		}
 	}
-	g.cfg.Metrics.request(req.Kind, w.status, o.cache, via, w.bytes)
+	if via != "internal" {
+		g.cfg.Metrics.request(req.Kind, w.status, o.cache, via, w.bytes)
+	}
 	g.log.Info("request", fields...)
 }

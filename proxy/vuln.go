@@ -343,7 +343,7 @@ func (g *Gate) serveInternal(ctx context.Context, kind Kind, mod, vers string, w
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p, nil)
+	req, err := http.NewRequestWithContext(context.WithValue(ctx, ownRequestKey{}, true), http.MethodGet, p, nil)
 	if err != nil {
 		return err
 	}
@@ -357,6 +357,17 @@ func (g *Gate) serveInternal(ctx context.Context, kind Kind, mod, vers string, w
 		return fmt.Errorf("the gate answered %s with %d: %s", p, cw.status, strings.TrimSpace(cw.errBody.String()))
 	}
 	return nil
+}
+
+// ownRequestKey marks the context of the gate's own requests through its
+// ServeHTTP (serveInternal): logged with via "internal", and not counted
+// as client traffic.
+type ownRequestKey struct{}
+
+// ownRequest reports whether ctx is that of one of the gate's own requests.
+func ownRequest(ctx context.Context) bool {
+	v, _ := ctx.Value(ownRequestKey{}).(bool)
+	return v
 }
 
 // captureWriter is the http.ResponseWriter of an internal request: a 200
