@@ -321,6 +321,7 @@ type gateParts struct {
 	witness  *signer.Witness
 	audit    *audit.Log
 	gate     *proxy.Gate
+	bundles  *proxy.Bundler // air-gap bundles' export and import
 }
 
 func (g *gateParts) close() {
@@ -398,6 +399,12 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 		Public: publicFiles(g.ca.CertPEM, g.verifier),
 		Vuln:   proxy.VulnConfig{Version: o.vulnVersion, Refresh: o.vulnRefresh},
 	})
+	if err != nil {
+		return nil, err
+	}
+	// Air-gap bundles: export and import through the admin API.
+	g.bundles, err = proxy.NewBundler(proxy.BundleConfig{Gate: g.gate, Witness: g.witness, Signer: sig,
+		Verifier: g.verifier, Upstream: strings.Fields(o.upstreamSumDB)[0]})
 	if err != nil {
 		return nil, err
 	}
@@ -520,7 +527,8 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 		API: adminAPI(o.dataDir, g.ca.Cert, g.policy, g.audit, g.gate.Facts, log,
 			admin.NewWitnessAPI(admin.WitnessAPIConfig{Witness: g.witness, Audit: g.audit, Logger: log.Named("admin")}),
 			admin.CacheAPI{Stats: g.cache, Traffic: g.metrics},
-			admin.VulnAPI{Status: func() any { return g.gate.VulnStatus() }, DB: g.gate.VulnDB}),
+			admin.VulnAPI{Status: func() any { return g.gate.VulnStatus() }, DB: g.gate.VulnDB},
+			admin.NewBundleAPI(admin.BundleAPIConfig{Bundles: g.bundles, Audit: g.audit, Logger: log.Named("admin")})),
 	}), ReadHeaderTimeout: 10 * time.Second}
 	go admin.Serve(aln)
 	defer admin.Close()
