@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +22,7 @@ import (
 	"golang.org/x/mod/semver"
 
 	"github.com/modgate/modgate/cache"
+	"github.com/modgate/modgate/cache/bundle"
 	"github.com/modgate/modgate/policy"
 	"github.com/modgate/modgate/policy/vuln"
 )
@@ -264,6 +267,20 @@ func (g *Gate) newestHeld(ctx context.Context, mod string) string {
 		g.log.Warn("cannot list the vulnerability database versions held", zap.Error(err))
 	}
 	return newest
+}
+
+// refreshVulnAfterImport refreshes the mirror when an imported bundle
+// brought a zip of the database module, so that an offline gate uses it at
+// once; a failure is logged and keeps the database in force.
+func (g *Gate) refreshVulnAfterImport(ctx context.Context, mods []bundle.Module) {
+	mod := cmp.Or(g.cfg.Vuln.Module, DefaultVulnModule)
+	if !slices.ContainsFunc(mods, func(m bundle.Module) bool { return m.Path == mod && m.Zip }) {
+		return
+	}
+	if err := g.RefreshVuln(ctx); err != nil {
+		g.log.Warn("vulnerability database refresh after a bundle import failed; keeping the one in force",
+			zap.Error(err))
+	}
 }
 
 // newestVersion is, offline, the newest version the cache holds; else
