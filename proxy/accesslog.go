@@ -145,12 +145,17 @@ func (g *Gate) logRequest(w *logWriter, r *http.Request, req Request, o outcome,
 	if intercepted(r.Context()) {
 		via = "intercept"
 	}
+	if ownRequest(r.Context()) { // the gate's own fetch (vuln.go): logged, not counted as traffic
+		via = "internal"
+	}
 	if err != nil {
 		if kind := failureKind(req.Kind, err); kind != "" {
 			g.cfg.Metrics.verifyFailed(kind)
 		}
 	}
-	g.cfg.Metrics.request(req.Kind, w.status, o.cache, via, w.bytes)
+	if via != "internal" {
+		g.cfg.Metrics.request(req.Kind, w.status, o.cache, via, w.bytes)
+	}
 	ce := g.log.Check(zap.InfoLevel, "request")
 	if ce == nil {
 		return
