@@ -17,7 +17,10 @@ import (
 	"github.com/modgate/modgate/internal/pgtest"
 )
 
-// The synthetic module of scenario 8b: a zip of about 48 MiB that one gate
+// clusterScenario is the number of the cluster's scenario (issue 12).
+const clusterScenario = 12
+
+// The synthetic module of scenario 12b: a zip of about 48 MiB that one gate
 // of a cluster fetches and another serves from the shared level.
 const (
 	clusterZipPath    = "example.com/modgate-bench/cluster48"
@@ -29,7 +32,7 @@ const (
 // first gate (as cmd/modgate's cluster harness copies them).
 var clusterKeyFiles = []string{"ca.pem", "ca-key.pem", "note.key", "note.pub", "admin.token"}
 
-// ensureClusterZip writes the synthetic module of scenario 8b into the
+// ensureClusterZip writes the synthetic module of scenario 12b into the
 // fixture tree once; the local upstream hashes it when it starts.
 func ensureClusterZip(fx *fixture) error {
 	zip := filepath.Join(fx.tree, filepath.FromSlash(clusterZipPath), "@v", clusterZipVersion+".zip")
@@ -39,7 +42,7 @@ func ensureClusterZip(fx *fixture) error {
 	return modfixture.WriteSynthetic(fx.tree, clusterZipPath, clusterZipVersion, clusterZipSize)
 }
 
-// clusterRun is a throwaway PostgreSQL and the gates of scenario 8.
+// clusterRun is a throwaway PostgreSQL and the gates of scenario 12.
 type clusterRun struct {
 	b     *runner
 	dbURL string
@@ -82,14 +85,14 @@ func (c *clusterRun) stop() {
 	}
 }
 
-// cluster measures scenario 8 (issue 12): gates sharing one PostgreSQL.
-// 8c first, while the cluster is cold; then 8b, a 48 MiB zip that another
-// gate fetched; then 8a, warm downloads from a cluster gate's first level
+// cluster measures scenario 12 (issue 12): gates sharing one PostgreSQL.
+// 12c first, while the cluster is cold; then 12b, a 48 MiB zip that another
+// gate fetched; then 12a, warm downloads from a cluster gate's first level
 // against a single gate, in the same run.
 func (b *runner) cluster(ctx context.Context) error {
 	pg, err := pgtest.Launch()
 	if err != nil {
-		return fmt.Errorf("scenario 8 needs PostgreSQL: %w", err)
+		return fmt.Errorf("scenario 12 needs PostgreSQL: %w", err)
 	}
 	defer pg.Close()
 	c := &clusterRun{b: b, dbURL: pg.URL("postgres")}
@@ -108,7 +111,7 @@ func (b *runner) cluster(ctx context.Context) error {
 	return b.clusterWarm(ctx, c.gates[0])
 }
 
-// clusterStampede is 8c: each of the gates gets 50 concurrent clients,
+// clusterStampede is 12c: each of the gates gets 50 concurrent clients,
 // each of which asks for the same 20 cold zips (in its own order). The
 // upstream must see one request per zip, and no client a 5xx.
 func (b *runner) clusterStampede(ctx context.Context, gates []*gateProc) error {
@@ -130,7 +133,7 @@ func (b *runner) clusterStampede(ctx context.Context, gates []*gateProc) error {
 		}
 	}
 	if len(zips) < 20 {
-		return fmt.Errorf("the workload has %d zips, scenario 8c needs 20", len(zips))
+		return fmt.Errorf("the workload has %d zips, scenario 12c needs 20", len(zips))
 	}
 	slices.SortFunc(zips, func(a, b zipFile) int { return cmp.Compare(a.size, b.size) })
 	var paths []string
@@ -179,14 +182,14 @@ func (b *runner) clusterStampede(ctx context.Context, gates []*gateProc) error {
 	for i, p := range paths {
 		if n := b.up.Count(p) - before[i]; n != 1 {
 			extra += n - 1
-			b.logf("8c: %s fetched %d times from the upstream", p, n)
+			b.logf("12c: %s fetched %d times from the upstream", p, n)
 		}
 	}
 	for _, err := range failures[:min(len(failures), 5)] {
-		b.logf("8c: %v", err)
+		b.logf("12c: %v", err)
 	}
 	met := extra == 0 && status5 == 0 && len(failures) == 0
-	b.add("8c", fmt.Sprintf("3 gates × %d concurrent cold clients, same 20 zips: upstream fetches per zip, 5xx", workers),
+	b.add("12c", fmt.Sprintf("3 gates × %d concurrent cold clients, same 20 zips: upstream fetches per zip, 5xx", workers),
 		fmt.Sprintf("%d extra fetches, %d answers 5xx, %d failed of %d (%.1fs; zips of %.1f MiB in all)", extra,
 			status5, len(failures), len(gates)*workers*len(paths), took.Seconds(), float64(total)/(1<<20)),
 		"exactly 1 per zip, no 5xx", &met)
@@ -232,7 +235,7 @@ func timedGet(ctx context.Context, url string, want [sha256.Size]byte) (time.Dur
 	return d, nil
 }
 
-// clusterBigZip is 8b: the 48 MiB zip, fetched from the upstream by the
+// clusterBigZip is 12b: the 48 MiB zip, fetched from the upstream by the
 // second gate, reaches a client of a fresh gate (from the second level)
 // in at most 3× the time of the same gate's first-level hit that follows,
 // with no upstream request. One fresh gate per run.
@@ -263,20 +266,20 @@ func (b *runner) clusterBigZip(ctx context.Context, c *clusterRun) error {
 		}
 		second, first = append(second, s.Seconds()), append(first, f.Seconds())
 		rs = append(rs, s.Seconds()/f.Seconds())
-		b.logf("8b run %d: from the second level %.3fs, first-level hit %.3fs", i+1, s.Seconds(), f.Seconds())
+		b.logf("12b run %d: from the second level %.3fs, first-level hit %.3fs", i+1, s.Seconds(), f.Seconds())
 		g.stop()
 		c.gates = slices.DeleteFunc(c.gates, func(x *gateProc) bool { return x == g })
 	}
 	extra := b.up.Count(p) - fetched
 	r := median(rs)
 	met := r <= 3 && extra == 0
-	b.add("8b", "48 MiB zip another gate fetched ÷ first-level hit (GOPROXY endpoint)",
+	b.add("12b", "48 MiB zip another gate fetched ÷ first-level hit (GOPROXY endpoint)",
 		fmt.Sprintf("%.2f (%.3fs ÷ %.3fs), %d upstream requests", r, median(second), median(first), extra),
 		"≤ 3, no upstream request", &met)
 	return nil
 }
 
-// clusterWarm is 8a: warm go mod download of the workload through the
+// clusterWarm is 12a: warm go mod download of the workload through the
 // GOPROXY endpoint of a cluster gate and of a single gate (no database),
 // both filled first, in paired runs.
 func (b *runner) clusterWarm(ctx context.Context, cg *gateProc) error {
@@ -304,11 +307,11 @@ func (b *runner) clusterWarm(ctx context.Context, cg *gateProc) error {
 			}
 			times[m.name] = append(times[m.name], d.Seconds())
 		}
-		b.logf("8a run %d: single %.2fs, cluster %.2fs", i+1, last(times["single"]), last(times["cluster"]))
+		b.logf("12a run %d: single %.2fs, cluster %.2fs", i+1, last(times["single"]), last(times["cluster"]))
 	}
 	r := median(ratios(times["cluster"], times["single"]))
 	met := r <= 1.05
-	b.add("8a", "warm go mod download from the first level, --cluster-db gate ÷ single gate",
+	b.add("12a", "warm go mod download from the first level, --cluster-db gate ÷ single gate",
 		fmt.Sprintf("%.2f (%.2fs ÷ %.2fs)", r, median(times["cluster"]), median(times["single"])), "≤ 1.05", &met)
 	return nil
 }
