@@ -189,7 +189,8 @@ func (b *runner) clusterStampede(ctx context.Context, gates []*gateProc) error {
 		b.logf("12c: %v", err)
 	}
 	met := extra == 0 && status5 == 0 && len(failures) == 0
-	b.add("12c", fmt.Sprintf("3 gates × %d concurrent cold clients, same 20 zips: upstream fetches per zip, 5xx", workers),
+	b.add("12c",
+		fmt.Sprintf("3 gates × %d concurrent cold clients, same 20 zips: upstream fetches per zip, 5xx", workers),
 		fmt.Sprintf("%d extra fetches, %d answers 5xx, %d failed of %d (%.1fs; zips of %.1f MiB in all)", extra,
 			status5, len(failures), len(gates)*workers*len(paths), took.Seconds(), float64(total)/(1<<20)),
 		"exactly 1 per zip, no 5xx", &met)
