@@ -12,7 +12,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -161,42 +160,45 @@ func (b *Bundler) store(ctx context.Context, ex *bundle.Extracted, v *bundle.Ver
 	return len(zips), nil
 }
 
-// storeZips stores the zips of escaped module/@v/version paths on
-// GOMAXPROCS workers.
+// storeZips stores the zips of escaped module/@v/version paths in one
+// bulk write: their chunks on GOMAXPROCS workers, one sync for all, then
+// their manifests (cache.Store.PutBlobsMarked).
 func (b *Bundler) storeZips(ctx context.Context, ex *bundle.Extracted, zips []string) error {
-	errs := make([]error, len(zips))
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	for range runtime.GOMAXPROCS(0) {
-		wg.Go(func() {
-			for i := range jobs {
-				if ctx.Err() == nil {
-					errs[i] = b.storeZip(ctx, ex.Path(zips[i]+".zip"), "zip/"+zips[i])
-				}
-			}
-		})
+	blobs := make([]cache.BulkBlob, len(zips))
+	for i, z := range zips {
+		path := ex.Path(z + ".zip")
+		f, ok := ex.Files[z+".zip"]
+		if !ok {
+			return fmt.Errorf("storing %s: not in the bundle", z+".zip")
+		}
+		blobs[i] = cache.BulkBlob{Key: "zip/" + z, Size: f.Size, Mark: trustSumDB,
+			Open: func() (io.ReadCloser, error) { return os.Open(path) }}
 	}
-	for i := range zips {
-		jobs <- i
+	if bc, ok := b.g.cfg.Cache.(bulkCache); ok {
+		return bc.PutBlobsMarked(ctx, blobs, runtime.GOMAXPROCS(0))
 	}
-	close(jobs)
-	wg.Wait()
-	return errors.Join(append(errs, ctx.Err())...)
+	for _, bl := range blobs { // a cache without bulk writes: one blob at a time
+		if err := b.storeZip(ctx, bl); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// storeZip stores a verified zip from the spool directory.
-func (b *Bundler) storeZip(ctx context.Context, path, key string) error {
-	f, err := os.Open(path)
+// bulkCache is a Cache that stores many blobs at once (*cache.Store).
+type bulkCache interface {
+	PutBlobsMarked(ctx context.Context, blobs []cache.BulkBlob, workers int) error
+}
+
+// storeZip stores one verified zip from the spool directory.
+func (b *Bundler) storeZip(ctx context.Context, bl cache.BulkBlob) error {
+	f, err := bl.Open()
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if err := b.g.cfg.Cache.PutBlobMarked(ctx, key, f, st.Size(), trustSumDB); err != nil {
-		return fmt.Errorf("storing %s: %w", key, err)
+	if err := b.g.cfg.Cache.PutBlobMarked(ctx, bl.Key, f, bl.Size, bl.Mark); err != nil {
+		return fmt.Errorf("storing %s: %w", bl.Key, err)
 	}
 	return nil
 }
