@@ -85,7 +85,7 @@ func Extract(ctx context.Context, r io.Reader, dir string, lim Limits) (*Extract
 	lim = lim.withDefaults()
 	br := bufio.NewReaderSize(r, 1<<20)
 	if magic, _ := br.Peek(4); bytes.Equal(magic, zstdMagic) {
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1),
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(2), // decoding overlaps the tar, SHA-256 and spool
 			zstd.WithDecoderMaxMemory(uint64(min(lim.MaxTotal, 1<<40))), zstd.WithDecoderMaxWindow(64<<20))
 		if err != nil {
 			return nil, fmt.Errorf("zstd: %w", err)
