@@ -84,6 +84,9 @@ func (b *runner) bundleRuns(ctx context.Context, file, trust string,
 		runImport := func() error {
 			stop := make(chan struct{})
 			peak := in.sampleMem(stop)
+			if f := b.profileFile("bundle-import"); f != "" && i == 0 {
+				in.profile(8*time.Second, f) // the first 8 s of the import; the gate's stop ends it
+			}
 			start := time.Now()
 			err := b.bundleCLI(ctx, in, "import", file, "--trust", trust)
 			imports = append(imports, time.Since(start).Seconds())
