@@ -348,6 +348,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	if err != nil {
 		return nil, err
 	}
+	o.cluster.dataDir = o.dataDir
 	if g.cluster, err = g.openCluster(ctx, o.cluster, log); err != nil {
 		return nil, err
 	}
