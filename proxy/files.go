@@ -87,7 +87,7 @@ func (g *Gate) load(ctx context.Context, req Request) ([]byte, outcome, error) {
 	case g.cfg.Offline && err == nil:
 		return nil, outcome{}, untrustedOffline(req)
 	case g.cfg.Offline:
-		return nil, outcome{}, fmt.Errorf("%s: %w", req.Target(), ErrOffline)
+		return nil, outcome{}, g.offlineMiss(ctx, req)
 	}
 	body, o, ferr := g.shared(ctx, key, func(ctx context.Context) ([]byte, upstreamTime, error) {
 		// Another request may have stored it since this one missed.
@@ -246,7 +246,7 @@ func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		case g.cfg.Offline && untrusted:
 			return o, untrustedOffline(req)
 		case g.cfg.Offline:
-			return o, fmt.Errorf("%s: %w", req.Target(), ErrOffline)
+			return o, g.offlineMiss(ctx, req)
 		}
 		result = cacheMiss
 		// The shared fetch stores the blob; each caller then opens its own:
