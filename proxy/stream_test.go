@@ -1,11 +1,9 @@
 package proxy
 
 import (
-	"archive/zip"
 	"bytes"
 	"crypto/sha256"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -137,32 +135,12 @@ func TestGateStreamWaitsForLookup(t *testing.T) {
 	checkSpoolEmpty(t, tg)
 }
 
-// writeOtherZip writes a valid module zip of m, of about size bytes, with
-// other content than fakeupstream.AddLargeModule's, and returns its path.
+// writeOtherZip writes a valid module zip of m, of the size
+// fakeupstream.AddLargeModule makes, with other data, and returns its path.
 func writeOtherZip(t *testing.T, m module.Version, size int64) string {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "other.zip")
-	f, err := os.Create(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zw := zip.NewWriter(f)
-	prefix := m.Path + "@" + m.Version + "/"
-	w, err := zw.CreateHeader(&zip.FileHeader{Name: prefix + "go.mod", Method: zip.Store})
-	if err == nil {
-		_, err = io.WriteString(w, "module "+m.Path+"\n")
-	}
-	if err == nil {
-		w, err = zw.CreateHeader(&zip.FileHeader{Name: prefix + "data.bin", Method: zip.Store})
-	}
-	if err == nil {
-		_, err = io.CopyN(w, rand.NewChaCha8([32]byte{'o', 't', 'h', 'e', 'r'}), size)
-	}
-	if err == nil {
-		err = zw.Close()
-	}
-	if err != nil {
+	if err := fakeupstream.WriteOtherLargeZip(file, m, size); err != nil {
 		t.Fatal(err)
 	}
 	return file
