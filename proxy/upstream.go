@@ -102,6 +102,13 @@ func (u *upstream) spool(ctx context.Context, path, dir string, limit int64,
 	if err != nil {
 		return nil, 0, fmt.Errorf("spooling: %w", err)
 	}
+	if resp.ContentLength > 0 {
+		if err := reserve(f, resp.ContentLength); err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return nil, 0, spoolError(f.Name(), err)
+		}
+	}
 	sw := &spoolWriter{f: f, watch: watch}
 	if watch != nil {
 		watch.started(f.Name(), resp.ContentLength)
