@@ -27,14 +27,20 @@ const streamZipSize = 4 << 20
 // then, once the upstream has sent all of it:
 //   - an honest zip: both complete with the upstream's bytes, and it is
 //     stored once, from one upstream fetch;
-//   - a zip whose hash differs from the checksum database's: both answers
+//   - a zip whose hash differs from the checksum database's, or an
+//     upstream that cuts its answer after the first half: both answers
 //     are cut short (a read error, fewer bytes than declared; the held
 //     back tail never goes out), and nothing is stored or left spooled.
 func TestGateStreamsZip(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
-		altered bool
-	}{{"verified zip completes", false}, {"zip whose hash fails is cut short", true}} {
+		altered bool // the upstream sends another zip
+		cut     bool // the upstream cuts its answer after the first half
+	}{
+		{"verified zip completes", false, false},
+		{"zip whose hash fails is cut short", true, false},
+		{"upstream cut after the first half", false, true},
+	} {
 		t.Run(tt.name, func(t *testing.T) {
 			tg := newTestGate(t, nil, gateOptions{Dir: t.TempDir()})
 			m := module.Version{Path: "example.com/large", Version: "v1.0.0"}
@@ -57,6 +63,9 @@ func TestGateStreamsZip(t *testing.T) {
 				w.Write(body[:len(body)/2])
 				http.NewResponseController(w).Flush()
 				<-release
+				if tt.cut {
+					panic(http.ErrAbortHandler)
+				}
 				w.Write(body[len(body)/2:])
 			})
 			var clients [2]*http.Response
@@ -79,7 +88,7 @@ func TestGateStreamsZip(t *testing.T) {
 			for i, resp := range clients {
 				rest, err := io.ReadAll(resp.Body)
 				got := len(body)/2 - holdBack + len(rest)
-				if tt.altered {
+				if tt.altered || tt.cut {
 					if err == nil || got >= len(body) {
 						t.Errorf("client %d: %d of %d bytes, error %v; want the answer cut short", i, got, len(body), err)
 					}
@@ -96,7 +105,7 @@ func TestGateStreamsZip(t *testing.T) {
 				t.Errorf("the upstream saw %d requests, want 1", n)
 			}
 			key := "zip/example.com/large/@v/v1.0.0"
-			if tt.altered { // the answers were cut once the check had failed
+			if tt.altered || tt.cut { // the answers were cut once the fetch or check had failed
 				if ok, err := tg.cache.HasBlob(t.Context(), key); ok || err != nil {
 					t.Errorf("HasBlob = %v, %v after a zip failed its check; want nothing stored", ok, err)
 				}
