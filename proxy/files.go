@@ -90,27 +90,7 @@ func (g *Gate) load(ctx context.Context, req Request) ([]byte, outcome, error) {
 		return nil, outcome{}, fmt.Errorf("%s: %w", req.Target(), ErrOffline)
 	}
 	body, o, ferr := g.shared(ctx, key, func(ctx context.Context) ([]byte, upstreamTime, error) {
-		// Another request may have stored it since this one missed.
-		if e, err := g.cfg.Cache.Get(ctx, key); err == nil && g.trustHolds(req, e.Mark) &&
-			(!spec.mutable || g.cfg.Now().Sub(e.Stored) < g.cfg.ListTTL) {
-			return e.Value, upstreamTime{}, nil
-		}
-		var ahead *sumAhead
-		if req.Kind == KindMod { // the record's round trips overlap the fetch's
-			ahead = g.lookAhead(ctx, req, "/go.mod")
-		}
-		body, up, err := g.fetchTimed(ctx, req.Kind, "/"+req.escaped+spec.ext)
-		if err != nil {
-			return nil, up, err
-		}
-		trust, err := spec.check(g, ctx, req, body, ahead)
-		if err != nil {
-			return nil, up, err
-		}
-		if err := g.cfg.Cache.PutMarked(ctx, key, body, trust); err != nil {
-			return nil, up, fmt.Errorf("storing %s: %w", key, err)
-		}
-		return body, up, nil
+		return g.fetchFile(ctx, req, key, spec)
 	})
 	if ferr != nil && trusted && statusOf(ferr) == http.StatusBadGateway {
 		g.log.Warn("upstream failed; serving a stale copy", zap.String("key", key), zap.Error(ferr))
@@ -122,6 +102,31 @@ func (g *Gate) load(ctx context.Context, req Request) ([]byte, outcome, error) {
 	}
 	o.cache = cacheMiss
 	return body, o, nil
+}
+
+// fetchFile fetches, checks and stores a small module file, unless
+// another request has stored it since this one missed.
+func (g *Gate) fetchFile(ctx context.Context, req Request, key string, spec fileSpec) ([]byte, upstreamTime, error) {
+	if e, err := g.cfg.Cache.Get(ctx, key); err == nil && g.trustHolds(req, e.Mark) &&
+		(!spec.mutable || g.cfg.Now().Sub(e.Stored) < g.cfg.ListTTL) {
+		return e.Value, upstreamTime{}, nil
+	}
+	var ahead *sumAhead
+	if req.Kind == KindMod { // the record's round trips overlap the fetch's
+		ahead = g.lookAhead(ctx, req, "/go.mod")
+	}
+	body, up, err := g.fetchTimed(ctx, req.Kind, "/"+req.escaped+spec.ext)
+	if err != nil {
+		return nil, up, err
+	}
+	trust, err := spec.check(g, ctx, req, body, ahead)
+	if err != nil {
+		return nil, up, err
+	}
+	if err := g.cfg.Cache.PutMarked(ctx, key, body, trust); err != nil {
+		return nil, up, fmt.Errorf("storing %s: %w", key, err)
+	}
+	return body, up, nil
 }
 
 // fetchTimed fetches a small body and returns the upstream time.
@@ -254,22 +259,12 @@ func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			return o, fmt.Errorf("%s: %w", req.Target(), ErrOffline)
 		}
 		result = cacheMiss
-		// A plain GET streams the zip as it arrives (see zipStream).
-		// Otherwise the shared fetch stores the blob and each caller then
-		// opens its own: a Blob is a reader with a position and a read
-		// transaction, so one cannot serve several callers.
-		p := g.fetchZipAsync(ctx, req, key)
-		if streamable(r) {
-			if so, ok, err := g.streamZip(ctx, w, req, key, p); ok {
-				o = o.with(so)
-				o.cache = so.cache
-				return o, err
-			}
+		mo, b, streamed, merr := g.missZip(ctx, w, r, req, key)
+		if o = o.with(mo); streamed {
+			o.cache = cacheMiss
+			return o, merr
 		}
-		<-p.done
-		if o, err = o.with(p.o), p.err; err == nil {
-			blob, err = g.openVerified(ctx, key)
-		}
+		blob, err = b, merr
 	}
 	if err != nil {
 		return o, err
@@ -286,6 +281,27 @@ func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		_ = g.dropUnreadable(ctx, req, key, body.err)
 	}
 	return o, nil
+}
+
+// missZip answers a zip that is not cached. A plain GET streams it as it
+// arrives (streamed is true, and err says whether the answer must be cut;
+// see zipStream). Otherwise it waits for the shared fetch, which stores
+// the blob, and opens its own: a Blob is a reader with a position and a
+// read transaction, so one cannot serve several callers.
+func (g *Gate) missZip(ctx context.Context, w http.ResponseWriter, r *http.Request, req Request,
+	key string) (o outcome, blob *cache.Blob, streamed bool, err error) {
+	p := g.fetchZipAsync(ctx, req, key)
+	if streamable(r) {
+		if so, ok, err := g.streamZip(ctx, w, req, key, p); ok {
+			return so, nil, true, err
+		}
+	}
+	<-p.done
+	if p.err != nil {
+		return p.o, nil, false, p.err
+	}
+	blob, err = g.openVerified(ctx, key)
+	return p.o, blob, false, err
 }
 
 // openVerified opens the cached zip under key and checks all of it (each
