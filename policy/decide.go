@@ -52,6 +52,10 @@ type Facts struct {
 	// (Origin.Hash), lower-case; empty means unknown. A pseudo-version
 	// names its own (see CommitOf).
 	Commit string `json:"commit,omitempty"`
+	// Vulns are the vulnerability database entries that affect the
+	// version, when VulnsKnown (the gate holds a database).
+	Vulns      []Vuln `json:"vulns,omitempty"`
+	VulnsKnown bool   `json:"vulns_known,omitempty"`
 }
 
 // Input is what Decide decides on.
@@ -80,14 +84,18 @@ type Input struct {
 //     denied (rule "cooldown"). Its publication time is the latest of
 //     Facts.Published, InfoTime and FirstSeen, and the reason says which
 //     one it is.
-//  4. Default (rule "default").
+//  4. Vulnerable: a version that a counted entry of the vulnerability
+//     database affects (Facts.Vulns, see Vulnerable) is denied (rule
+//     "vulnerable"); with action report (the default) the denial is
+//     only reported.
+//  5. Default (rule "default").
 //
 // Facts that are unknown (RetractedKnown false, Published or Now zero)
 // deny nothing: the gate establishes them where it enforces. In report
 // mode a denial is returned with Allowed true and WouldDeny true.
 func (p *Policy) Decide(in Input) Decision {
 	d := p.decide(in)
-	if d.Action == Deny && p.Mode == Report {
+	if d.Action == Deny && (p.Mode == Report || (d.Rule == RuleVulnerable && p.Vulnerable.Action != VulnDeny)) {
 		d.Allowed, d.WouldDeny = true, true
 	}
 	return d
@@ -121,6 +129,9 @@ func (p *Policy) decide(in Input) Decision {
 		if age := f.Now.Sub(published); age < p.Cooldown {
 			return Decision{Action: Deny, Rule: RuleCooldown, Reason: cooldownReason(f, published, p.Cooldown)}
 		}
+	}
+	if d, ok := p.decideVuln(f); ok && (p.Vulnerable.Action == VulnDeny || p.Default != Deny) {
+		return d // in report, a default deny is the stronger decision
 	}
 	if p.Default == Deny {
 		return Decision{Action: Deny, Rule: RuleDefault, Reason: "no rule allows it and the policy's default is deny"}

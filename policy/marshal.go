@@ -21,7 +21,11 @@ const Header = `# modgate policy.
 #   3. cooldown: denies a version published less than this long ago, such as
 #      72h or 3d. Published is the later of its .info Time (which its author
 #      chooses) and when the gate first saw its checksum-database record.
-#   4. default: allow or deny.
+#   4. vulnerable: a version that an entry of the Go vulnerability database
+#      affects: action report (the default) logs and audits it, deny refuses
+#      it. ignore: [GO-2021-0113] never counts those entries; reviewed_only:
+#      true leaves out entries marked UNREVIEWED. No section: not checked.
+#   5. default: allow or deny.
 # A fact modgate could not establish (a retraction, a publish time) denies
 # nothing. mode: report lets everything through, and logs and audits what
 # would have been denied.
@@ -75,6 +79,7 @@ func (p *Policy) doc() *doc {
 	if c.Cooldown != 0 {
 		d.Cooldown = FormatDuration(c.Cooldown)
 	}
+	d.Vulnerable = c.Vulnerable
 	if c.Egress.Mode != Enforce || c.Egress.Default != Deny || len(c.Egress.Rules) > 0 {
 		d.Egress = &c.Egress
 	}
@@ -170,6 +175,10 @@ rules: []
 #     module: example.com/m
 #     commit: 0123456789ab   # every version of this commit (pseudo-versions; tags whose .info names it)
 #     reason: TICKET-124
+# vulnerable:          # versions with known vulnerabilities (the gate's vulndb mirror)
+#   action: report     # or deny
+#   ignore: [GO-2021-0113]
+#   reviewed_only: false
 # egress:              # CONNECTs to hosts modgate does not intercept
 #   default: deny
 #   rules:

@@ -18,21 +18,23 @@ const MaxFileSize = 4 << 20
 
 // doc is the YAML (and JSON) form of a Policy.
 type doc struct {
-	Mode          Mode     `yaml:"mode,omitempty" json:"mode,omitempty"`
-	Default       Action   `yaml:"default,omitempty" json:"default,omitempty"`
-	DenyRetracted bool     `yaml:"deny_retracted" json:"deny_retracted"`
-	Cooldown      string   `yaml:"cooldown,omitempty" json:"cooldown,omitempty"`
-	Private       []string `yaml:"private,omitempty" json:"private,omitempty"`
-	Rules         []Rule   `yaml:"rules" json:"rules"`
-	Egress        *Egress  `yaml:"egress,omitempty" json:"egress,omitempty"`
+	Mode          Mode        `yaml:"mode,omitempty" json:"mode,omitempty"`
+	Default       Action      `yaml:"default,omitempty" json:"default,omitempty"`
+	DenyRetracted bool        `yaml:"deny_retracted" json:"deny_retracted"`
+	Cooldown      string      `yaml:"cooldown,omitempty" json:"cooldown,omitempty"`
+	Private       []string    `yaml:"private,omitempty" json:"private,omitempty"`
+	Rules         []Rule      `yaml:"rules" json:"rules"`
+	Egress        *Egress     `yaml:"egress,omitempty" json:"egress,omitempty"`
+	Vulnerable    *Vulnerable `yaml:"vulnerable,omitempty" json:"vulnerable,omitempty"`
 }
 
 // The keys each mapping of a policy document may have.
 var (
-	policyKeys   = []string{"mode", "default", "deny_retracted", "cooldown", "private", "rules", "egress"}
+	policyKeys   = []string{"mode", "default", "deny_retracted", "cooldown", "private", "rules", "egress", "vulnerable"}
 	ruleKeys     = []string{"id", "action", "module", "versions", "commit", "reason"}
 	egressKeys   = []string{"mode", "default", "rules"}
 	hostRuleKeys = []string{"id", "action", "host", "ports", "reason"}
+	vulnKeys     = []string{"action", "ignore", "reviewed_only"}
 )
 
 // Parse parses and validates a policy document: YAML, or JSON (which is
@@ -149,6 +151,9 @@ func (w *walker) policy(node *yaml.Node) {
 	m := w.mapping("", node, policyKeys)
 	if rules := m["rules"]; rules != nil {
 		w.list("rules", rules, func(field string, item *yaml.Node) { w.rule(field, item) })
+	}
+	if v := m["vulnerable"]; v != nil && !isNull(v) {
+		w.mapping("vulnerable", v, vulnKeys)
 	}
 	if eg := m["egress"]; eg != nil && !isNull(eg) {
 		em := w.mapping("egress", eg, egressKeys)
@@ -279,6 +284,7 @@ func (d *doc) policy() (*Policy, error) {
 	if d.Egress != nil {
 		p.Egress = *d.Egress
 	}
+	p.Vulnerable = d.Vulnerable.clone()
 	if d.Cooldown != "" {
 		c, err := ParseDuration(d.Cooldown)
 		if err != nil {
@@ -325,6 +331,7 @@ func (p *Policy) normalize() {
 			p.Egress.Rules[i].Ports = nil
 		}
 	}
+	p.Vulnerable.normalize()
 	if len(p.Private) == 0 {
 		p.Private = nil
 	}

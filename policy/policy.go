@@ -144,6 +144,9 @@ type Policy struct {
 	Rules []Rule
 	// Egress is the policy for other hosts.
 	Egress Egress
+	// Vulnerable is the policy for versions with known vulnerabilities;
+	// nil checks none.
+	Vulnerable *Vulnerable
 
 	// constraints are the rules' Versions, parsed once when the policy is
 	// loaded (normalize), by their text. Never modified after: a Clone
@@ -157,6 +160,7 @@ func (p *Policy) Clone() *Policy {
 	c.Private = slices.Clone(p.Private)
 	c.Rules = slices.Clone(p.Rules)
 	c.Egress.Rules = slices.Clone(p.Egress.Rules)
+	c.Vulnerable = p.Vulnerable.clone()
 	for i := range c.Egress.Rules {
 		c.Egress.Rules[i].Ports = slices.Clone(c.Egress.Rules[i].Ports)
 	}
@@ -198,6 +202,7 @@ func (p *Policy) Validate() error {
 		errs = append(errs, prefixed(field, r.Validate())...)
 		checkUnique(add, seen, field, r.ID)
 	}
+	p.Vulnerable.validate(add)
 	checkMode(add, "egress.mode", p.Egress.Mode)
 	checkAction(add, "egress.default", p.Egress.Default, true)
 	for i, r := range p.Egress.Rules {

@@ -87,7 +87,7 @@ func (g *Gate) load(ctx context.Context, req Request) ([]byte, outcome, error) {
 	case g.cfg.Offline && err == nil:
 		return nil, outcome{}, untrustedOffline(req)
 	case g.cfg.Offline:
-		return nil, outcome{}, fmt.Errorf("%s: %w", req.Target(), ErrOffline)
+		return nil, outcome{}, g.offlineMiss(ctx, req)
 	}
 	body, o, ferr := g.shared(ctx, key, func(ctx context.Context) ([]byte, upstreamTime, error) {
 		return g.fetchFile(ctx, req, key, spec)
@@ -256,7 +256,7 @@ func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		case g.cfg.Offline && untrusted:
 			return o, untrustedOffline(req)
 		case g.cfg.Offline:
-			return o, fmt.Errorf("%s: %w", req.Target(), ErrOffline)
+			return o, g.offlineMiss(ctx, req)
 		}
 		result = cacheMiss
 		mo, b, streamed, merr := g.missZip(ctx, w, r, req, key)

@@ -92,10 +92,12 @@ type Config struct {
 	// verifier key from the proxy's own address.
 	Public []PublicFile
 	Now    func() time.Time
+	// Vuln configures the mirror of the Go vulnerability database (vuln.go).
+	Vuln VulnConfig
 }
 
 // DefaultIntercept is the default list of intercepted hosts.
-var DefaultIntercept = []string{"proxy.golang.org", "sum.golang.org"}
+var DefaultIntercept = []string{"proxy.golang.org", "sum.golang.org", VulnHost}
 
 // Gate is the pipeline behind both the intercepting proxy and the GOPROXY
 // endpoint: it serves module files and checksum-database data.
@@ -109,6 +111,8 @@ type Gate struct {
 
 	wouldMu   sync.Mutex
 	wouldDeny map[string]time.Time // last audit of a would-be denial, by target and rule
+
+	vuln vulnMirror // the vulnerability database in force (vuln.go)
 }
 
 // fetchTimeout bounds one shared upstream fetch (a stall ends it sooner).
@@ -157,6 +161,9 @@ func (g *Gate) Intercepts(host string) bool {
 // decrypted from an intercepted connection, and logs it in one line.
 func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !intercepted(r.Context()) && g.servePublic(w, r) {
+		return
+	}
+	if g.serveVuln(w, r) { // the vulnerability database (vuln.go)
 		return
 	}
 	start := time.Now()

@@ -32,6 +32,9 @@ type DeniedError struct {
 }
 
 func (e *DeniedError) Error() string {
+	if e.Decision.Rule == policy.RuleVulnerable {
+		return fmt.Sprintf("%s denied: %s", e.Target, e.Decision.Reason)
+	}
 	return fmt.Sprintf("%s denied by policy rule %s: %s", e.Target, e.Decision.Rule, e.Decision.Reason)
 }
 
@@ -178,6 +181,7 @@ func (g *Gate) filterList(ctx context.Context, p *policy.Policy, mod string, bod
 		}
 		co, err := g.commitFact(ctx, p, mod, v, &facts)
 		o, errs = o.with(co), append(errs, err)
+		g.vulnFacts(p, mod, v, &facts)
 		if err := errors.Join(errs...); err != nil {
 			g.log.Debug("policy facts unknown", zap.String("target", mod+"@"+v), zap.Error(err))
 		}
@@ -209,6 +213,7 @@ func (g *Gate) facts(ctx context.Context, p *policy.Policy, mod, vers string) (p
 		o, errs = o.with(do), append(errs, err)
 	}
 	co, err := g.commitFact(ctx, p, mod, vers, &facts)
+	g.vulnFacts(p, mod, vers, &facts)
 	return facts, o.with(co), errors.Join(append(errs, err)...)
 }
 
@@ -220,6 +225,7 @@ func (g *Gate) Facts(ctx context.Context, mod, vers string) (policy.Facts, error
 	facts.Commit = commit
 	_, rerr := g.retraction(ctx, mod, vers, &facts)
 	_, derr := g.date(ctx, mod, vers, &facts)
+	g.vulnFacts(nil, mod, vers, &facts)
 	return facts, errors.Join(rerr, derr, cerr)
 }
 

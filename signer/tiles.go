@@ -75,15 +75,22 @@ type authTile struct {
 
 // tiles returns a tlog.TileReader for one operation.
 func (w *Witness) tiles(ctx context.Context, src tileSource) *tileReader {
-	return &tileReader{ctx: ctx, w: w, src: src, epoch: w.epoch.Load()}
+	return w.tilesFrom(ctx, src, w.remote)
+}
+
+// tilesFrom returns a tlog.TileReader that reads what it does not take
+// from the store from remote (the upstream, or an imported bundle).
+func (w *Witness) tilesFrom(ctx context.Context, src tileSource, remote Remote) *tileReader {
+	return &tileReader{ctx: ctx, w: w, src: src, remote: remote, epoch: w.epoch.Load()}
 }
 
 // tileReader is a tlog.TileReader over the store and the upstream.
 type tileReader struct {
-	ctx   context.Context
-	w     *Witness
-	src   tileSource
-	epoch uint64 // of the witness when the reader was made (see Witness.epoch)
+	ctx    context.Context
+	w      *Witness
+	src    tileSource
+	remote Remote // where tiles that are not stored are read
+	epoch  uint64 // of the witness when the reader was made (see Witness.epoch)
 
 	mu      sync.Mutex
 	stored  map[tlog.Tile]bool // read from the store: no need to save again
@@ -135,14 +142,14 @@ func (r *tileReader) readTile(t tlog.Tile) ([]byte, error) {
 			return nil, &remoteError{fmt.Errorf("tile %s: %w", t.Path(), errNotStored)}
 		}
 	}
-	data, err := r.w.remote.ReadRemote(r.ctx, "/"+t.Path())
+	data, err := r.remote.ReadRemote(r.ctx, "/"+t.Path())
 	if err == nil {
 		return data, nil
 	}
 	full := t
 	full.W = 1 << uint(t.H)
 	if full != t { // a completed tile may be served only whole
-		if fdata, ferr := r.w.remote.ReadRemote(r.ctx, "/"+full.Path()); ferr == nil && len(fdata) >= t.W*tlog.HashSize {
+		if fdata, ferr := r.remote.ReadRemote(r.ctx, "/"+full.Path()); ferr == nil && len(fdata) >= t.W*tlog.HashSize {
 			return fdata[:t.W*tlog.HashSize], nil
 		}
 	}

@@ -205,6 +205,13 @@ func (w *Witness) open(msg []byte) (*note.Note, tlog.Tree, error) {
 // timeline; a newer head moves the persisted state forward. It returns the
 // verified note and its tree.
 func (w *Witness) Observe(ctx context.Context, msg []byte) (*note.Note, tlog.Tree, error) {
+	return w.observe(ctx, msg, w.remote, nil)
+}
+
+// observe is Observe with the tiles of a newer tree read from remote (the
+// upstream, or an imported bundle), and the history entries seen recorded
+// before a newer head (nil: the head is seen now).
+func (w *Witness) observe(ctx context.Context, msg []byte, remote Remote, seen []HistoryEntry) (*note.Note, tlog.Tree, error) {
 	if w.Forked() {
 		return nil, tlog.Tree{}, ErrFork
 	}
@@ -217,13 +224,13 @@ func (w *Witness) Observe(ctx context.Context, msg []byte) (*note.Note, tlog.Tre
 		if tree.N <= latest.N {
 			// An older head must be a prefix of the accepted one, whose
 			// stored tiles are authenticated.
-			r := w.tiles(ctx, accepted)
+			r := w.tilesFrom(ctx, accepted, remote)
 			return n, tree, w.consistent(ctx, r, head{tree, msg}, head{latest, latestMsg})
 		}
 		// A newer head is checked with the upstream's own tiles for it:
 		// stored tiles belong to the witnessed tree, and a fork would make
 		// them disagree with the new one, hiding the proof.
-		r := w.tiles(ctx, candidate)
+		r := w.tilesFrom(ctx, candidate, remote)
 		if err := w.consistent(ctx, r, head{latest, latestMsg}, head{tree, msg}); err != nil {
 			return nil, tlog.Tree{}, err
 		}
@@ -232,7 +239,10 @@ func (w *Witness) Observe(ctx context.Context, msg []byte) (*note.Note, tlog.Tre
 			return nil, tlog.Tree{}, fmt.Errorf("saving witness state: %w", err)
 		}
 		if ok {
-			w.accept(ctx, r, tree, msg)
+			if seen == nil {
+				seen = []HistoryEntry{{Size: tree.N, Time: w.now()}}
+			}
+			w.accept(ctx, r, tree, msg, seen)
 			return n, tree, nil
 		}
 		if err := w.reload(ctx); err != nil { // another writer moved the state
@@ -242,9 +252,10 @@ func (w *Witness) Observe(ctx context.Context, msg []byte) (*note.Note, tlog.Tre
 }
 
 // accept runs once the persisted state has moved to tree: it stores the
-// tiles authenticated for tree while it was a candidate. A new witnessed
-// head is noted here, and only here.
-func (w *Witness) accept(ctx context.Context, r *tileReader, tree tlog.Tree, msg []byte) {
+// tiles authenticated for tree while it was a candidate, and records in
+// the history the entries seen (the last of which is tree's). A new
+// witnessed head is noted here, and only here.
+func (w *Witness) accept(ctx context.Context, r *tileReader, tree tlog.Tree, msg []byte, seen []HistoryEntry) {
 	w.mu.Lock()
 	if tree.N > w.latest.N {
 		w.latest, w.latestMsg, w.cosigned = tree, msg, nil
@@ -253,7 +264,9 @@ func (w *Witness) accept(ctx context.Context, r *tileReader, tree tlog.Tree, msg
 	for _, at := range r.authenticated() {
 		w.saveTile(ctx, r.epoch, at.tile, at.data)
 	}
-	w.history.record(ctx, tree.N, w.now())
+	for _, e := range seen {
+		w.history.record(ctx, e.Size, e.Time)
+	}
 	w.log.Info("witnessed tree head", zap.String("db", w.name), zap.Int64("size", tree.N))
 }
 

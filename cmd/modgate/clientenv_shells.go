@@ -60,7 +60,7 @@ func renderPOSIX(s *script, e clientEnv, d posixDialect) {
 		s.comment("modgate client environment for "+d.name+". Load it into this shell:", "  "+d.load,
 			"or save it to a file and source that file. --persist prints lines for your rc file.")
 	}
-	s.comment("The go command then reaches " + strings.Join(e.Intercept, " and ") + " through the gate.")
+	s.comment("The go command then reaches " + joinWords(e.Intercept, "and") + " through the gate.")
 	s.line(d.set, "HTTPS_PROXY", q(e.Proxy))
 	writeNoProxyNote(s, e)
 	s.line(d.set, "NO_PROXY", q(e.NoProxy))
@@ -93,9 +93,17 @@ func renderPOSIX(s *script, e clientEnv, d posixDialect) {
 	}
 }
 
+// joinWords joins words as a sentence does: "a", "a and b", "a, b and c".
+func joinWords(words []string, conj string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " " + conj + " " + words[len(words)-1]
+}
+
 // writeNoProxyNote explains NO_PROXY and names the entries left out.
 func writeNoProxyNote(s *script, e clientEnv) {
-	s.comment("Hosts reached around the gate. Never list "+strings.Join(e.Intercept, " or ")+" here (nor a",
+	s.comment("Hosts reached around the gate. Never list "+joinWords(e.Intercept, "or")+" here (nor a",
 		"parent domain of them): the go command would then bypass the gate.")
 	if len(e.Dropped) > 0 {
 		s.comment("Left out, because they match a host the gate intercepts: " + strings.Join(e.Dropped, ","))

@@ -33,6 +33,7 @@ var doctorChecks = []struct {
 	{"TLS", checkTLS},
 	{"cached notes", checkStaleNote},
 	{"lookup", checkLookup},
+	{"vulndb", checkVulnDB}, // vuln.go.dev or GOVULNDB (vuln.go)
 }
 
 func ok(format string, args ...any) result {

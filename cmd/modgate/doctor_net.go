@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/modgate/modgate/proxy"
 	"github.com/modgate/modgate/proxy/egress"
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/note"
@@ -36,6 +37,9 @@ func checkTLS(ctx context.Context, st *doctorState) result {
 	}
 	var seen []string
 	for _, host := range st.intercept {
+		if host == proxy.VulnHost {
+			continue // optional for the go command: the vulndb check (vuln.go)
+		}
 		issuer, err := tlsThroughProxy(ctx, st.httpsProxy, host, st.roots, st.opts)
 		var ce *connectError
 		var cve *tls.CertificateVerificationError

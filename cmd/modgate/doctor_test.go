@@ -103,12 +103,17 @@ func TestDoctorAgainstGate(t *testing.T) {
 	}{
 		{name: "healthy, intercepted", mode: viaIntercept, gosumdb: g.verifier},
 		{name: "healthy, GOPROXY endpoint", mode: viaGOPROXY, gosumdb: g.verifier},
+		{name: "GOPROXY endpoint and GOVULNDB", mode: viaGOPROXY, gosumdb: g.verifier,
+			setup: func(t *testing.T, c *goClient) string {
+				c.env = append(c.env, "GOVULNDB=http://"+g.listen+"/vuln")
+				return ""
+			}},
 		{name: "default upstream key", mode: viaIntercept, gosumdb: up.VerifierKey(), warns: []string{"GOSUMDB"}},
 		{name: "stale note", mode: viaIntercept, gosumdb: g.verifier, setup: staleNote,
 			fails: map[string]string{"cached notes": "rm -rf '"}},
 		{name: "missing CA", mode: viaIntercept, gosumdb: g.verifier,
 			setup: func(t *testing.T, c *goClient) string { c.env = append(c.env, "SSL_CERT_FILE="+empty); return empty },
-			fails: map[string]string{"TLS": "/ca.pem", "lookup": ""}},
+			fails: map[string]string{"TLS": "/ca.pem", "lookup": ""}, warns: []string{"vulndb"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newClient(t, g, tc.mode, tc.gosumdb, appMod)
@@ -173,12 +178,12 @@ func TestDoctorBinary(t *testing.T) {
 		return 0, string(out)
 	}
 	code, out := doctorCmd()
-	if code != 0 || !strings.Contains(out, "11 checks: 0 failed, 0 warnings") {
+	if code != 0 || !strings.Contains(out, "12 checks: 0 failed, 0 warnings") {
 		t.Fatalf("healthy client: exit %d\n%s", code, out)
 	}
 	staleNote(t, c)
 	code, out = doctorCmd()
-	if code != 1 || !strings.Contains(out, "fail  cached notes") || !strings.Contains(out, "fix: rm -rf") || !strings.Contains(out, "doctor: 1 of 11 checks failed") {
+	if code != 1 || !strings.Contains(out, "fail  cached notes") || !strings.Contains(out, "fix: rm -rf") || !strings.Contains(out, "doctor: 1 of 12 checks failed") {
 		t.Fatalf("stale note: exit %d\n%s", code, out)
 	}
 }

@@ -83,6 +83,8 @@ func newRoot(getenv env, stdout, stderr io.Writer) *cobra.Command {
 		newDoctorCmd(getenv, stdout),
 		newWitnessCmd(getenv, stdout),
 		newCacheCmd(getenv, stdout),
+		newVulnCmd(getenv, stdout),
+		newBundleCmd(getenv, stdout),
 		&cobra.Command{
 			Use: "version", Short: "Print the version", Args: cobra.NoArgs,
 			Run: func(cmd *cobra.Command, _ []string) { fmt.Fprintf(stdout, "modgate %s\n", version) },

@@ -38,6 +38,9 @@ type serveOptions struct {
 	config, dataDir, listen, adminListen string
 	upstream, upstreamSumDB, upstreamCA  string
 	intercept, private, logLevel         string
+	interceptSet                         bool // --intercept given: no default host is dropped
+	vulnRefresh                          time.Duration
+	vulnVersion                          string
 	logFormat                            string
 	terminal                             bool // stderr is a terminal: show progress
 	offline                              bool
@@ -183,6 +186,10 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 		"bound on the cache, such as 20GiB: past it the least recently used zips, .mod, .info and checksum data "+
 			"are evicted (default unbounded)",
 	)
+	f.DurationVar(&o.vulnRefresh, "vuln-refresh", proxy.DefaultVulnRefresh,
+		"how often the vulnerability database mirror looks for a newer "+proxy.DefaultVulnModule+" (never with --offline)")
+	f.StringVar(&o.vulnVersion, "vuln-module-version", "",
+		"pin the version of "+proxy.DefaultVulnModule+" the vulnerability database is built from (default the newest)")
 	markList(f, "intercept", "private", "tls-names")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if !f.Changed("config") {
@@ -192,6 +199,7 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 			return err
 		}
 		o.dataDir = *dataDir
+		o.interceptSet = f.Changed("intercept")
 		o.parentAuthEnv = getenv(parentProxyAuthEnv)
 		if o.terminal = isTerminal(stderr); o.terminal {
 			// A person is watching: readable logs of what needs attention,
@@ -239,6 +247,9 @@ func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
 	defer log.Sync()
 	dbName, dbURL, err := parseSumDB(o.upstreamSumDB)
 	if err != nil {
+		return usageError{err}
+	}
+	if err := checkVulnFlags(o); err != nil {
 		return usageError{err}
 	}
 	if o.witnessInterval <= 0 {
@@ -310,6 +321,7 @@ type gateParts struct {
 	witness  *signer.Witness
 	audit    *audit.Log
 	gate     *proxy.Gate
+	bundles  *proxy.Bundler // air-gap bundles' export and import
 }
 
 func (g *gateParts) close() {
@@ -337,6 +349,10 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	}()
 	g.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	g.metrics = proxy.NewMetrics(g.registry)
+	if g.ca, err = pki.Load(o.dataDir); err != nil {
+		return nil, err
+	}
+	intercept = vulnHostForOldCA(g.ca, intercept, o.interceptSet, log) // vuln.go.dev (vuln.go)
 	sig, err := g.loadKeys(o.dataDir, dbName, intercept)
 	if err != nil {
 		return nil, err
@@ -381,7 +397,14 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 		Private: splitList(o.private), Offline: o.offline, ListTTL: o.listTTL, SpoolDir: spool,
 		Logger: log.Named("access"), Metrics: g.metrics, Policy: g.policy.Current, Audit: g.audit,
 		Public: publicFiles(g.ca.CertPEM, g.verifier),
+		Vuln:   proxy.VulnConfig{Version: o.vulnVersion, Refresh: o.vulnRefresh},
 	})
+	if err != nil {
+		return nil, err
+	}
+	// Air-gap bundles: export and import through the admin API.
+	g.bundles, err = proxy.NewBundler(proxy.BundleConfig{Gate: g.gate, Witness: g.witness, Signer: sig,
+		Verifier: g.verifier, Upstream: strings.Fields(o.upstreamSumDB)[0]})
 	if err != nil {
 		return nil, err
 	}
@@ -397,6 +420,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	g.server.SetEgress(g.egress)
 	g.server.SetLimits(proxy.Limits{WriteIdle: o.writeIdle, MaxConnects: o.maxConnects})
 	g.registry.MustRegister(proxy.NewCollector(g.cache, g.witness))
+	g.registry.MustRegister(proxy.NewVulnCollector(g.gate))
 	return g, nil
 }
 
@@ -404,10 +428,6 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 // checks that the admin token is private. The CA must permit every
 // intercepted host, and the note key must be named for database dbName.
 func (g *gateParts) loadKeys(dataDir, dbName string, intercept []string) (note.Signer, error) {
-	var err error
-	if g.ca, err = pki.Load(dataDir); err != nil {
-		return nil, err
-	}
 	for _, h := range intercept {
 		if !g.ca.Permits(h) {
 			return nil, fmt.Errorf("intercepted host %s is outside the CA's name constraints (%s): "+
@@ -506,7 +526,9 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 		Metrics: promhttp.HandlerFor(g.registry, promhttp.HandlerOpts{}),
 		API: adminAPI(o.dataDir, g.ca.Cert, g.policy, g.audit, g.gate.Facts, log,
 			admin.NewWitnessAPI(admin.WitnessAPIConfig{Witness: g.witness, Audit: g.audit, Logger: log.Named("admin")}),
-			admin.CacheAPI{Stats: g.cache, Traffic: g.metrics}),
+			admin.CacheAPI{Stats: g.cache, Traffic: g.metrics},
+			admin.VulnAPI{Status: func() any { return g.gate.VulnStatus() }, DB: g.gate.VulnDB},
+			admin.NewBundleAPI(admin.BundleAPIConfig{Bundles: g.bundles, Audit: g.audit, Logger: log.Named("admin")})),
 	}), ReadHeaderTimeout: 10 * time.Second}
 	go admin.Serve(aln)
 	defer admin.Close()
@@ -517,6 +539,7 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 		cancel()
 		go g.witness.Poll(ctx, o.witnessInterval)
 	}
+	go g.gate.RunVuln(ctx) // the vulnerability database mirror
 	stopDebug, err := g.serveDebug(o.debugListen, log)
 	if err != nil {
 		ln.Close()

@@ -40,7 +40,7 @@ func guardBrowser(next http.Handler) http.Handler {
 		}
 		if hasBody(r) {
 			mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-			if err != nil || mt != "application/json" {
+			if err != nil || (mt != "application/json" && !bundleBody(r, mt)) {
 				writeJSONError(w, http.StatusUnsupportedMediaType,
 					fmt.Errorf("%w, not %q", ErrNotJSON, r.Header.Get("Content-Type")), "Content-Type")
 				return

@@ -340,7 +340,8 @@ func (a *PolicyAPI) test(w http.ResponseWriter, r *http.Request) {
 	}
 	p := a.cfg.File.Current()
 	resp := TestResponse{Module: req.Module, Version: req.Version}
-	if needR, needP := p.Needs(req.Module); (needR || needP || p.NeedsCommit(req.Module)) && a.cfg.Facts != nil {
+	needR, needP := p.Needs(req.Module)
+	if (needR || needP || p.NeedsCommit(req.Module) || p.NeedsVulns(req.Module)) && a.cfg.Facts != nil {
 		facts, err := a.cfg.Facts(r.Context(), req.Module, req.Version)
 		if err != nil {
 			resp.FactsError = err.Error()
