@@ -281,10 +281,13 @@ func (s *zipStream) upstreamTime() upstreamTime {
 }
 
 // streamable reports whether r may be answered from a zip as it arrives:
-// a plain GET of the whole zip. HEAD and range requests wait for the
+// a plain GET of the whole zip, from a client of an http.Server (which
+// can cut an answer short). HEAD and range requests, and the gate's own
+// internal requests (vulnerability database, bundles), wait for the
 // stored copy.
 func streamable(r *http.Request) bool {
-	return r.Method == http.MethodGet && r.Header.Get("Range") == ""
+	return r.Method == http.MethodGet && r.Header.Get("Range") == "" &&
+		r.Context().Value(http.ServerContextKey) != nil
 }
 
 // streamZip answers a plain GET from the zip stream of key while the zip
@@ -318,10 +321,9 @@ func (g *Gate) streamZip(ctx context.Context, w http.ResponseWriter, req Request
 		return o, true, err
 	}
 	http.NewResponseController(w).Flush()
-	<-p.done
-	if p.err != nil {
-		g.log.Warn("a streamed zip was served verified, but not stored", zap.String("key", key), zap.Error(p.err))
-	}
+	// Wait for the store (bounded by its timeout) even if the client has
+	// gone: a graceful shutdown waits for this handler, and so for it.
+	s.wait(context.WithoutCancel(ctx), streamClosed)
 	return o, true, nil
 }
 
@@ -379,15 +381,15 @@ func (g *Gate) fetchZip(ctx context.Context, req Request, key string) (upstreamT
 		s.fail(err)
 		return up, err
 	}
-	err = g.verifyAndStore(ctx, req, key, f, size, s)
-	if err != nil {
-		s.fail(err)
-	}
-	s.close(func() {
+	defer s.close(func() {
 		f.Close()
 		os.Remove(f.Name())
 	})
-	return up, err
+	if err := g.verifyAndStore(ctx, req, key, f, size, s); err != nil {
+		s.fail(err)
+		return up, err
+	}
+	return up, nil
 }
 
 // verifyAndStore checks the spooled zip f against the record, lets the
@@ -411,7 +413,10 @@ func (g *Gate) verifyAndStore(ctx context.Context, req Request, key string, f *o
 		return fmt.Errorf("rewinding spool file: %w", err)
 	}
 	if err := g.cfg.Cache.PutBlobMarked(sctx, key, f, size, trust); err != nil {
-		return fmt.Errorf("storing %s: %w", key, err)
+		err = fmt.Errorf("storing %s: %w", key, err)
+		// Streamed answers have completed: this line is all that says so.
+		g.log.Warn("a verified zip was not stored", zap.String("key", key), zap.Error(err))
+		return err
 	}
 	return nil
 }

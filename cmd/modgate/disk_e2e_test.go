@@ -81,7 +81,7 @@ func TestDiskFull(t *testing.T) {
 				t.Fatalf("%s: GET the zip: %d, %d bytes, want 200 and the verified zip\n%s", tc.name, r.status,
 					len(r.body), g.Log())
 			}
-			waitFor(t, g, "a streamed zip was served verified, but not stored", tc.reason)
+			waitFor(t, g, "a verified zip was not stored", tc.reason)
 		} else if r.status != http.StatusInsufficientStorage || !strings.HasPrefix(string(r.body), "modgate: cache disk full: ") ||
 			!strings.Contains(string(r.body), tc.reason) {
 			t.Fatalf("%s: GET the zip: %d %q, want 507 \"modgate: cache disk full: ...%s...\"\n%s",
