@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"go.uber.org/zap"
 )
 
@@ -15,12 +14,12 @@ import (
 //
 // A read must not cost a write, so Get and OpenBlob only note the time of
 // the access in an in-memory map (one map assignment under a mutex). The
-// map is written to Badger as "a/<key>" records in one WriteBatch every
-// Config.AccessFlushInterval, when it holds maxPendingAccess keys, before
-// every eviction pass and on Close. A key read a thousand times between two
-// flushes costs one 8-byte record. Put and PutBlob write the access record
+// map moves the objects' records in the access-order index (index.go)
+// every Config.AccessFlushInterval, when it holds maxPendingAccess keys,
+// before every eviction pass and on Close. A key read a thousand times
+// between two flushes costs one move. Put and PutBlob write the records
 // in the transaction that stores the object, so every evictable object has
-// one from its first write on. A crash loses at most one interval of access
+// them from its first write on. A crash loses at most one interval of access
 // times: those objects then look older than they are, which only affects
 // which objects are evicted first.
 
@@ -58,10 +57,11 @@ func encodeAccess(t time.Time) []byte {
 	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(t.UnixNano()))
 }
 
-// decodeAccess returns the access time in Unix nanoseconds; 0 (the oldest)
-// for a malformed record.
+// decodeAccess returns the access time in Unix nanoseconds of an a/
+// record (with or without its size, see index.go); 0 (the oldest) for a
+// malformed record.
 func decodeAccess(b []byte) int64 {
-	if len(b) != 8 {
+	if len(b) < 8 {
 		return 0
 	}
 	return int64(binary.BigEndian.Uint64(b))
@@ -88,14 +88,6 @@ func (s *Store) touch(key string) {
 	}
 }
 
-// setAccess adds the access record of key to a write transaction.
-func (s *Store) setAccess(txn *badger.Txn, key string, t time.Time) error {
-	if !s.tracks(key) {
-		return nil
-	}
-	return txn.Set(accessKey(key), encodeAccess(t))
-}
-
 // FlushAccess writes the access times noted since the last flush. It is a
 // no-op for an unbounded store.
 func (s *Store) FlushAccess(ctx context.Context) error {
@@ -112,16 +104,7 @@ func (s *Store) FlushAccess(ctx context.Context) error {
 		return nil
 	}
 	s.disk.preallocate()
-	wb := s.db.NewWriteBatch()
-	var rec [8]byte
-	for key, t := range pending {
-		binary.BigEndian.PutUint64(rec[:], uint64(t))
-		if err := wb.Set(accessKey(key), append([]byte(nil), rec[:]...)); err != nil {
-			wb.Cancel()
-			return fmt.Errorf("cache: flush access times: %w", err)
-		}
-	}
-	if err := wb.Flush(); err != nil {
+	if err := s.moveAccess(ctx, pending); err != nil {
 		return fmt.Errorf("cache: flush access times: %w", err)
 	}
 	return nil

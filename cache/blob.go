@@ -46,6 +46,9 @@ func (s *Store) PutBlobMarked(ctx context.Context, key string, r io.Reader, size
 			return fmt.Errorf("cache: put blob %q: %w", key, err)
 		}
 	}
+	if err := s.staleIndex(key); err != nil {
+		return fmt.Errorf("cache: put blob %q: %w", key, err)
+	}
 	gen := s.beginGen()
 	defer s.endGen(gen)
 	m, err := s.writeChunks(ctx, what, gen, r, size)
@@ -66,7 +69,7 @@ func (s *Store) PutBlobMarked(ctx context.Context, key string, r io.Reader, size
 	if old != nil && old.gen != gen {
 		s.dropGen(old.gen, old.chunks)
 	}
-	s.grew(m.size)
+	s.grew()
 	return nil
 }
 
@@ -174,8 +177,15 @@ func (s *Store) commitManifest(ctx context.Context, key string, m manifest) (*ma
 		if old, err = s.getManifestForReplace(txn, key); err != nil {
 			return err
 		}
-		if err := s.setAccess(txn, key, m.stored); err != nil {
-			return err
+		if s.tracks(key) {
+			value, err := valueSize(txn, key)
+			if err != nil {
+				return err
+			}
+			r := accessRec{at: m.stored.UnixNano(), size: max(value, 0) + m.size, blob: true}
+			if err := s.index(txn, key, r); err != nil {
+				return err
+			}
 		}
 		return txn.SetEntry(badger.NewEntry(k, rec).WithMeta(m.mark))
 	})

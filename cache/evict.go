@@ -2,8 +2,8 @@ package cache
 
 import (
 	"bytes"
-	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -13,28 +13,24 @@ import (
 
 // The bounded cache (Config.MaxSize).
 //
-// The store keeps an estimate of the bytes it holds: computed exactly by a
-// scan at Open and by every eviction pass, raised by each Put and PutBlob
-// (a replacement counts twice until the next pass; deletions are not
-// subtracted). When the estimate passes MaxSize, a background pass runs:
+// The store counts the bytes it holds incrementally (Stats, stats.go).
+// When a write makes the count pass MaxSize, a background pass runs:
 //
-//  1. flush the access times (see access.go);
-//  2. count the bytes of every small value and blob on one snapshot, from
-//     keys and manifests only (no value is read);
-//  3. if the total is above MaxSize, walk the evictable objects again,
-//     each with its access time, keeping in a max-heap only the oldest
-//     objects whose sizes add up to the excess over the low-water mark
-//     (evictLowWater × MaxSize), so the pass's memory grows with what it
-//     evicts, not with the size of the cache;
-//  4. delete those, least recently used first (each a Delete), then run
-//     value log GC to give the disk space back.
+//  1. flush the access times (see access.go), which moves the records of
+//     the access-order index (index.go);
+//  2. if the store holds more than MaxSize, read the index from its start,
+//     least recently used first, until the objects read add up to the
+//     excess over the low-water mark (evictLowWater × MaxSize);
+//  3. delete those, evictBatch per transaction, each only if its access
+//     record still says what the index said (an object read since the
+//     snapshot stays), then run value log GC to give the disk space back.
 //
-// A pass costs two key-only scans of the LSM tree (O(n) in the number of
-// objects, whose keys and manifests are small and mostly in the block
-// cache), one access-record seek per evictable object, and O(k log k) heap
-// work for the k objects evicted. Passes are at least minEvictGap apart, so
-// the store may pass MaxSize by what is written in that gap. Blobs open for
-// reading are not disturbed: they read their own snapshot.
+// A pass reads O(evicted) index records and makes O(evicted) point reads
+// and deletes, each O(log n) in Badger's LSM tree: its cost and memory
+// grow with what it evicts, not with the size of the cache. Passes are at
+// least minEvictGap apart, so the store may pass MaxSize by what is
+// written in that gap. Blobs open for reading are not disturbed: they read
+// their own snapshot.
 
 const (
 	// evictLowWater is the fraction of MaxSize an eviction pass brings the
@@ -69,28 +65,17 @@ func (s *Store) Evict(ctx context.Context) (EvictStats, error) {
 	if err := s.FlushAccess(ctx); err != nil {
 		return EvictStats{}, err
 	}
-	txn := s.db.NewTransaction(false)
-	defer txn.Discard()
 	st := EvictStats{}
-	total, objects, err := s.totalSize(ctx, txn)
-	if err != nil {
-		return st, err
-	}
-	st.Objects, st.Before, st.After = objects, total, total
-	if total > s.maxSize {
-		excess := total - int64(float64(s.maxSize)*evictLowWater)
-		victims, err := s.oldest(ctx, txn, excess)
+	st.Objects, st.Before = s.stats.totals()
+	st.After = st.Before
+	if st.Before > s.maxSize {
+		excess := st.Before - int64(float64(s.maxSize)*evictLowWater)
+		n, bytes, err := s.evictOldest(ctx, excess)
+		st.Evicted, st.EvictedBytes, st.After = n, bytes, st.Before-bytes
 		if err != nil {
-			return st, err
-		}
-		n, bytes, err := s.deleteVictims(ctx, victims)
-		st.Evicted, st.EvictedBytes, st.After = n, bytes, total-bytes
-		if err != nil {
-			s.size.Store(st.After)
 			return st, fmt.Errorf("cache: evict: %w", err)
 		}
 	}
-	s.size.Store(st.After)
 	if st.After > s.maxSize {
 		s.log.Warn("cache is over its maximum size but holds nothing more to evict",
 			zap.Int64("bytes", st.After), zap.Int64("max_size", s.maxSize))
@@ -104,116 +89,198 @@ func (s *Store) Evict(ctx context.Context) (EvictStats, error) {
 	return st, nil
 }
 
-// totalSize counts the bytes and objects of every small value and blob.
-func (s *Store) totalSize(ctx context.Context, txn *badger.Txn) (total, objects int64, err error) {
-	err = s.eachObject(ctx, txn, func(_ []byte, size int64) error {
-		total += size
-		objects++
-		return nil
-	})
-	if err != nil {
-		return 0, 0, fmt.Errorf("cache: evict: %w", err)
-	}
-	return total, objects, nil
+// evictBatch is the number of objects deleted per transaction.
+const evictBatch = 512
+
+// victim is an evictable object as the index listed it.
+type victim struct {
+	key    string
+	size   int64 // as the index says
+	access int64 // Unix nanoseconds
 }
 
-// eachObject calls fn with the caller key (valid only during the call) and
-// size of every small value, then of every blob. Corrupt manifests count as
-// empty.
-func (s *Store) eachObject(ctx context.Context, txn *badger.Txn, fn func(key []byte, size int64) error) error {
+// evictOldest reads the access-order index from its oldest record and
+// deletes those objects, evictBatch at a time, until excess bytes are
+// freed or the index ends. It returns how many objects it deleted and
+// their bytes. Its memory is one batch, whatever the size of the cache:
+// each batch is read on a fresh snapshot, from just past the last record
+// of the batch before, so that no snapshot pins the memtables that the
+// deletions fill, and no iterator walks the tombstones they leave.
+func (s *Store) evictOldest(ctx context.Context, excess int64) (n int, freed int64, err error) {
+	batch := make([]victim, 0, evictBatch)
+	var from []byte // where the next batch starts: past the last record read
+	for freed < excess {
+		if err := ctx.Err(); err != nil {
+			return n, freed, err
+		}
+		var more bool
+		batch, from, more, err = s.readVictims(batch[:0], from, excess-freed)
+		if err != nil {
+			return n, freed, err
+		}
+		dn, df, err := s.deleteVictims(ctx, batch)
+		n, freed = n+dn, freed+df
+		if err != nil || !more {
+			return n, freed, err
+		}
+	}
+	return n, freed, nil
+}
+
+// readVictims appends to batch, up to evictBatch, the index records from
+// the key from on whose sizes add up to want, and returns where the next
+// batch starts and whether the index goes on.
+func (s *Store) readVictims(batch []victim, from []byte, want int64) ([]victim, []byte, bool, error) {
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
 	opts := badger.DefaultIteratorOptions
 	opts.PrefetchValues = false
-	opts.Prefix = []byte(prefixValue)
+	opts.Prefix = []byte(prefixOrder)
 	it := txn.NewIterator(opts)
-	for it.Rewind(); it.Valid(); it.Next() {
-		if err := ctx.Err(); err != nil {
-			it.Close()
-			return err
-		}
+	defer it.Close()
+	var held int64
+	it.Seek(from)
+	for ; it.Valid() && held < want && len(batch) < evictBatch; it.Next() {
 		item := it.Item()
-		if err := fn(item.Key()[len(prefixValue):], max(item.ValueSize()-valueHeaderLen, 0)); err != nil {
-			it.Close()
-			return err
+		from = append(item.KeyCopy(from[:0]), 0) // the least key after this one
+		at, key, ok := parseOrderKey(item.Key())
+		var r accessRec
+		if ok {
+			_ = item.Value(func(b []byte) error { ok = r.decodeSize(b); return nil })
 		}
+		if !ok || !s.evictable(string(key)) {
+			continue
+		}
+		batch = append(batch, victim{key: string(key), size: r.size, access: at})
+		held += r.size
 	}
-	it.Close()
-	return scanManifests(ctx, txn, "", func(key []byte, m manifest, _ error) error {
-		return fn(key, m.size)
-	})
+	return batch, from, it.Valid(), nil
 }
 
-// evictBatch is the number of objects deleted per transaction.
-const evictBatch = 256
-
 // deleteVictims deletes the victims, evictBatch per transaction (small
-// value, blob manifest and access record of each, as Delete does), then
-// the chunks of their blobs. It returns how many and how many bytes.
-func (s *Store) deleteVictims(ctx context.Context, victims []victim) (int, int64, error) {
-	var n int
-	var size int64
+// value, blob manifest and index records of each, as Delete does), then
+// the chunks of their blobs. A victim whose access record moved since the
+// index was read (it was read, or replaced) is left alone; an index record
+// without an object is deleted. It returns how many objects it deleted and
+// their bytes.
+func (s *Store) deleteVictims(ctx context.Context, victims []victim) (n int, size int64, err error) {
+	removals := make([]removal, 0, evictBatch)
 	for len(victims) > 0 {
 		batch := victims[:min(evictBatch, len(victims))]
 		victims = victims[len(batch):]
 		s.disk.preallocate()
-		removals := make([]removal, len(batch))
 		err := s.update(ctx, func(txn *badger.Txn) error {
-			for i, v := range batch {
-				var err error
-				if removals[i], err = s.removeInTxn(txn, v.key); err != nil {
-					return err
-				}
-			}
-			return nil
+			var err error
+			removals, err = s.removeVictims(txn, batch, removals[:0])
+			return err
 		})
 		if err != nil {
 			return n, size, err
 		}
 		for i, v := range batch {
-			s.removed(v.key, removals[i])
-		}
-		for _, v := range batch {
+			r := removals[i]
+			if r.value < 0 && r.blob == nil {
+				continue
+			}
+			s.removed(v.key, r)
 			n++
-			size += v.size
+			size += max(r.value, 0)
+			if r.blob != nil {
+				size += r.blob.size
+			}
 		}
 	}
 	return n, size, nil
 }
 
-// victim is an evictable object with its last access time.
-type victim struct {
-	key    string
-	size   int64
-	access int64 // Unix nanoseconds; 0 if never recorded
-}
-
-// oldest returns the least recently used evictable objects whose sizes add
-// up to at least excess (or all of them), oldest first.
-func (s *Store) oldest(ctx context.Context, txn *badger.Txn, excess int64) ([]victim, error) {
-	ac := newAccessCursor(txn)
-	defer ac.close()
-	h := &victimHeap{}
-	var held int64
-	err := s.eachObject(ctx, txn, func(key []byte, size int64) error {
-		if !s.evictable(string(key)) {
-			return nil
+// removeVictims deletes in txn the victims that are still what the index
+// said, and appends to out what each removed. It reads one a/ record per
+// victim (a Get: Badger's bloom filters skip the tables that do not hold
+// it), and the manifest only of victims with a blob.
+func (s *Store) removeVictims(txn *badger.Txn, batch []victim, out []removal) ([]removal, error) {
+	for _, v := range batch {
+		plan, ok, err := readAccess(txn, v.key)
+		switch {
+		case err != nil:
+			return out, err
+		case !ok:
+			plan.at = 0 // a stale index record: delete it
+		case plan.at != v.access:
+			plan.at = -1 // read or replaced since: leave it
 		}
-		v := victim{key: string(key), size: size, access: ac.at(key)}
-		heap.Push(h, v)
-		held += size
-		// Drop the newest while the others still cover the excess.
-		for h.Len() > 0 && held-(*h)[0].size >= excess {
-			held -= heap.Pop(h).(victim).size
+		r := removal{value: -1}
+		switch {
+		case plan.at > 0 && plan.blob:
+			if r, err = s.victimBlob(txn, v.key, plan); err != nil {
+				return out, err
+			}
+		case plan.at > 0:
+			r.value = plan.size
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cache: evict: %w", err)
-	}
-	out := make([]victim, h.Len())
-	for i := len(out) - 1; i >= 0; i-- {
-		out[i] = heap.Pop(h).(victim)
+		out = append(out, r)
+		if err := s.deleteVictim(txn, v, plan, r); err != nil {
+			return out, err
+		}
 	}
 	return out, nil
+}
+
+// itemAccess decodes the a/ record of item.
+func itemAccess(item *badger.Item) (r accessRec, ok bool) {
+	_ = item.Value(func(b []byte) error { r, ok = decodeAccessRec(b); return nil })
+	return r, ok
+}
+
+// victimBlob reads what a victim with a blob holds: the manifest (nil if
+// corrupt: the manifest is deleted all the same, its chunks swept later)
+// and the small value beside it, if any.
+func (s *Store) victimBlob(txn *badger.Txn, key string, cur accessRec) (removal, error) {
+	r := removal{value: -1}
+	m, err := getManifest(txn, key)
+	switch {
+	case err == nil:
+		r.blob = &m
+	case errors.Is(err, ErrCorrupt):
+		s.log.Warn("evicting a blob whose manifest is corrupt", zap.String("key", key), zap.Error(err))
+	case !errors.Is(err, ErrNotFound):
+		return r, err
+	}
+	value, err := valueSize(txn, key)
+	if err != nil {
+		return r, err
+	}
+	if value >= 0 {
+		r.value = cur.size
+		if r.blob != nil {
+			r.value -= r.blob.size
+		}
+	}
+	return r, nil
+}
+
+// deleteVictim writes the deletions that removeVictims planned for v:
+// none (plan.at < 0), the stale index record (plan.at 0), or the object
+// and its index records.
+func (s *Store) deleteVictim(txn *badger.Txn, v victim, plan accessRec, r removal) error {
+	switch {
+	case plan.at < 0:
+		return nil
+	case plan.at == 0:
+		return txn.Delete(orderKey(v.access, v.key))
+	}
+	keys := [][]byte{accessKey(v.key), orderKey(v.access, v.key)}
+	if r.value >= 0 {
+		keys = append(keys, valueKey(v.key))
+	}
+	if plan.blob {
+		keys = append(keys, blobKey(v.key))
+	}
+	for _, k := range keys {
+		if err := txn.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // accessCursor reads access records in key order, alongside a walk of
@@ -257,30 +324,12 @@ func (c *accessCursor) at(key []byte) int64 {
 	return 0
 }
 
-// victimHeap is a max-heap of victims by access time (newest on top).
-type victimHeap []victim
-
-func (h victimHeap) Len() int { return len(h) }
-func (h victimHeap) Less(i, j int) bool {
-	if h[i].access != h[j].access {
-		return h[i].access > h[j].access
-	}
-	return h[i].key > h[j].key
-}
-func (h victimHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *victimHeap) Push(x any)   { *h = append(*h, x.(victim)) }
-func (h *victimHeap) Pop() any {
-	old := *h
-	v := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return v
-}
-
-// grew adds n bytes to the size estimate and starts a pass if it passes
-// MaxSize.
-func (s *Store) grew(n int64) {
-	if s.maxSize > 0 && s.size.Add(n) > s.maxSize {
-		signal(s.evictNow)
+// grew starts a pass if the store now holds more than MaxSize.
+func (s *Store) grew() {
+	if s.maxSize > 0 {
+		if _, total := s.stats.totals(); total > s.maxSize {
+			signal(s.evictNow)
+		}
 	}
 }
 
@@ -309,23 +358,4 @@ func (s *Store) evictLoop(ctx context.Context) {
 		case <-time.After(minEvictGap):
 		}
 	}
-}
-
-// initSize counts the objects at Open (the incremental Stats, and the
-// size estimate of a bounded store) and starts a pass if the store is
-// already over MaxSize.
-func (s *Store) initSize(ctx context.Context) error {
-	st, err := s.scanStats(ctx)
-	if err != nil {
-		return err
-	}
-	s.stats.set(st)
-	if s.maxSize <= 0 {
-		return nil
-	}
-	s.size.Store(st.TotalBytes)
-	if st.TotalBytes > s.maxSize {
-		signal(s.evictNow)
-	}
-	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
 )
 
 // Entry is a small value with the time it was stored.
@@ -54,6 +55,9 @@ func (s *Store) PutMarked(ctx context.Context, key string, value []byte, mark by
 	if err := s.disk.admit(what, int64(len(value)), s.floorApplies(key)); err != nil {
 		return fmt.Errorf("cache: put %q: %w", key, err)
 	}
+	if err := s.staleIndex(key); err != nil {
+		return fmt.Errorf("cache: put %q: %w", key, err)
+	}
 	now := s.now()
 	rec := encodeValue(value, now)
 	var old int64
@@ -62,8 +66,15 @@ func (s *Store) PutMarked(ctx context.Context, key string, value []byte, mark by
 		if old, err = valueSize(txn, key); err != nil {
 			return err
 		}
-		if err := s.setAccess(txn, key, now); err != nil {
-			return err
+		if s.tracks(key) {
+			blob, hasBlob, err := blobSize(txn, key)
+			if err != nil {
+				return err
+			}
+			r := accessRec{at: now.UnixNano(), size: blob + int64(len(value)), blob: hasBlob}
+			if err := s.index(txn, key, r); err != nil {
+				return err
+			}
 		}
 		return txn.SetEntry(badger.NewEntry(valueKey(key), rec).WithMeta(mark))
 	})
@@ -71,7 +82,7 @@ func (s *Store) PutMarked(ctx context.Context, key string, value []byte, mark by
 		return fmt.Errorf("cache: put %q: %w", key, s.disk.classify(what, err))
 	}
 	s.stats.replace(key, old, int64(len(value)))
-	s.grew(int64(len(value)))
+	s.grew()
 	return nil
 }
 
@@ -100,6 +111,9 @@ func (s *Store) CompareAndSwap(ctx context.Context, key string, old, new []byte)
 	k := valueKey(key)
 	what := describe(key, int64(len(new)))
 	if err := s.disk.admit(what, int64(len(new)), false); err != nil {
+		return fmt.Errorf("cache: compare-and-swap %q: %w", key, err)
+	}
+	if err := s.staleIndex(key); err != nil {
 		return fmt.Errorf("cache: compare-and-swap %q: %w", key, err)
 	}
 	rec := encodeValue(new, s.now())
@@ -139,6 +153,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	s.disk.preallocate()
+	if err := s.staleIndex(key); err != nil {
+		return fmt.Errorf("cache: delete %q: %w", key, err)
+	}
 	var r removal
 	err := s.update(ctx, func(txn *badger.Txn) error {
 		var err error
@@ -158,24 +175,34 @@ type removal struct {
 	blob  *manifest // the blob's manifest; nil if there was none
 }
 
-// removeInTxn deletes the small value, the blob manifest and the access
-// record of key in txn, and returns what was there.
+// removeInTxn deletes the small value, the blob manifest and the index
+// records of key in txn, and returns what was there.
 func (s *Store) removeInTxn(txn *badger.Txn, key string) (removal, error) {
 	var r removal
-	var err error
-	if r.blob, err = s.getManifestForReplace(txn, key); err != nil {
+	m, err := getManifest(txn, key)
+	hasBlob := !errors.Is(err, ErrNotFound)
+	switch {
+	case err == nil:
+		r.blob = &m
+	case errors.Is(err, ErrCorrupt): // deleted all the same; its chunks become orphans for Sweep
+		s.log.Warn("deleting corrupt blob manifest", zap.String("key", key), zap.Error(err))
+	case !hasBlob:
+	default:
 		return r, err
 	}
 	if r.value, err = valueSize(txn, key); err != nil {
 		return r, err
 	}
-	if err := txn.Delete(valueKey(key)); err != nil {
-		return r, err
-	}
-	if s.tracks(key) {
-		if err := txn.Delete(accessKey(key)); err != nil {
+	if r.value >= 0 {
+		if err := txn.Delete(valueKey(key)); err != nil {
 			return r, err
 		}
+	}
+	if err := s.unindex(txn, key); err != nil {
+		return r, err
+	}
+	if !hasBlob {
+		return r, nil
 	}
 	return r, txn.Delete(blobKey(key))
 }
@@ -210,6 +237,49 @@ func (s *Store) Scan(ctx context.Context, prefix string, fn func(key string, e E
 		}
 		item := it.Item()
 		key := string(item.Key()[len(prefixValue):])
+		e, err := itemEntry(item)
+		if err != nil {
+			return fmt.Errorf("cache: scan %q: %q: %w", prefix, key, err)
+		}
+		if err := fn(key, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ScanDesc is Scan backwards: it calls fn for every small value whose key
+// starts with prefix and, unless end is "", sorts before end, from the
+// last key to the first, on a consistent snapshot. Reading the newest n
+// entries of a log kept under time-ordered keys costs O(n), not O(log
+// size).
+func (s *Store) ScanDesc(ctx context.Context, prefix, end string, fn func(key string, e Entry) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+	opts := badger.DefaultIteratorOptions
+	opts.Prefix = valueKey(prefix)
+	opts.PrefetchSize = 16
+	opts.Reverse = true
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	// A reverse Seek finds the last key at or before its argument: past
+	// every key of the prefix (keys are at most MaxKeyLen bytes), or end.
+	seek := append(valueKey(prefix), bytes.Repeat([]byte{0xff}, MaxKeyLen+1-len(prefix))...)
+	if end != "" {
+		seek = valueKey(end)
+	}
+	for it.Seek(seek); it.Valid(); it.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		item := it.Item()
+		key := string(item.Key()[len(prefixValue):])
+		if end != "" && key >= end {
+			continue
+		}
 		e, err := itemEntry(item)
 		if err != nil {
 			return fmt.Errorf("cache: scan %q: %q: %w", prefix, key, err)

@@ -285,3 +285,43 @@ func TestDelete(t *testing.T) {
 		})
 	}
 }
+
+func TestScanDesc(t *testing.T) {
+	ctx := context.Background()
+	s := newMemStore(t, 0)
+	for _, k := range []string{"mod/b", "mod/a", "info/a", "mod/c/d", "modx", "mod/\xff\xff", "n"} {
+		if err := s.Put(ctx, k, []byte("value of "+k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		prefix, end string
+		want        []string
+	}{
+		{"mod/", "", []string{"mod/\xff\xff", "mod/c/d", "mod/b", "mod/a"}},
+		{"mod/", "mod/c/d", []string{"mod/b", "mod/a"}},
+		{"mod/", "mod/bb", []string{"mod/b", "mod/a"}},
+		{"mod", "", []string{"modx", "mod/\xff\xff", "mod/c/d", "mod/b", "mod/a"}},
+		{"", "mod/b", []string{"mod/a", "info/a"}},
+		{"zip/", "", nil},
+		{"mod/", "mod/a", nil},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%q before %q", tt.prefix, tt.end), func(t *testing.T) {
+			var got []string
+			err := s.ScanDesc(ctx, tt.prefix, tt.end, func(key string, e Entry) error {
+				if string(e.Value) != "value of "+key {
+					t.Errorf("entry of %q = %q", key, e.Value)
+				}
+				got = append(got, key)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprintf("%q", got) != fmt.Sprintf("%q", tt.want) {
+				t.Errorf("ScanDesc keys = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

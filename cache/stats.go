@@ -56,6 +56,13 @@ func (c *statsCounter) snapshot() Stats {
 	return st
 }
 
+// totals returns the objects and bytes counted, without copying the kinds.
+func (c *statsCounter) totals() (objects, bytes int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.st.TotalObjects, c.st.TotalBytes
+}
+
 func (c *statsCounter) set(st Stats) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

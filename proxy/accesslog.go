@@ -135,6 +135,8 @@ func (w *logWriter) Write(p []byte) (int, error) {
 func (w *logWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // logRequest writes the one access-log line of a request, and counts it.
+// The line's fields are built only when the logger takes info lines (a
+// terminal's default level is warn).
 func (g *Gate) logRequest(w *logWriter, r *http.Request, req Request, o outcome, err error, start time.Time) {
 	via := "goproxy"
 	if r.TLS != nil {
@@ -143,7 +145,23 @@ func (g *Gate) logRequest(w *logWriter, r *http.Request, req Request, o outcome,
 	if intercepted(r.Context()) {
 		via = "intercept"
 	}
-	fields := []zap.Field{
+	if ownRequest(r.Context()) { // the gate's own fetch (vuln.go): logged, not counted as traffic
+		via = "internal"
+	}
+	if err != nil {
+		if kind := failureKind(req.Kind, err); kind != "" {
+			g.cfg.Metrics.verifyFailed(kind)
+		}
+	}
+	if via != "internal" {
+		g.cfg.Metrics.request(req.Kind, w.status, o.cache, via, w.bytes)
+	}
+	ce := g.log.Check(zap.InfoLevel, "request")
+	if ce == nil {
+		return
+	}
+	fields := make([]zap.Field, 0, 17)
+	fields = append(fields,
 		zap.String(logfield.Client, r.RemoteAddr), zap.String(logfield.Method, r.Method),
 		zap.String(logfield.Host, r.Host), zap.String(logfield.Path, r.URL.Path), zap.String(logfield.Via, via),
 		zap.String(logfield.Kind, string(req.Kind)), zap.String(logfield.Module, req.Module),
@@ -151,16 +169,12 @@ func (g *Gate) logRequest(w *logWriter, r *http.Request, req Request, o outcome,
 		zap.Int64(logfield.Bytes, w.bytes), zap.String(logfield.Cache, o.cache),
 		zap.Bool(logfield.Waited, o.waited), zap.Int64(logfield.UpstreamMS, o.upstream.d.Milliseconds()),
 		zap.Duration(logfield.Duration, time.Since(start)),
-	}
+	)
 	if o.decision != "" {
 		fields = append(fields, zap.String(logfield.Decision, o.decision), zap.String(logfield.Rule, o.rule))
 	}
 	if err != nil {
 		fields = append(fields, zap.String(logfield.Error, err.Error()))
-		if kind := failureKind(req.Kind, err); kind != "" {
-			g.cfg.Metrics.verifyFailed(kind)
-		}
 	}
-	g.cfg.Metrics.request(req.Kind, w.status, o.cache, via, w.bytes)
-	g.log.Info("request", fields...)
+	ce.Write(fields...)
 }

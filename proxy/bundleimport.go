@@ -79,6 +79,7 @@ func (b *Bundler) Import(ctx context.Context, r io.Reader, trust []string) (admi
 	b.log.Info("bundle imported", zap.Int("modules", res.Modules), zap.Int64("tree_size", res.TreeSize),
 		zap.Int64("witnessed", res.Witnessed), zap.Duration("read", t1.Sub(t0)), zap.Duration("verify", t2.Sub(t1)),
 		zap.Duration("witness", t3.Sub(t2)), zap.Duration("store", t4.Sub(t3)))
+	b.g.refreshVulnAfterImport(ctx, m.Modules) // a vulndb it brings is in force at once (vuln.go)
 	return res, nil
 }
 

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +22,7 @@ import (
 	"golang.org/x/mod/semver"
 
 	"github.com/modgate/modgate/cache"
+	"github.com/modgate/modgate/cache/bundle"
 	"github.com/modgate/modgate/policy"
 	"github.com/modgate/modgate/policy/vuln"
 )
@@ -266,6 +269,20 @@ func (g *Gate) newestHeld(ctx context.Context, mod string) string {
 	return newest
 }
 
+// refreshVulnAfterImport refreshes the mirror when an imported bundle
+// brought a zip of the database module, so that an offline gate uses it at
+// once; a failure is logged and keeps the database in force.
+func (g *Gate) refreshVulnAfterImport(ctx context.Context, mods []bundle.Module) {
+	mod := cmp.Or(g.cfg.Vuln.Module, DefaultVulnModule)
+	if !slices.ContainsFunc(mods, func(m bundle.Module) bool { return m.Path == mod && m.Zip }) {
+		return
+	}
+	if err := g.RefreshVuln(ctx); err != nil {
+		g.log.Warn("vulnerability database refresh after a bundle import failed; keeping the one in force",
+			zap.Error(err))
+	}
+}
+
 // newestVersion is, offline, the newest version the cache holds; else
 // the newest in the module's (policy-filtered) list, else its @latest.
 func (g *Gate) newestVersion(ctx context.Context, mod string) (string, error) {
@@ -343,7 +360,7 @@ func (g *Gate) serveInternal(ctx context.Context, kind Kind, mod, vers string, w
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p, nil)
+	req, err := http.NewRequestWithContext(context.WithValue(ctx, ownRequestKey{}, true), http.MethodGet, p, nil)
 	if err != nil {
 		return err
 	}
@@ -357,6 +374,17 @@ func (g *Gate) serveInternal(ctx context.Context, kind Kind, mod, vers string, w
 		return fmt.Errorf("the gate answered %s with %d: %s", p, cw.status, strings.TrimSpace(cw.errBody.String()))
 	}
 	return nil
+}
+
+// ownRequestKey marks the context of the gate's own requests through its
+// ServeHTTP (serveInternal): logged with via "internal", and not counted
+// as client traffic.
+type ownRequestKey struct{}
+
+// ownRequest reports whether ctx is that of one of the gate's own requests.
+func ownRequest(ctx context.Context) bool {
+	v, _ := ctx.Value(ownRequestKey{}).(bool)
+	return v
 }
 
 // captureWriter is the http.ResponseWriter of an internal request: a 200

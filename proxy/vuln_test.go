@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/modgate/modgate/internal/fakeupstream"
 	"github.com/modgate/modgate/policy"
 )
@@ -27,10 +29,14 @@ func newVulnGate(t *testing.T, p *policy.Policy, at time.Time) (*testGate, strin
 func TestVulnRefreshAndServe(t *testing.T) {
 	at := time.Date(2026, 11, 5, 12, 0, 0, 0, time.UTC)
 	tg, v1 := newVulnGate(t, nil, at)
+	tg.gate.cfg.Metrics = NewMetrics(prometheus.NewRegistry())
 	checkErrorBody(t, "before the first build", get(t, tg.url, "/vuln/index/db.json.gz"),
 		http.StatusServiceUnavailable, "no vulnerability database built yet")
 	if err := tg.gate.RefreshVuln(t.Context()); err != nil {
 		t.Fatal(err)
+	}
+	if n := tg.gate.cfg.Metrics.Summary().Requests; n != 1 {
+		t.Errorf("%d requests counted, want 1: the gate's own fetches are not client traffic", n)
 	}
 	st := tg.gate.VulnStatus()
 	if st.DB == nil || st.DB.Source.Version != v1 || st.LastOutcome != "built" || st.DB.Entries != 4 || st.DB.Skipped != 1 {

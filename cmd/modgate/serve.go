@@ -42,7 +42,8 @@ type serveOptions struct {
 	vulnRefresh                          time.Duration
 	vulnVersion                          string
 	logFormat                            string
-	terminal                             bool // stderr is a terminal: show progress
+	logFlush                             time.Duration // --log-flush-interval (logging.go)
+	terminal                             bool          // stderr is a terminal: show progress
 	offline                              bool
 	listTTL                              time.Duration
 	cacheMaxSize                         byteSize
@@ -106,6 +107,9 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 	f.BoolVar(&o.offline, "offline", false, "serve from the cache only; a miss answers 504")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "json", "json, or console for people reading a terminal")
+	f.DurationVar(&o.logFlush, "log-flush-interval", defaultLogFlush,
+		"how long info and debug lines (the access log) may wait in a 256 KiB buffer before they are written; "+
+			"warnings and errors are written at once; 0 writes every line at once")
 	f.DurationVar(&o.listTTL, "list-ttl", time.Minute, "how long list and @latest answers stay fresh")
 	f.StringVar(
 		&o.debugListen,
@@ -210,17 +214,22 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 			if !f.Changed("log-level") {
 				o.logLevel = "warn"
 			}
+			if !f.Changed("log-flush-interval") {
+				o.logFlush = 0 // few lines, and the person reads them now
+			}
 		}
 		return serve(cmd.Context(), o, stderr)
 	}
 	return cmd
 }
 
-// newLogger builds the JSON (or console) logger at the given level.
-func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
+// newLogger builds the JSON (or console) logger at the given level. With a
+// positive flush interval its lines go through a buffer (see bufferedLog);
+// stop writes what is buffered and must be called before the process ends.
+func newLogger(level, format string, flush time.Duration, w io.Writer) (log *zap.Logger, stop func(), err error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
-		return nil, usageError{fmt.Errorf("--log-level: %v", err)}
+		return nil, nil, usageError{fmt.Errorf("--log-level: %v", err)}
 	}
 	ec := zap.NewProductionEncoderConfig()
 	ec.EncodeTime = zapcore.ISO8601TimeEncoder
@@ -233,18 +242,22 @@ func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
 	case "console":
 		enc = zapcore.NewConsoleEncoder(ec)
 	default:
-		return nil, usageError{fmt.Errorf("--log-format %q: want json or console", format)}
+		return nil, nil, usageError{fmt.Errorf("--log-format %q: want json or console", format)}
 	}
-	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)), nil
+	if flush < 0 {
+		return nil, nil, usageError{fmt.Errorf("--log-flush-interval %s: want 0 or a positive duration", flush)}
+	}
+	ws, stop := bufferedLog(zapcore.AddSync(w), flush)
+	return zap.New(urgentCore{zapcore.NewCore(enc, ws, lvl)}), stop, nil
 }
 
 // serve wires the gate together and runs it until ctx ends.
 func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
-	log, err := newLogger(o.logLevel, o.logFormat, stderr)
+	log, stopLog, err := newLogger(o.logLevel, o.logFormat, o.logFlush, stderr)
 	if err != nil {
 		return err
 	}
-	defer log.Sync()
+	defer stopLog()
 	dbName, dbURL, err := parseSumDB(o.upstreamSumDB)
 	if err != nil {
 		return usageError{err}

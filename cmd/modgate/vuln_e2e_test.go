@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -202,4 +203,32 @@ func TestVulnEndToEnd(t *testing.T) {
 	g.stop()
 	g = startGate(t, dataDir, "--upstream", up.URL, "--upstream-sumdb", up.VerifierKey(), "--offline")
 	waitVulnVersion(t, g, v2.Version)
+}
+
+// TestVulnBundleOffline carries the vulnerability database across an air
+// gap: exported with --with-vulndb, imported into an offline gate, which
+// builds it at once and serves it.
+func TestVulnBundleOffline(t *testing.T) {
+	dir := t.TempDir()
+	up := fakeupstream.Start(t, fakeupstream.Options{})
+	v1, err := up.AddVulnDB(time.Date(2026, 11, 5, 12, 0, 0, 0, time.UTC), fakeupstream.VulnDBEntries())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := startGate(t, filepath.Join(dir, "outside"), "--upstream", up.URL, "--upstream-sumdb", up.VerifierKey())
+	file := filepath.Join(dir, "vulndb.tar")
+	bundleCLI(t, out, 0, "export", "-o", file, "--with-vulndb")
+
+	in := airGapped(t, up)
+	if st, _ := adminCLI(t, in, "vuln", "status"); !strings.Contains(st, "no database built yet") {
+		t.Errorf("an empty air-gapped gate's status:\n%s", st)
+	}
+	bundleCLI(t, in, 0, "import", file, "--trust", out.verifier)
+	if st := waitVulnVersion(t, in, v1.Version); st.DB.Entries != 4 {
+		t.Errorf("the imported database: %+v", st.DB)
+	}
+	status, body := httpGet(t, "http://"+in.listen+"/vuln/ID/"+fakeupstream.VulnLib+".json")
+	if status != http.StatusOK || !strings.Contains(body, fakeupstream.VulnLib) {
+		t.Errorf("GET /vuln/ID/%s.json on the air-gapped gate: %d %q", fakeupstream.VulnLib, status, body)
+	}
 }

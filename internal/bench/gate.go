@@ -25,8 +25,9 @@ import (
 // fixture, served by this process.
 type upstream struct {
 	*modfixture.Server
-	url string
-	srv *http.Server
+	url   string
+	srv   *http.Server
+	sumdb string // --upstream-sumdb of an upstream without a Server (scenario 8)
 }
 
 func startUpstream(ctx context.Context, fx *fixture, logf func(string, ...any)) (*upstream, error) {
@@ -53,6 +54,9 @@ func (u *upstream) close() { u.srv.Close() }
 
 // sumdbArg is modgate's --upstream-sumdb for the local checksum database.
 func (u *upstream) sumdbArg() string {
+	if u.Server == nil {
+		return u.sumdb
+	}
 	return u.VerifierKey() + " " + u.url + "/sumdb/" + modfixture.Name
 }
 
@@ -73,10 +77,10 @@ func (u *upstream) gateArgs() []string {
 	return []string{"--upstream", u.url, "--upstream-sumdb", u.sumdbArg()}
 }
 
-// startGate runs modgate serve with a fresh data directory under dir and
-// the upstream flags upArgs (see upstream.gateArgs), logging at the
-// default level (info: one access-log line per request) to a file, and
-// waits until it is ready.
+// startGate runs modgate serve with the data directory dir/data (fresh,
+// unless the caller filled it) and the upstream flags upArgs (see
+// upstream.gateArgs), logging at the default level (info: one access-log
+// line per request) to a file, and waits until it is ready.
 func startGate(ctx context.Context, bin, dir string, upArgs []string, extra ...string) (*gateProc, error) {
 	g := &gateProc{dataDir: filepath.Join(dir, "data"), logFile: filepath.Join(dir, "modgate.log"),
 		done: make(chan struct{})}

@@ -46,6 +46,7 @@ type options struct {
 	duration time.Duration
 	workers  int
 	keep     bool
+	objects  int // scenario 8's large cache
 }
 
 func main() {
@@ -71,12 +72,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.workload, "workload", defaultWorkload, "module@version whose go.mod and go.sum are the workload")
 	fs.IntVar(&o.runs, "runs", 5, "paired runs per figure")
 	fs.StringVar(&o.only, "only", "",
-		"comma list of scenarios to run (1-8, 8 needs the network; 20: bundles); empty runs all")
+		"comma list of scenarios to run (1-9, 9 needs the network; 20: bundles); empty runs all")
 	fs.StringVar(&o.modgate, "modgate", "", "modgate binary; empty builds ./cmd/modgate of this repository")
 	fs.StringVar(&o.profile, "profile", "", "directory for CPU profiles of modgate during the scenarios (pprof)")
 	fs.DurationVar(&o.duration, "duration", 3*time.Second, "length of each load-generator measurement")
 	fs.IntVar(&o.workers, "workers", 8, "load-generator workers (keep-alive connections)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the scenarios' temporary directories")
+	fs.IntVar(&o.objects, "objects", 1_000_000, "small objects in scenario 8's large cache (compared with 10,000)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -104,21 +106,23 @@ func bench(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fx, err := buildFixture(ctx, o.fixture, o.workload, env, logf)
-	if err != nil {
-		return err
-	}
 	bin := o.modgate
 	if bin == "" {
 		if bin, err = buildModgate(ctx, work); err != nil {
 			return err
 		}
 	}
-	up, err := startUpstream(ctx, fx, logf)
-	if err != nil {
-		return err
+	var fx *fixture
+	var up *upstream
+	if o.only != "8" { // scenario 8 needs neither the fixture nor the local upstream
+		if fx, err = buildFixture(ctx, o.fixture, o.workload, env, logf); err != nil {
+			return err
+		}
+		if up, err = startUpstream(ctx, fx, logf); err != nil {
+			return err
+		}
+		defer up.close()
 	}
-	defer up.close()
 	if o.profile != "" {
 		if err := os.MkdirAll(o.profile, 0o755); err != nil {
 			return err

@@ -10,11 +10,11 @@ import (
 	"time"
 )
 
-// realUpstream is the module proxy of scenario 8, with the checksum
+// realUpstream is the module proxy of scenario 9, with the checksum
 // database behind its /sumdb/ path.
 const realUpstream = "https://proxy.golang.org"
 
-// coldReal measures scenario 8: scenario 3 on the real network. A cold
+// coldReal measures scenario 9: scenario 3 on the real network. A cold
 // gate whose upstream is the real module proxy and checksum database
 // (modgate's defaults), through its GOPROXY endpoint, divided by the same
 // client straight to the real proxy. It skips, saying why, when the real
@@ -22,7 +22,7 @@ const realUpstream = "https://proxy.golang.org"
 func (b *runner) coldReal(ctx context.Context) error {
 	const what = "cold go mod download on the real upstream, GOPROXY endpoint ÷ direct to " + realUpstream
 	if err := probe(ctx, realUpstream+"/sumdb/sum.golang.org/supported"); err != nil {
-		b.add("8", what, "skipped: the real upstream cannot be reached: "+err.Error(), "≤ 1.25", nil)
+		b.add("9", what, "skipped: the real upstream cannot be reached: "+err.Error(), "≤ 1.25", nil)
 		return nil
 	}
 	direct := []string{"GOPROXY=" + realUpstream, "GOSUMDB=sum.golang.org"}
@@ -32,8 +32,8 @@ func (b *runner) coldReal(ctx context.Context) error {
 	}
 	ratio := median(ratios(r.gate, r.direct))
 	met := ratio <= 1.25
-	b.add("8", what, fmt.Sprintf("%.2f (%.2fs ÷ %.2fs)", ratio, median(r.gate), median(r.direct)), "≤ 1.25", &met)
-	b.add("8b", "cold on the real upstream, the gate's access log of its first run", r.log.String(), "report", nil)
+	b.add("9", what, fmt.Sprintf("%.2f (%.2fs ÷ %.2fs)", ratio, median(r.gate), median(r.direct)), "≤ 1.25", &met)
+	b.add("9b", "cold on the real upstream, the gate's access log of its first run", r.log.String(), "report", nil)
 	return nil
 }
 

@@ -61,7 +61,7 @@ func (b *runner) all(ctx context.Context) error {
 	steps := []struct {
 		n  int
 		fn func(context.Context) error
-	}{{3, b.cold}, {4, b.big}, {5, b.stampede}, {8, b.coldReal}, {bundleScenario, b.bundles}}
+	}{{3, b.cold}, {4, b.big}, {5, b.stampede}, {8, b.million}, {9, b.coldReal}, {bundleScenario, b.bundles}}
 	for _, s := range steps {
 		if b.o.want(s.n) {
 			if err := s.fn(ctx); err != nil {

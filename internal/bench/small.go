@@ -36,7 +36,19 @@ func (b *runner) smallObjects(ctx context.Context, g *gateProc) error {
 		icptURLs = append(icptURLs, "https://sum.golang.org"+p)
 	}
 	if b.o.want(6) {
-		if err := b.throughput(ctx, g, gateURLs, fileURLs, icptURLs); err != nil {
+		// The same gate, but writing each log line as it comes: row 6c.
+		g0, err := startGate(ctx, b.bin, b.dir("warm-unbuffered-log"), b.up.gateArgs(), "--log-flush-interval", "0")
+		if err != nil {
+			return err
+		}
+		defer g0.stop()
+		g0URLs := prefixed("http://"+g0.listen, paths)
+		for _, u := range g0URLs { // fetched and cached once
+			if err := getOK(ctx, http.DefaultClient, u); err != nil {
+				return err
+			}
+		}
+		if err := b.throughput(ctx, g, g0, gateURLs, fileURLs, icptURLs, g0URLs); err != nil {
 			return err
 		}
 	}
@@ -48,16 +60,20 @@ func (b *runner) smallObjects(ctx context.Context, g *gateProc) error {
 
 // throughput measures scenario 6: requests per second for cached small
 // objects over keep-alive connections.
-func (b *runner) throughput(ctx context.Context, g *gateProc, gateURLs, fileURLs, icptURLs []string) error {
+// g0 is the same gate with --log-flush-interval 0, at g0URLs.
+func (b *runner) throughput(ctx context.Context, g, g0 *gateProc, gateURLs, fileURLs, icptURLs, g0URLs []string) error {
 	w, d := b.o.workers, b.o.duration
 	plain := newClient(clientOpts{keepAlive: true, workers: w})
 	icpt := newClient(clientOpts{proxy: "http://" + g.listen, roots: g.roots(), keepAlive: true, resume: true, workers: w})
-	var gate, file, ic []float64
+	var gate, file, ic, unbuf []float64
 	for i := range b.o.runs {
-		for j := range 3 {
+		for j := range 4 {
 			var r loadResult
 			var err error
-			switch (i + j) % 3 {
+			switch (i + j) % 4 {
+			case 3:
+				r, err = load(ctx, plain, g0URLs, w, d)
+				unbuf = append(unbuf, r.rate())
 			case 0:
 				r, err = load(ctx, plain, gateURLs, w, d)
 				gate = append(gate, r.rate())
@@ -73,12 +89,22 @@ func (b *runner) throughput(ctx context.Context, g *gateProc, gateURLs, fileURLs
 			}
 		}
 		b.logf(
-			"small objects run %d: goproxy %.0f/s, file server %.0f/s, interception %.0f/s",
+			"small objects run %d: goproxy %.0f/s, file server %.0f/s, interception %.0f/s, log line by line %.0f/s",
 			i+1,
 			last(gate),
 			last(file),
 			last(ic),
+			last(unbuf),
 		)
+	}
+	if f := b.profileFile("small-goproxy-log-line-by-line"); f != "" {
+		done := g0.profile(d+time.Second, f)
+		if _, err := load(ctx, plain, g0URLs, w, d); err != nil {
+			return err
+		}
+		if err := <-done; err != nil {
+			return err
+		}
 	}
 	if f := b.profileFile("small-goproxy"); f != "" {
 		done := g.profile(d+time.Second, f)
@@ -100,6 +126,9 @@ func (b *runner) throughput(ctx context.Context, g *gateProc, gateURLs, fileURLs
 	)
 	b.add("6b", "cached small objects per second through interception (HTTPS, keep-alive)",
 		fmt.Sprintf("%.0f/s (%.2f of the file server over plain HTTP)", median(ic), median(ratios(ic, file))), "report", nil)
+	b.add("6c", "the same as 6a, access log buffered (default) ÷ written line by line (--log-flush-interval 0)",
+		fmt.Sprintf("%.2f (%.0f/s ÷ %.0f/s; line by line %.2f of the file server)", median(ratios(gate, unbuf)),
+			median(gate), median(unbuf), median(ratios(unbuf, file))), "report", nil)
 	return nil
 }
 

@@ -69,6 +69,16 @@ type Store interface {
 
 var _ Store = (*cache.Store)(nil)
 
+// reverseScanner is a Store that can also scan backwards (ScanDesc: keys
+// with prefix that sort before end, the last first). With it, a page of
+// the log costs O(page) instead of a walk of the whole log. *cache.Store
+// is one; a Store without it is scanned forwards.
+type reverseScanner interface {
+	ScanDesc(ctx context.Context, prefix, end string, fn func(key string, e cache.Entry) error) error
+}
+
+var _ reverseScanner = (*cache.Store)(nil)
+
 // Log is an append-only log of entries in a Store, under keys
 // "audit/<20-digit Unix nanoseconds>-<6-digit counter>", so that they sort
 // by time. It is bounded: entries past the retention's age or size are
@@ -143,6 +153,9 @@ func (a *Log) ListPage(ctx context.Context, limit int, before string) ([]Entry, 
 	if err := a.Flush(ctx); err != nil {
 		return nil, "", err
 	}
+	if rs, ok := a.store.(reverseScanner); ok {
+		return listDesc(ctx, rs, limit, end)
+	}
 	type keyed struct {
 		key   string
 		entry Entry
@@ -176,6 +189,35 @@ func (a *Log) ListPage(ctx context.Context, limit int, before string) ([]Entry, 
 	next := ""
 	if dropped {
 		next = strings.TrimPrefix(page[0].key, auditPrefix)
+	}
+	return entries, next, nil
+}
+
+// listDesc is ListPage over a reverseScanner: it reads the newest limit
+// entries before end, and one more to know whether older ones exist.
+func listDesc(ctx context.Context, rs reverseScanner, limit int, end string) ([]Entry, string, error) {
+	var entries []Entry
+	var keys []string
+	more := false
+	err := rs.ScanDesc(ctx, auditPrefix, end, func(key string, e cache.Entry) error {
+		if len(entries) == limit {
+			more = true
+			return errStopScan
+		}
+		var entry Entry
+		if err := json.Unmarshal(e.Value, &entry); err != nil {
+			return fmt.Errorf("audit: entry %s: %w", key, errors.Join(cache.ErrCorrupt, err))
+		}
+		entries, keys = append(entries, entry), append(keys, key)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopScan) {
+		return nil, "", err
+	}
+	slices.Reverse(entries)
+	next := ""
+	if more {
+		next = strings.TrimPrefix(keys[len(keys)-1], auditPrefix)
 	}
 	return entries, next, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -88,7 +89,7 @@ func (a *Log) put(ctx context.Context, key string, e Entry, oldSize int64) (int6
 	if err := a.store.Put(ctx, key, value); err != nil {
 		return 0, fmt.Errorf("audit: %w", err)
 	}
-	size := int64(len(key) + len(value))
+	size := entrySize(key, value)
 	a.keep.grew(size - oldSize)
 	if err := a.enforce(ctx); err != nil {
 		a.cfg.Logger.Error("audit retention", zap.Error(err))
@@ -112,44 +113,43 @@ func (r *retention) grew(n int64) {
 }
 
 // enforce deletes, oldest first, the entries past MaxAge (looked for at
-// most every ageCheckEvery) and, when the log holds over MaxBytes,
-// the oldest down to 90% of it. The first call measures the log.
+// most every ageCheckEvery) and, when the log holds over MaxBytes, the
+// oldest down to 90% of it. It reads the log from its oldest entry and
+// stops at the first one it keeps, so it costs O(entries deleted), not a
+// walk of the whole log. The first call measures the log (measure).
 func (a *Log) enforce(ctx context.Context) error {
 	r := &a.keep
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := a.now()
-	if r.loaded {
+	if !r.loaded {
+		total, err := a.measure(ctx)
+		if err != nil {
+			return err
+		}
+		r.loaded, r.bytes = true, total
+	} else {
 		r.bytes += r.pending
 	}
 	r.pending = 0
-	if r.loaded && r.bytes <= a.cfg.MaxBytes && now.Sub(r.lastCheck) < ageCheckEvery {
+	if r.bytes <= a.cfg.MaxBytes && now.Sub(r.lastCheck) < ageCheckEvery {
 		return nil
 	}
 	r.lastCheck = now
 	oldest := now.Add(-a.cfg.MaxAge).UnixNano()
 	target := a.cfg.MaxBytes / 10 * 9
-	var total int64
-	var sizes []int64
-	var keys []string
-	err := a.store.Scan(ctx, auditPrefix, func(key string, e cache.Entry) error {
-		n := int64(len(key) + len(e.Value))
-		total += n
-		keys, sizes = append(keys, key), append(sizes, n)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	r.loaded, r.bytes = true, total
 	over := r.bytes > a.cfg.MaxBytes
 	var drop []string
-	for i, key := range keys {
+	err := a.store.Scan(ctx, auditPrefix, func(key string, e cache.Entry) error {
 		if keyTime(key) >= oldest && (!over || r.bytes <= target) {
-			break
+			return errStopScan
 		}
 		drop = append(drop, key)
-		r.bytes -= sizes[i]
+		r.bytes -= entrySize(key, e.Value)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopScan) {
+		return err
 	}
 	for _, key := range drop {
 		if err := a.store.Delete(ctx, key); err != nil {
@@ -160,6 +160,38 @@ func (a *Log) enforce(ctx context.Context) error {
 		a.cfg.Logger.Info("audit log pruned", zap.Int("entries", len(drop)), zap.Int64("bytes", r.bytes))
 	}
 	return nil
+}
+
+// entrySize is what an entry counts against MaxBytes: its key and value.
+func entrySize(key string, value []byte) int64 { return int64(len(key) + len(value)) }
+
+// keyLen is the length of an entry's key ("audit/" and 27 characters).
+const keyLen = len(auditPrefix) + 27
+
+// kindStats is a Store that counts its objects by kind (the key's part
+// before the first '/'), as *cache.Store does incrementally.
+type kindStats interface {
+	Stats(ctx context.Context) (cache.Stats, error)
+}
+
+// measure returns the bytes of the stored entries: from the store's
+// counts of the "audit" kind when it keeps them (O(1)), else by a walk of
+// the log.
+func (a *Log) measure(ctx context.Context) (int64, error) {
+	if ks, ok := a.store.(kindStats); ok {
+		st, err := ks.Stats(ctx)
+		if err != nil {
+			return 0, err
+		}
+		k := st.Kinds[strings.TrimSuffix(auditPrefix, "/")]
+		return k.Bytes + k.Objects*int64(keyLen), nil
+	}
+	var total int64
+	err := a.store.Scan(ctx, auditPrefix, func(key string, e cache.Entry) error {
+		total += entrySize(key, e.Value)
+		return nil
+	})
+	return total, err
 }
 
 // keyTime returns the Unix nanoseconds of an entry's key.
