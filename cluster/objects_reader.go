@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -71,6 +72,8 @@ type ObjectReader struct {
 	cancel    context.CancelFunc
 	streams   []chan chunkResult // stream j sends chunks j, j+len(streams), ... in order
 	wg        sync.WaitGroup     // the streams running
+	free      chan []byte        // chunk buffers to reuse: fresh 1 MiB ones cost page faults and GC
+	buf       []byte             // the buffer of the current chunk
 	next      int32              // the next chunk to return
 	cur       []byte             // what is left of the current chunk
 	read      int64
@@ -88,6 +91,7 @@ type chunkResult struct {
 func (r *ObjectReader) start(ctx context.Context, pool *pgxpool.Pool, id int64) {
 	ctx, r.cancel = context.WithCancel(ctx)
 	k := max(1, min(readStreams, int(r.chunks)))
+	r.free = make(chan []byte, k*(streamAhead+2)+1)
 	for j := range k {
 		ch := make(chan chunkResult, streamAhead)
 		r.streams = append(r.streams, ch)
@@ -95,15 +99,32 @@ func (r *ObjectReader) start(ctx context.Context, pool *pgxpool.Pool, id int64) 
 		go func() {
 			defer r.wg.Done()
 			defer close(ch)
-			stream(ctx, pool, id, k, j, ch)
+			stream(ctx, pool, id, k, j, ch, r.free)
 		}()
 	}
+}
+
+// chunkRow copies the current row of rows (idx and data, in binary) into a
+// chunkResult, into a buffer from free when there is one: the row's own
+// bytes are valid only until the next row.
+func chunkRow(rows pgx.Rows, free chan []byte) chunkResult {
+	fd, vals := rows.FieldDescriptions(), rows.RawValues()
+	if len(fd) != 2 || len(vals) != 2 || fd[0].Format != pgx.BinaryFormatCode || fd[1].Format != pgx.BinaryFormatCode ||
+		len(vals[0]) != 4 || vals[1] == nil {
+		return chunkResult{err: errors.New("unexpected row format")}
+	}
+	var buf []byte
+	select {
+	case buf = <-free:
+	default:
+	}
+	return chunkResult{idx: int32(binary.BigEndian.Uint32(vals[0])), data: append(buf, vals[1]...)}
 }
 
 // stream runs one query for chunks j, j+k, j+2k, ... of object id, in
 // order, and sends them to ch. It ends after the last row, on error
 // (sent), or when ctx is done.
-func stream(ctx context.Context, pool *pgxpool.Pool, id int64, k, j int, ch chan<- chunkResult) {
+func stream(ctx context.Context, pool *pgxpool.Pool, id int64, k, j int, ch chan<- chunkResult, free chan []byte) {
 	send := func(c chunkResult) bool {
 		select {
 		case ch <- c:
@@ -120,8 +141,7 @@ func stream(ctx context.Context, pool *pgxpool.Pool, id int64, k, j int, ch chan
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var c chunkResult
-		c.err = rows.Scan(&c.idx, &c.data)
+		c := chunkRow(rows, free)
 		if !send(c) || c.err != nil {
 			return
 		}
@@ -171,13 +191,26 @@ func (r *ObjectReader) loadChunk() error {
 		return r.corrupt("chunk %d has %d bytes, not %d", r.next, len(res.data), want)
 	}
 	r.read += int64(len(res.data))
-	r.cur = res.data
+	r.recycle()
+	r.cur, r.buf = res.data, res.data
 	r.next++
 	return nil
 }
 
 func (r *ObjectReader) corrupt(format string, args ...any) error {
 	return fmt.Errorf("%w: object %s: %s", ErrObjectCorrupt, r.key, fmt.Sprintf(format, args...))
+}
+
+// recycle gives the buffer of the chunk read whole to the streams, to
+// reuse.
+func (r *ObjectReader) recycle() {
+	if r.buf != nil {
+		select {
+		case r.free <- r.buf[:0]:
+		default:
+		}
+	}
+	r.buf, r.cur = nil, nil
 }
 
 // Close stops the streams and waits for them to end.
