@@ -16,7 +16,8 @@ import (
 // backs LISTEN up. Calls of fn never overlap. Watch reconnects by itself
 // with a dedicated connection (not one of the pool's), and returns when
 // ctx ends.
-func (db *DB) Watch(ctx context.Context, channel string, every time.Duration, fn func(ctx context.Context, payload string)) {
+func (db *DB) Watch(ctx context.Context, channel string, every time.Duration,
+	fn func(ctx context.Context, payload string)) {
 	var mu sync.Mutex
 	call := func(p string) {
 		mu.Lock()

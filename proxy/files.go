@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -29,8 +28,9 @@ type fileSpec struct {
 	mutable bool // list, @latest and .info of a query: cached with a TTL
 	// check verifies a fetched body and returns the trust mark to store
 	// with it (trustUnknown for kinds that are not checked against the
-	// checksum database).
-	check func(g *Gate, ctx context.Context, req Request, body []byte) (byte, error)
+	// checksum database). ahead is the lookup started with the fetch
+	// (see lookAhead), for the kinds checked against the database.
+	check func(g *Gate, ctx context.Context, req Request, body []byte, ahead *sumAhead) (byte, error)
 }
 
 func specFor(req Request) fileSpec {
@@ -90,24 +90,7 @@ func (g *Gate) load(ctx context.Context, req Request) ([]byte, outcome, error) {
 		return nil, outcome{}, g.offlineMiss(ctx, req)
 	}
 	body, o, ferr := g.shared(ctx, key, g.clustered(req, key, func(ctx context.Context) ([]byte, upstreamTime, error) {
-		// Another request may have stored it since this one missed.
-		if e, err := g.cfg.Cache.Get(ctx, key); err == nil && g.trustHolds(req, e.Mark) &&
-			(!spec.mutable || g.cfg.Now().Sub(e.Stored) < g.cfg.ListTTL) {
-			return e.Value, upstreamTime{}, nil
-		}
-		body, up, err := g.fetchTimed(ctx, req.Kind, "/"+req.escaped+spec.ext)
-		if err != nil {
-			return nil, up, err
-		}
-		trust, err := spec.check(g, ctx, req, body)
-		if err != nil {
-			return nil, up, err
-		}
-		if err := g.cfg.Cache.PutMarked(ctx, key, body, trust); err != nil {
-			return nil, up, fmt.Errorf("storing %s: %w", key, err)
-		}
-		g.share(ctx, req, key, body, trust)
-		return body, up, nil
+		return g.fetchFile(ctx, req, key, spec)
 	}))
 	if ferr != nil && trusted && statusOf(ferr) == http.StatusBadGateway {
 		g.log.Warn("upstream failed; serving a stale copy", zap.String("key", key), zap.Error(ferr))
@@ -119,6 +102,32 @@ func (g *Gate) load(ctx context.Context, req Request) ([]byte, outcome, error) {
 	}
 	o.cache = cacheMiss
 	return body, o, nil
+}
+
+// fetchFile fetches, checks and stores a small module file, unless
+// another request has stored it since this one missed.
+func (g *Gate) fetchFile(ctx context.Context, req Request, key string, spec fileSpec) ([]byte, upstreamTime, error) {
+	if e, err := g.cfg.Cache.Get(ctx, key); err == nil && g.trustHolds(req, e.Mark) &&
+		(!spec.mutable || g.cfg.Now().Sub(e.Stored) < g.cfg.ListTTL) {
+		return e.Value, upstreamTime{}, nil
+	}
+	var ahead *sumAhead
+	if req.Kind == KindMod { // the record's round trips overlap the fetch's
+		ahead = g.lookAhead(ctx, req, "/go.mod")
+	}
+	body, up, err := g.fetchTimed(ctx, req.Kind, "/"+req.escaped+spec.ext)
+	if err != nil {
+		return nil, up, err
+	}
+	trust, err := spec.check(g, ctx, req, body, ahead)
+	if err != nil {
+		return nil, up, err
+	}
+	if err := g.cfg.Cache.PutMarked(ctx, key, body, trust); err != nil {
+		return nil, up, fmt.Errorf("storing %s: %w", key, err)
+	}
+	g.share(ctx, req, key, body, trust)
+	return body, up, nil
 }
 
 // fetchTimed fetches a small body and returns the upstream time.
@@ -141,7 +150,7 @@ func writeSmall(w http.ResponseWriter, r *http.Request, ctype string, body []byt
 }
 
 // checkList accepts a version list whose every line is a valid version.
-func checkList(_ *Gate, _ context.Context, req Request, body []byte) (byte, error) {
+func checkList(_ *Gate, _ context.Context, req Request, body []byte, _ *sumAhead) (byte, error) {
 	for _, line := range strings.Split(string(body), "\n") {
 		if v := strings.TrimSpace(line); v != "" && (!semver.IsValid(v) || module.Check(req.Module, v) != nil) {
 			return 0, fmt.Errorf("%w: upstream list of %s has an invalid version %q", ErrMismatch, req.Module, v)
@@ -152,7 +161,7 @@ func checkList(_ *Gate, _ context.Context, req Request, body []byte) (byte, erro
 
 // checkInfo accepts an .info (or @latest) naming a valid version, which for
 // a request by exact version must be that version.
-func checkInfo(_ *Gate, _ context.Context, req Request, body []byte) (byte, error) {
+func checkInfo(_ *Gate, _ context.Context, req Request, body []byte, _ *sumAhead) (byte, error) {
 	var info struct{ Version string }
 	if err := json.Unmarshal(body, &info); err != nil {
 		return 0, fmt.Errorf("%w: upstream .info of %s is not valid JSON: %v", ErrMismatch, req.Target(), err)
@@ -167,15 +176,16 @@ func checkInfo(_ *Gate, _ context.Context, req Request, body []byte) (byte, erro
 	return trustUnknown, nil
 }
 
-// checkMod compares a go.mod with the checksum database.
-func checkMod(g *Gate, ctx context.Context, req Request, body []byte) (byte, error) {
+// checkMod compares a go.mod with the checksum database's line, which
+// ahead looks up (nil: a private module, not checked).
+func checkMod(g *Gate, ctx context.Context, req Request, body []byte, ahead *sumAhead) (byte, error) {
 	h, err := dirhash.Hash1([]string{"go.mod"}, func(string) (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(body)), nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("hashing go.mod: %w", err)
 	}
-	return g.checkSum(ctx, req, "/go.mod", h)
+	return g.checkAhead(ctx, ahead, req, "/go.mod", h)
 }
 
 // checkSum compares hash with the go.sum line of the verified
@@ -250,27 +260,12 @@ func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			return o, g.offlineMiss(ctx, req)
 		}
 		result = cacheMiss
-		// The shared fetch stores the blob; each caller then opens its own:
-		// a Blob is a reader with a position and a read transaction, so one
-		// cannot serve several callers.
-		var fo outcome
-		_, fo, err = g.shared(ctx, key, g.clustered(req, key, func(ctx context.Context) ([]byte, upstreamTime, error) {
-			if g.storedTrusted(ctx, req, key) {
-				return nil, upstreamTime{}, nil // stored since this request missed
-			}
-			up, err := g.fetchZip(ctx, req, key)
-			return nil, up, err
-		}))
-		if o = o.with(fo); err == nil {
-			if f, stored := g.spools.open(key); f != nil { // verified from the second level, being stored
-				defer f.Close()
-				o.cache = result
-				w.Header().Set("Content-Type", "application/zip")
-				http.ServeContent(w, r, "", stored, f)
-				return o, nil
-			}
-			blob, err = g.openVerified(ctx, key)
+		mo, b, streamed, merr := g.missZip(ctx, w, r, req, key)
+		if o = o.with(mo); streamed {
+			o.cache = cacheMiss
+			return o, merr
 		}
+		blob, err = b, merr
 	}
 	if err != nil {
 		return o, err
@@ -287,6 +282,33 @@ func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		_ = g.dropUnreadable(ctx, req, key, body.err)
 	}
 	return o, nil
+}
+
+// missZip answers a zip that is not cached. A plain GET streams it as it
+// arrives (streamed is true, and err says whether the answer must be cut;
+// see zipStream). Otherwise it waits for the shared fetch, which stores
+// the blob, and opens its own: a Blob is a reader with a position and a
+// read transaction, so one cannot serve several callers.
+func (g *Gate) missZip(ctx context.Context, w http.ResponseWriter, r *http.Request, req Request,
+	key string) (o outcome, blob *cache.Blob, streamed bool, err error) {
+	p := g.fetchZipAsync(ctx, req, key)
+	if streamable(r) {
+		if so, ok, err := g.streamZip(ctx, w, req, key, p); ok {
+			return so, nil, true, err
+		}
+	}
+	<-p.done
+	if p.err != nil {
+		return p.o, nil, false, p.err
+	}
+	if f, stored := g.spools.open(key); f != nil { // verified from the second level, being stored
+		defer f.Close()
+		w.Header().Set("Content-Type", "application/zip")
+		http.ServeContent(w, r, "", stored, f)
+		return p.o, nil, true, nil
+	}
+	blob, err = g.openVerified(ctx, key)
+	return p.o, blob, false, err
 }
 
 // openVerified opens the cached zip under key and checks all of it (each
@@ -338,37 +360,6 @@ func (r *readErr) Read(p []byte) (int, error) {
 }
 
 func (r *readErr) Seek(off int64, whence int) (int64, error) { return r.r.Seek(off, whence) }
-
-// fetchZip spools the upstream zip to a file while downloading, checks its
-// hash against the checksum database and only then stores it. It returns
-// the time the download took.
-func (g *Gate) fetchZip(ctx context.Context, req Request, key string) (upstreamTime, error) {
-	start := time.Now()
-	f, size, err := g.up.spool(ctx, "/"+req.escaped+".zip", g.cfg.SpoolDir, maxZipSize)
-	up := since(start)
-	g.cfg.Metrics.fetched(KindZip, up.d, size)
-	if err != nil {
-		return up, err
-	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	h, err := dirhash.HashZip(f.Name(), dirhash.Hash1)
-	if err != nil {
-		return up, fmt.Errorf("%w: upstream zip of %s is not a valid zip: %v", ErrMismatch, req.Target(), err)
-	}
-	trust, err := g.checkSum(ctx, req, "", h)
-	if err != nil {
-		return up, err
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return up, fmt.Errorf("rewinding spool file: %w", err)
-	}
-	if err := g.cfg.Cache.PutBlobMarked(ctx, key, f, size, trust); err != nil {
-		return up, fmt.Errorf("storing %s: %w", key, err)
-	}
-	g.shareZip(ctx, key, f, size, trust)
-	return up, nil
-}
 
 // storedTrusted reports whether a zip whose trust holds is stored under key.
 func (g *Gate) storedTrusted(ctx context.Context, req Request, key string) bool {

@@ -114,6 +114,8 @@ type Gate struct {
 	group flights[fetchResult]
 	// spools are zips verified from the second level, being stored (secondspool.go).
 	spools sharedSpools
+	// streams are the zips being fetched, which requests read as they arrive.
+	streams zipStreams
 
 	wouldMu   sync.Mutex
 	wouldDeny map[string]time.Time // last audit of a would-be denial, by target and rule
@@ -186,6 +188,12 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		default:
 			o, err = g.serveFile(ctx, lw, r, req)
 		}
+	}
+	if err != nil && lw.status != 0 {
+		// A streamed zip whose fetch or check failed: cut the answer short,
+		// so that the client never completes it.
+		g.logRequest(lw, r, req, o, err, start)
+		panic(http.ErrAbortHandler)
 	}
 	if err != nil {
 		writeError(lw, err)

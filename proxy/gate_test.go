@@ -615,8 +615,20 @@ func TestGateFirstCallerGone(t *testing.T) {
 	if n := tg.fake.Requests(path); n != 1 {
 		t.Errorf("the upstream saw %d requests, want 1", n)
 	}
-	if ok, _ := tg.cache.HasBlob(t.Context(), "zip/example.com/lib/@v/v1.2.0"); !ok {
+	// A streamed answer completes once the zip is verified; it is stored
+	// just after, before the request's handler returns.
+	if !storedWithin(t, tg, "zip/example.com/lib/@v/v1.2.0", 10*time.Second) {
 		t.Errorf("the zip was not stored")
+	}
+}
+
+// storedWithin reports whether a blob is stored under key within d.
+func storedWithin(t *testing.T, tg *testGate, key string, d time.Duration) bool {
+	t.Helper()
+	for deadline := time.Now().Add(d); ; time.Sleep(10 * time.Millisecond) {
+		if ok, _ := tg.cache.HasBlob(t.Context(), key); ok || time.Now().After(deadline) {
+			return ok
+		}
 	}
 }
 

@@ -77,6 +77,23 @@ func (m *memSecondLevel) get(key string) (memObject, bool) {
 	return o, ok
 }
 
+// await waits up to 10 s for an object under key for which ok holds (nil:
+// any object). A streamed zip's client has its whole answer before the
+// gate has stored and shared it, so tests wait for the share.
+func (m *memSecondLevel) await(key string, ok func(memObject) bool) (memObject, bool) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		o, found := m.get(key)
+		if found && (ok == nil || ok(o)) {
+			return o, true
+		}
+		if time.Now().After(deadline) {
+			return o, false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // sharedLeases is an in-memory lease table, with no expiry, that several
 // gates share.
 type sharedLeases struct {
@@ -142,7 +159,7 @@ func TestSecondLevelServesWhatAnotherGateVerified(t *testing.T) {
 			if ra.status != http.StatusOK || !bytes.Equal(ra.body, want) {
 				t.Fatalf("gate a: %d, body equal %v", ra.status, bytes.Equal(ra.body, want))
 			}
-			if _, ok := sl.get(string(kindOfExt(ext)) + "/" + path[1:len(path)-len(ext)]); !ok {
+			if _, ok := sl.await(string(kindOfExt(ext))+"/"+path[1:len(path)-len(ext)], nil); !ok {
 				t.Fatalf("gate a did not share %s", path)
 			}
 			rb := get(t, b.url, path)
@@ -209,7 +226,10 @@ func TestSecondLevelCorruptCopyIsFetchedAgain(t *testing.T) {
 				if r := get(t, a.url, path); r.status != http.StatusOK {
 					t.Fatalf("gate a: %d %s", r.status, r.body)
 				}
-				o, _ := sl.get(key)
+				o, ok := sl.await(key, nil)
+				if !ok {
+					t.Fatalf("gate a did not share %s", path)
+				}
 				data, meta := tt.corrupt(o.data, o.meta)
 				sl.set(key, data, meta)
 				rb := get(t, b.url, path)
@@ -219,7 +239,9 @@ func TestSecondLevelCorruptCopyIsFetchedAgain(t *testing.T) {
 				if n := a.fake.Requests(path); n != 2 {
 					t.Fatalf("%d upstream requests, want 2 (gate b fetches again)", n)
 				}
-				if o, _ := sl.get(key); !bytes.Equal(o.data, want) || o.meta.SHA256 != sha256.Sum256(want) {
+				if _, ok := sl.await(key, func(o memObject) bool {
+					return bytes.Equal(o.data, want) && o.meta.SHA256 == sha256.Sum256(want)
+				}); !ok {
 					t.Fatal("gate b did not put the good copy back")
 				}
 			})
@@ -235,7 +257,10 @@ func TestSecondLevelCopyTrustedOnlyAsHere(t *testing.T) {
 	if r := get(t, a.url, path); r.status != http.StatusOK {
 		t.Fatalf("gate a: %d %s", r.status, r.body)
 	}
-	o, _ := sl.get(key)
+	o, ok := sl.await(key, nil)
+	if !ok {
+		t.Fatalf("gate a did not share %s", path)
+	}
 	o.meta.Mark = trustPrivate // as if gate a had it as a private module
 	sl.set(key, o.data, o.meta)
 	if r := get(t, b.url, path); r.status != http.StatusOK || !bytes.Equal(r.body, want) {
@@ -244,7 +269,7 @@ func TestSecondLevelCopyTrustedOnlyAsHere(t *testing.T) {
 	if n := a.fake.Requests(path); n != 2 {
 		t.Fatalf("%d upstream requests, want 2: a copy trusted as private is not trusted where the module is public", n)
 	}
-	if o, _ := sl.get(key); o.meta.Mark != trustSumDB {
+	if o, _ := sl.await(key, func(o memObject) bool { return o.meta.Mark == trustSumDB }); o.meta.Mark != trustSumDB {
 		t.Fatalf("mark %d in the second level after gate b verified it, want %d", o.meta.Mark, trustSumDB)
 	}
 }

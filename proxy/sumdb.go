@@ -112,6 +112,9 @@ type SumDBRemote struct {
 	proxy   *upstream
 	mu      sync.Mutex
 	db      *upstream // resolved
+	// tiles shares the reads of one tile among the lookups that want it at
+	// the same time (each still authenticates what it gets).
+	tiles flights[[]byte]
 }
 
 var _ signer.Remote = (*SumDBRemote)(nil)
@@ -126,17 +129,26 @@ func NewSumDBRemote(name string, base, proxyURL *url.URL, client *http.Client, o
 	return r
 }
 
-// ReadRemote implements signer.Remote.
+// ReadRemote implements signer.Remote. Concurrent reads of one tile
+// are one upstream request.
 func (r *SumDBRemote) ReadRemote(ctx context.Context, path string) ([]byte, error) {
 	db, err := r.resolve(ctx)
 	if err != nil {
 		return nil, err
 	}
 	start := time.Now()
-	b, err := db.fetch(ctx, path)
-	up := since(start)
-	addRemote(ctx, up)
-	r.Metrics.fetched("sumdb", up.d, int64(len(b)))
+	read := func(ctx context.Context) ([]byte, error) {
+		b, err := db.fetch(ctx, path)
+		r.Metrics.fetched("sumdb", time.Since(start), int64(len(b)))
+		return b, err
+	}
+	var b []byte
+	if strings.HasPrefix(path, "/tile/") {
+		b, _, err = r.tiles.do(ctx, path, fetchTimeout, read)
+	} else {
+		b, err = read(ctx)
+	}
+	addRemote(ctx, since(start))
 	return b, err
 }
 

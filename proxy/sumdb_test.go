@@ -3,9 +3,14 @@ package proxy
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/note"
@@ -121,5 +126,69 @@ func TestGateSumDBFork(t *testing.T) {
 	}
 	if !tg.witness.Forked() {
 		t.Errorf("the witness did not record the fork")
+	}
+}
+
+// TestSumDBRemoteSharesTileReads checks that lookups reading the same
+// tile at the same time make one upstream request, while other paths
+// (lookups) are each read.
+func TestSumDBRemoteSharesTileReads(t *testing.T) {
+	var mu sync.Mutex
+	counts := map[string]int{}
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		counts[r.URL.Path]++
+		mu.Unlock()
+		<-release
+		io.WriteString(w, r.URL.Path)
+	}))
+	defer srv.Close()
+	base, _ := url.Parse(srv.URL)
+	remote := NewSumDBRemote("sum.golang.org", base, base, srv.Client(), false)
+	tests := []struct {
+		path string
+		want int // upstream requests for 4 concurrent reads
+	}{{"/tile/8/0/001", 1}, {"/lookup/example.com/m@v1.0.0", 4}}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			var wg sync.WaitGroup
+			for range 4 {
+				wg.Go(func() {
+					b, err := remote.ReadRemote(t.Context(), tt.path)
+					if err != nil || string(b) != tt.path {
+						t.Errorf("ReadRemote(%s) = %q, %v", tt.path, b, err)
+					}
+				})
+			}
+			// Answer once all four reads wait: on one shared request, or
+			// on their own.
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+				mu.Lock()
+				n := counts[tt.path]
+				mu.Unlock()
+				remote.tiles.mu.Lock()
+				waiting := 0
+				if f := remote.tiles.m[tt.path]; f != nil {
+					waiting = f.waiters
+				}
+				remote.tiles.mu.Unlock()
+				if (tt.want == 1 && waiting == 4 && n == 1) || (tt.want == 4 && n == 4) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("after 10s: %d upstream requests, %d reads waiting on a shared one", n, waiting)
+				}
+			}
+			for range tt.want {
+				release <- struct{}{}
+			}
+			wg.Wait()
+			mu.Lock()
+			defer mu.Unlock()
+			if counts[tt.path] != tt.want {
+				t.Errorf("%d upstream requests for %s, want %d", counts[tt.path], tt.path, tt.want)
+			}
+		})
 	}
 }

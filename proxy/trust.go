@@ -74,7 +74,7 @@ func untrustedOffline(req Request) error {
 // never looked up) fails the check, and the caller fetches again or
 // answers 504.
 func (g *Gate) reverifyMod(ctx context.Context, req Request, key string, body []byte) bool {
-	trust, err := checkMod(g, ctx, req, body)
+	trust, err := checkMod(g, ctx, req, body, g.lookAhead(ctx, req, "/go.mod"))
 	if err != nil || trust != trustSumDB {
 		g.log.Info("cached object failed verification; fetching it again", zap.String("key", key), zap.Error(err))
 		return false

@@ -76,9 +76,20 @@ func (u *upstream) fetch(ctx context.Context, path string) ([]byte, error) {
 	return b, nil
 }
 
+// spoolWatcher learns how a spool grows: its file and the upstream's
+// declared length (-1: none) once the answer's headers are in, then the
+// bytes written so far after each write. Calls come from the spooling
+// goroutine, in that order.
+type spoolWatcher interface {
+	started(name string, size int64)
+	wrote(total int64)
+}
+
 // spool streams a body to a new temporary file in dir, refusing more than
-// limit bytes, whether declared or streamed. The caller removes the file.
-func (u *upstream) spool(ctx context.Context, path, dir string, limit int64) (*os.File, int64, error) {
+// limit bytes, whether declared or streamed, and tells watch (which may be
+// nil) of its progress. The caller removes the file.
+func (u *upstream) spool(ctx context.Context, path, dir string, limit int64,
+	watch spoolWatcher) (*os.File, int64, error) {
 	resp, err := u.get(ctx, path)
 	if err != nil {
 		return nil, 0, err
@@ -91,7 +102,17 @@ func (u *upstream) spool(ctx context.Context, path, dir string, limit int64) (*o
 	if err != nil {
 		return nil, 0, fmt.Errorf("spooling: %w", err)
 	}
-	sw := &spoolWriter{f: f}
+	if resp.ContentLength > 0 {
+		if err := reserve(f, resp.ContentLength); err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return nil, 0, spoolError(f.Name(), err)
+		}
+	}
+	sw := &spoolWriter{f: f, watch: watch}
+	if watch != nil {
+		watch.started(f.Name(), resp.ContentLength)
+	}
 	n, err := io.Copy(sw, io.LimitReader(resp.Body, limit+1))
 	if sw.err != nil {
 		err = spoolError(f.Name(), sw.err)
@@ -112,16 +133,23 @@ func (u *upstream) spool(ctx context.Context, path, dir string, limit int64) (*o
 }
 
 // spoolWriter writes to the spool file and keeps its write error, so that
-// a full disk is told apart from a failing upstream.
+// a full disk is told apart from a failing upstream. It tells watch (if
+// set) of each write.
 type spoolWriter struct {
-	f   *os.File
-	err error
+	f     *os.File
+	err   error
+	total int64
+	watch spoolWatcher
 }
 
 func (w *spoolWriter) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	if err != nil {
 		w.err = err
+	}
+	w.total += int64(n)
+	if w.watch != nil && n > 0 {
+		w.watch.wrote(w.total)
 	}
 	return n, err
 }

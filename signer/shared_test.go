@@ -228,7 +228,8 @@ func TestSharedHistoryAcrossMidnight(t *testing.T) {
 	at := func(d int64, off time.Duration) int64 { return d*int64(historyDay) + int64(off) }
 	h := &history{prefix: historyKeyPrefix("db")}
 	s.Store(ctx, h.dayKey(day), encodeSegment([]histEntry{{10, at(day, time.Hour)}, {120, at(day+1, -time.Millisecond)}}))
-	s.Store(ctx, h.dayKey(day+1), encodeSegment([]histEntry{{110, at(day+1, time.Millisecond)}, {130, at(day+1, time.Hour)}}))
+	s.Store(ctx, h.dayKey(day+1),
+		encodeSegment([]histEntry{{110, at(day+1, time.Millisecond)}, {130, at(day+1, time.Hour)}}))
 	if _, err := loadHistory(ctx, s, "db", zap.NewNop(), false); !errors.Is(err, ErrHistory) {
 		t.Fatalf("a gate's own history: %v, want ErrHistory", err)
 	}

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 
 	"github.com/modgate/modgate/cache"
 	"github.com/modgate/modgate/cluster"
+	"github.com/modgate/modgate/internal/atomicfile"
 	"github.com/modgate/modgate/internal/secretfile"
 	"github.com/modgate/modgate/policy"
 	"github.com/modgate/modgate/proxy"
@@ -24,6 +27,23 @@ import (
 type clusterOptions struct {
 	db           string // --cluster-db (MODGATE_CLUSTER_DB)
 	passwordFile string // --cluster-db-password-file
+	dataDir      string // --data-dir, where clusterMarkerFile is kept
+}
+
+// clusterMarkerFile, in the data directory of a clustered gate, names its
+// database (password redacted): the witness commands that read the cache
+// of a stopped gate refuse such a gate, whose witness is in the database.
+const clusterMarkerFile = "cluster-db"
+
+// refuseClustered fails for the data directory of a clustered gate.
+func refuseClustered(dataDir string) error {
+	b, err := os.ReadFile(filepath.Join(dataDir, clusterMarkerFile))
+	if err != nil {
+		return nil
+	}
+	return fmt.Errorf("the gate of %s is in a cluster (database %s): its witness is in the database, "+
+		"not in its cache; run the command against a running gate of the cluster (--admin URL)",
+		dataDir, strings.TrimSpace(string(b)))
 }
 
 // addClusterFlags adds the cluster flags to f.
@@ -43,6 +63,7 @@ func (g *gateParts) openCluster(ctx context.Context, o clusterOptions, log *zap.
 		if o.passwordFile != "" {
 			return nil, usageError{fmt.Errorf("--cluster-db-password-file needs --cluster-db")}
 		}
+		os.Remove(filepath.Join(o.dataDir, clusterMarkerFile)) // a single gate again: its witness is in its cache
 		return nil, nil
 	}
 	var password string
@@ -65,6 +86,11 @@ func (g *gateParts) openCluster(ctx context.Context, o clusterOptions, log *zap.
 		return nil, fmt.Errorf("joining the cluster at %s: %w", cluster.Redact(o.db), err)
 	}
 	log.Info("cluster database", zap.String("url", cluster.Redact(o.db)), zap.Bool("first_gate", first))
+	marker := filepath.Join(o.dataDir, clusterMarkerFile)
+	if err := atomicfile.Write(marker, []byte(cluster.Redact(o.db)+"\n"), 0o644); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("writing %s: %w", marker, err)
+	}
 	g.registry.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "modgate_cluster_db_up",
 			Help: "1 while the cluster database answers, 0 while this gate serves its first level only"},

@@ -29,8 +29,8 @@ func TestClusterAuditTableRetention(t *testing.T) {
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 	table := auditTable{cluster.AuditTable{DB: db}}
 	gates := []*audit.Log{
-		audit.NewWith(audit.Config{Store: table, MaxAge: 48 * time.Hour, MaxBytes: 8 << 10, Now: clock}),
-		audit.NewWith(audit.Config{Store: table, MaxAge: 48 * time.Hour, MaxBytes: 8 << 10, Now: clock}),
+		audit.NewWith(audit.Config{Store: table, MaxAge: 48 * time.Hour, MaxBytes: 8 << 10, Now: clock, Shared: true}),
+		audit.NewWith(audit.Config{Store: table, MaxAge: 48 * time.Hour, MaxBytes: 8 << 10, Now: clock, Shared: true}),
 	}
 	for i := range 4 {
 		e := audit.Entry{Who: "token:abc", Action: audit.PolicyAdd, Subject: fmt.Sprintf("old%d", i), Reason: "r"}

@@ -95,3 +95,17 @@ func TestClusterDatabasePasswordNeverShown(t *testing.T) {
 	os.Chmod(file, 0o600)
 	c.start(0, "--cluster-db-password-file", file) // trust authentication ignores it; it is read and used
 }
+
+// TestClusterWitnessCommandsNeedARunningGate: with every gate stopped,
+// the witness commands refuse a clustered gate's data directory, whose
+// cache does not hold the witness, and say what to do.
+func TestClusterWitnessCommandsNeedARunningGate(t *testing.T) {
+	c := startCluster(t, 1)
+	c.gate(0).stop()
+	for _, args := range [][]string{{"witness", "status"}, {"witness", "clear-fork", "--reason", "x"}} {
+		out, code := runCLI(t, append(args, "--data-dir", c.dirs[0])...) // falls back to the cache, as in TestForkLifecycle
+		if code == 0 || !strings.Contains(out, "is in a cluster") || !strings.Contains(out, "--admin") {
+			t.Errorf("%v on a stopped clustered gate: exit %d\n%s", args, code, out)
+		}
+	}
+}

@@ -57,7 +57,8 @@ func TestClusterPolicyChangeReachesEveryGate(t *testing.T) {
 	}
 	var adds int // the audit log is one table, queryable with SQL
 	if err := c.db().QueryRow(t.Context(),
-		"SELECT count(*) FROM modgate_audit WHERE action = $1 AND subject = 'case3'", audit.PolicyAdd).Scan(&adds); err != nil {
+		"SELECT count(*) FROM modgate_audit WHERE action = $1 AND subject = 'case3'", audit.PolicyAdd).
+		Scan(&adds); err != nil {
 		t.Fatal(err)
 	}
 	if adds != 1 {

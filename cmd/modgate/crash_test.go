@@ -30,11 +30,11 @@ const crashZipSize = 160 << 20
 // never served (offline, the request misses: 504), and that a new online
 // request stores and serves it whole.
 //
-// The moment is found from /proc/<pid>/io: modgate reads the zip three
+// The moment is found from /proc/<pid>/io: modgate reads the zip four
 // times, from the upstream's socket (spooling it), from the spool file
-// (hashing it) and from the spool file again (storing it), so once it has
-// read two and a half times the zip's size it is half-way through
-// PutBlob.
+// (streaming it to the client meanwhile), from the spool file (hashing
+// it) and from the spool file again (storing it), so once it has read
+// three and a half times the zip's size it is half-way through PutBlob.
 func TestCrashWhileStoringZip(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("finds the moment to kill from /proc/<pid>/io")
@@ -61,11 +61,11 @@ func TestCrashWhileStoringZip(t *testing.T) {
 			resp.Body.Close()
 		}
 	}()
-	killAt := base + 5*size/2
+	killAt := base + 7*size/2
 	deadline := time.Now().Add(2 * time.Minute)
 	for readChars(t, g.cmd.Process.Pid) < killAt {
 		if time.Now().After(deadline) {
-			t.Fatalf("modgate did not read the zip three times in 2 minutes (read %d bytes)\n%s", readChars(t, g.cmd.Process.Pid)-base, g.Log())
+			t.Fatalf("modgate did not read the zip four times in 2 minutes (read %d bytes)\n%s", readChars(t, g.cmd.Process.Pid)-base, g.Log())
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -31,8 +31,11 @@ const (
 
 // TestDiskFull runs the gate on a small tmpfs, fills it so that a large
 // zip can be spooled but not also stored, and then so that it cannot even
-// be spooled: both answer 507 "cache disk full" with the reason, the gate
-// lives on, /readyz says degraded, and cached objects are still served.
+// be spooled. The first is streamed to its client as it arrives and
+// completes once verified, so the client gets the verified zip (200), but
+// it is not stored; the second answers 507 "cache disk full" with the
+// reason. Either way the gate lives on, /readyz says degraded, and cached
+// objects are still served.
 // Once the space is freed, the same request answers 200 with the
 // upstream's bytes, without a restart. SIGTERM then ends the gate within
 // --shutdown-timeout, and a restart (offline) serves everything that was
@@ -66,13 +69,20 @@ func TestDiskFull(t *testing.T) {
 	for _, tc := range []struct {
 		name, reason string
 		free         int64
+		streamed     bool // served verified as it arrived, then not stored
 	}{
-		{"spooled but not stored", "storing zip/example.com/large/@v/v1.0.0", diskZipSize + 64<<20},
-		{"not even spooled", "spooling the upstream zip", diskZipSize / 2},
+		{"spooled but not stored", "storing zip/example.com/large/@v/v1.0.0", diskZipSize + 64<<20, true},
+		{"not even spooled", "spooling the upstream zip", diskZipSize / 2, false},
 	} {
 		tmpfs.FillTo(t, mnt, "filler", tc.free)
 		r := gateGet(t, g, zipPath)
-		if r.status != http.StatusInsufficientStorage || !strings.HasPrefix(string(r.body), "modgate: cache disk full: ") ||
+		if tc.streamed {
+			if got := sha256.Sum256(r.body); r.status != http.StatusOK || got != want {
+				t.Fatalf("%s: GET the zip: %d, %d bytes, want 200 and the verified zip\n%s", tc.name, r.status,
+					len(r.body), g.Log())
+			}
+			waitFor(t, g, "a verified zip was not stored", tc.reason)
+		} else if r.status != http.StatusInsufficientStorage || !strings.HasPrefix(string(r.body), "modgate: cache disk full: ") ||
 			!strings.Contains(string(r.body), tc.reason) {
 			t.Fatalf("%s: GET the zip: %d %q, want 507 \"modgate: cache disk full: ...%s...\"\n%s",
 				tc.name, r.status, r.body, tc.reason, g.Log())

@@ -380,6 +380,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 	if err != nil {
 		return nil, err
 	}
+	o.cluster.dataDir = o.dataDir
 	if g.cluster, err = g.openCluster(ctx, o.cluster, log); err != nil {
 		return nil, err
 	}
@@ -421,7 +422,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 		return nil, err
 	}
 	g.audit = audit.NewWith(audit.Config{Store: g.auditStore(), MaxAge: o.auditMaxAge, MaxBytes: int64(o.auditMaxSize),
-		Interval: o.auditInterval, Logger: log.Named("audit")})
+		Interval: o.auditInterval, Logger: log.Named("audit"), Shared: g.cluster != nil})
 	g.gate, err = proxy.New(proxy.Config{
 		Upstream: upstreamURL, HTTPClient: client, Cache: g.cache, Witness: g.witness, Intercept: intercept,
 		Private: splitList(o.private), Offline: o.offline, ListTTL: o.listTTL, SpoolDir: spool,

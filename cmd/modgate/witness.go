@@ -132,6 +132,9 @@ func openCacheOffline(ctx context.Context, dataDir string) (*cache.Store, string
 	if err != nil {
 		return nil, "", fmt.Errorf("no gate answered the admin API, and reading %s failed: %w", dataDir, err)
 	}
+	if err := refuseClustered(dataDir); err != nil { // cluster.go
+		return nil, "", err
+	}
 	st, err := cache.Open(ctx, cache.Config{Dir: filepath.Join(dataDir, "cache")})
 	if err != nil {
 		if strings.Contains(err.Error(), "lock") {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -72,5 +74,32 @@ func TestTableOrder(t *testing.T) {
 	}
 	if got := strings.Join(ids, " "); got != "1 1c 2 4a 4b 7b 10" {
 		t.Errorf("table order %s", got)
+	}
+}
+
+func TestSumAccessLog(t *testing.T) {
+	tests := []struct {
+		name, log, want string
+	}{
+		{"zips and mods", `{"msg":"modgate serving"}
+{"msg":"request","kind":"zip","duration":1500,"upstream_ms":500,"bytes":2000000}
+{"msg":"request","kind":"zip","duration":500.5,"upstream_ms":250,"bytes":1000000}
+{"msg":"request","kind":"mod","duration":10,"upstream_ms":9,"bytes":100}
+{"msg":"request","kind":"info","duration":10,"upstream_ms":9,"bytes":100}
+not json
+`, "2 zips: answers 2.0s, upstream 0.8s, 3 MB; 1 .mod: answers 0.0s, upstream 0.0s"},
+		{"empty", "", "0 zips: answers 0.0s, upstream 0.0s, 0 MB; 0 .mod: answers 0.0s, upstream 0.0s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "modgate.log")
+			if err := os.WriteFile(file, []byte(tt.log), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			s, err := sumAccessLog(file)
+			if err != nil || s.String() != tt.want {
+				t.Errorf("sumAccessLog = %q, %v; want %q", s, err, tt.want)
+			}
+		})
 	}
 }

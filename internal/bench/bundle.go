@@ -27,7 +27,7 @@ const bundleScenario = 20
 // HashZip's. The peak RSS of the exporting and of each importing gate is
 // the memory figure.
 func (b *runner) bundles(ctx context.Context) error {
-	out, err := startGate(ctx, b.bin, b.dir("bundle-export"), b.up)
+	out, err := startGate(ctx, b.bin, b.dir("bundle-export"), b.up.gateArgs())
 	if err != nil {
 		return err
 	}
@@ -77,7 +77,7 @@ func (b *runner) bundles(ctx context.Context) error {
 func (b *runner) bundleRuns(ctx context.Context, file, trust string,
 	zips []string) (imports, hashes []float64, importRSS int64, err error) {
 	for i := range b.o.runs {
-		in, err := startGate(ctx, b.bin, b.dir("bundle-import"), b.up, "--offline")
+		in, err := startGate(ctx, b.bin, b.dir("bundle-import"), b.up.gateArgs(), "--offline")
 		if err != nil {
 			return nil, nil, 0, err
 		}

@@ -68,7 +68,7 @@ func (c *clusterRun) gate(ctx context.Context, name string) (*gateProc, error) {
 			}
 		}
 	}
-	g, err := startGate(ctx, c.b.bin, dir, c.b.up, "--cluster-db", c.dbURL)
+	g, err := startGate(ctx, c.b.bin, dir, c.b.up.gateArgs(), "--cluster-db", c.dbURL)
 	if err != nil {
 		return nil, err
 	}
@@ -300,7 +300,7 @@ func (b *runner) clusterBigZip(ctx context.Context, c *clusterRun) error {
 // GOPROXY endpoint of a cluster gate and of a single gate (no database),
 // both filled first, in paired runs.
 func (b *runner) clusterWarm(ctx context.Context, cg *gateProc) error {
-	single, err := startGate(ctx, b.bin, b.dir("cluster-single"), b.up)
+	single, err := startGate(ctx, b.bin, b.dir("cluster-single"), b.up.gateArgs())
 	if err != nil {
 		return err
 	}

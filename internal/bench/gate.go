@@ -64,6 +64,7 @@ func (u *upstream) sumdbArg() string {
 type gateProc struct {
 	cmd      *exec.Cmd
 	dataDir  string
+	logFile  string // modgate's log: its access-log lines
 	listen   string
 	admin    string
 	debug    string
@@ -71,21 +72,28 @@ type gateProc struct {
 	done     chan struct{}
 }
 
+// gateArgs are modgate's upstream flags for the local upstream.
+func (u *upstream) gateArgs() []string {
+	return []string{"--upstream", u.url, "--upstream-sumdb", u.sumdbArg()}
+}
+
 // startGate runs modgate serve with the data directory dir/data (fresh,
-// unless the caller filled it),
-// logging at the default level (info: one access-log line per request)
-// to a file, and waits until it is ready.
-func startGate(ctx context.Context, bin, dir string, up *upstream, extra ...string) (*gateProc, error) {
-	g := &gateProc{dataDir: filepath.Join(dir, "data"), done: make(chan struct{})}
+// unless the caller filled it) and the upstream flags upArgs (see
+// upstream.gateArgs), logging at the default level (info: one access-log
+// line per request) to a file, and waits until it is ready.
+func startGate(ctx context.Context, bin, dir string, upArgs []string, extra ...string) (*gateProc, error) {
+	g := &gateProc{dataDir: filepath.Join(dir, "data"), logFile: filepath.Join(dir, "modgate.log"),
+		done: make(chan struct{})}
 	args := append([]string{"serve", "--data-dir", g.dataDir, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-		"--debug-listen", "127.0.0.1:0", "--upstream", up.url, "--upstream-sumdb", up.sumdbArg()}, extra...)
+		"--debug-listen", "127.0.0.1:0"}, upArgs...)
+	args = append(args, extra...)
 	g.cmd = exec.Command(bin, args...)
 	g.cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+dir)
 	stderr, err := g.cmd.StderrPipe()
 	if err != nil {
 		return nil, err
 	}
-	logFile, err := os.Create(filepath.Join(dir, "modgate.log"))
+	logFile, err := os.Create(g.logFile)
 	if err != nil {
 		return nil, err
 	}

@@ -71,7 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	)
 	fs.StringVar(&o.workload, "workload", defaultWorkload, "module@version whose go.mod and go.sum are the workload")
 	fs.IntVar(&o.runs, "runs", 5, "paired runs per figure")
-	fs.StringVar(&o.only, "only", "", "comma list of scenarios to run (1-8, 12: cluster, 20: bundles); empty runs all")
+	fs.StringVar(&o.only, "only", "",
+		"comma list of scenarios to run (1-9, 9 needs the network; 12: cluster; 20: bundles); empty runs all")
 	fs.StringVar(&o.modgate, "modgate", "", "modgate binary; empty builds ./cmd/modgate of this repository")
 	fs.StringVar(&o.profile, "profile", "", "directory for CPU profiles of modgate during the scenarios (pprof)")
 	fs.DurationVar(&o.duration, "duration", 3*time.Second, "length of each load-generator measurement")

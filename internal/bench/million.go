@@ -217,7 +217,7 @@ func (b *runner) millionGates(ctx context.Context, sides []*cacheSide) error {
 	gates := make([]*gateProc, len(sides))
 	for i, c := range sides {
 		start := time.Now()
-		g, err := startGate(ctx, b.bin, filepath.Dir(c.dir), up, "--cache-max-size", fmt.Sprint(millionMaxSize))
+		g, err := startGate(ctx, b.bin, filepath.Dir(c.dir), up.gateArgs(), "--cache-max-size", fmt.Sprint(millionMaxSize))
 		if err != nil {
 			return err
 		}

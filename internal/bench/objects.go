@@ -24,7 +24,7 @@ import (
 // 300 MiB zip at once, cold (through the GOPROXY endpoint: one upstream
 // fetch, 8 waiters) and then warm (through interception).
 func (b *runner) big(ctx context.Context) error {
-	g, err := startGate(ctx, b.bin, b.dir("big"), b.up)
+	g, err := startGate(ctx, b.bin, b.dir("big"), b.up.gateArgs())
 	if err != nil {
 		return err
 	}
@@ -134,7 +134,7 @@ func (b *runner) stampede(ctx context.Context) error {
 			p, size = zp, fi.Size()
 		}
 	}
-	g, err := startGate(ctx, b.bin, b.dir("stampede"), b.up)
+	g, err := startGate(ctx, b.bin, b.dir("stampede"), b.up.gateArgs())
 	if err != nil {
 		return err
 	}

@@ -37,7 +37,7 @@ func (b *runner) smallObjects(ctx context.Context, g *gateProc) error {
 	}
 	if b.o.want(6) {
 		// The same gate, but writing each log line as it comes: row 6c.
-		g0, err := startGate(ctx, b.bin, b.dir("warm-unbuffered-log"), b.up, "--log-flush-interval", "0")
+		g0, err := startGate(ctx, b.bin, b.dir("warm-unbuffered-log"), b.up.gateArgs(), "--log-flush-interval", "0")
 		if err != nil {
 			return err
 		}

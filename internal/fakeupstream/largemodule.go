@@ -64,9 +64,22 @@ func (s *Server) AddLargeModule(m module.Version, size int64, dir string) (strin
 	return file, nil
 }
 
+// WriteOtherLargeZip writes to file a valid module zip of m as
+// AddLargeModule makes it, of the same size but other data: a zip whose
+// hash differs from the checksum database's record of m, for tests of
+// what happens when an upstream serves it.
+func WriteOtherLargeZip(file string, m module.Version, size int64) error {
+	return writeLargeZipSeed(file, m, fmt.Appendf(nil, "module %s\n", m.Path), size, [32]byte{'o', 't', 'h', 'e', 'r'})
+}
+
 // writeLargeZip writes a module zip of m with goMod and size bytes of
 // pseudo-random data in "data.bin", both stored uncompressed.
 func writeLargeZip(file string, m module.Version, goMod []byte, size int64) error {
+	return writeLargeZipSeed(file, m, goMod, size, [32]byte{'m', 'o', 'd', 'g', 'a', 't', 'e'})
+}
+
+// writeLargeZipSeed is writeLargeZip with the seed of the data.
+func writeLargeZipSeed(file string, m module.Version, goMod []byte, size int64, seed [32]byte) error {
 	f, err := os.Create(file)
 	if err != nil {
 		return fmt.Errorf("large zip: %w", err)
@@ -82,7 +95,7 @@ func writeLargeZip(file string, m module.Version, goMod []byte, size int64) erro
 		w, err = zw.CreateHeader(&zip.FileHeader{Name: prefix + "data.bin", Method: zip.Store})
 	}
 	if err == nil {
-		_, err = io.CopyN(w, rand.NewChaCha8([32]byte{'m', 'o', 'd', 'g', 'a', 't', 'e'}), size)
+		_, err = io.CopyN(w, rand.NewChaCha8(seed), size)
 	}
 	if err == nil {
 		err = zw.Close()

@@ -57,6 +57,10 @@ type Config struct {
 	Now func() time.Time
 	// Logger is nil for zap.NewNop().
 	Logger *zap.Logger
+	// Shared says that other logs (the gates of a cluster) write to Store
+	// too: the log is measured again at every age check (each minute),
+	// since what this Log wrote itself is not all it holds.
+	Shared bool
 }
 
 // NewWith returns the audit log that cfg describes.
@@ -122,7 +126,7 @@ func (a *Log) enforce(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := a.now()
-	if !r.loaded {
+	if !r.loaded || (a.cfg.Shared && now.Sub(r.lastCheck) >= ageCheckEvery) {
 		total, err := a.measure(ctx)
 		if err != nil {
 			return err
