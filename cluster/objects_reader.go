@@ -2,18 +2,26 @@ package cluster
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// readAhead is how many chunks a reader fetches ahead of the one it
-// returns, each with its own query: the database reads and sends the next
-// chunks while the caller checks and writes this one. Its memory is
-// readAhead chunks.
-const readAhead = 4
+// readStreams is how many queries a reader runs at once, each streaming
+// every readStreams-th chunk in order (chunk i comes from stream
+// i%readStreams): the database reads and sends the chunks in parallel
+// while the caller checks and writes the ones before. Each stream holds
+// at most streamAhead chunks ready, so a reader's memory is about
+// readStreams*(streamAhead+1)+1 chunks.
+const (
+	readStreams = 4
+	streamAhead = 1
+)
 
 // Open returns a reader over the object stored under key, and what was
 // recorded of it; found is false when none is. It checks that the object
@@ -49,34 +57,98 @@ func (o *Objects) Open(ctx context.Context, key string) (*ObjectReader, ObjectMe
 	}
 	copy(meta.SHA256[:], sum)
 	meta.Mark = byte(mark)
-	r := &ObjectReader{o: o, key: key, id: id, meta: meta, chunkSize: int64(chunkSize), chunks: chunks}
-	r.ctx, r.cancel = context.WithCancel(ctx)
+	r := &ObjectReader{key: key, meta: meta, chunkSize: int64(chunkSize), chunks: chunks}
+	r.start(ctx, o.pool, id)
 	return r, meta, true, nil
 }
 
 // ObjectReader reads one stored object, checking it as it goes (see
 // Objects.Open).
 type ObjectReader struct {
-	o         *Objects
 	key       string
-	id        int64
 	meta      ObjectMeta
 	chunkSize int64
 	chunks    int32
-	ctx       context.Context
 	cancel    context.CancelFunc
-	ahead     []chan chunkResult // the fetches of chunks next, next+1, ...
-	launched  int32              // the next chunk to fetch
+	streams   []chan chunkResult // stream j sends chunks j, j+len(streams), ... in order
+	wg        sync.WaitGroup     // the streams running
+	free      chan []byte        // chunk buffers to reuse: fresh 1 MiB ones cost page faults and GC
+	buf       []byte             // the buffer of the current chunk
 	next      int32              // the next chunk to return
 	cur       []byte             // what is left of the current chunk
 	read      int64
 	err       error
 }
 
-// chunkResult is one chunk fetched.
+// chunkResult is one chunk fetched, or the error that ended a stream.
 type chunkResult struct {
+	idx  int32
 	data []byte
 	err  error
+}
+
+// start starts the streams of object id.
+func (r *ObjectReader) start(ctx context.Context, pool *pgxpool.Pool, id int64) {
+	ctx, r.cancel = context.WithCancel(ctx)
+	k := max(1, min(readStreams, int(r.chunks)))
+	r.free = make(chan []byte, k*(streamAhead+2)+1)
+	for j := range k {
+		ch := make(chan chunkResult, streamAhead)
+		r.streams = append(r.streams, ch)
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			defer close(ch)
+			stream(ctx, pool, id, k, j, ch, r.free)
+		}()
+	}
+}
+
+// chunkRow copies the current row of rows (idx and data, in binary) into a
+// chunkResult, into a buffer from free when there is one: the row's own
+// bytes are valid only until the next row.
+func chunkRow(rows pgx.Rows, free chan []byte) chunkResult {
+	fd, vals := rows.FieldDescriptions(), rows.RawValues()
+	if len(fd) != 2 || len(vals) != 2 || fd[0].Format != pgx.BinaryFormatCode || fd[1].Format != pgx.BinaryFormatCode ||
+		len(vals[0]) != 4 || vals[1] == nil {
+		return chunkResult{err: errors.New("unexpected row format")}
+	}
+	var buf []byte
+	select {
+	case buf = <-free:
+	default:
+	}
+	return chunkResult{idx: int32(binary.BigEndian.Uint32(vals[0])), data: append(buf, vals[1]...)}
+}
+
+// stream runs one query for chunks j, j+k, j+2k, ... of object id, in
+// order, and sends them to ch. It ends after the last row, on error
+// (sent), or when ctx is done.
+func stream(ctx context.Context, pool *pgxpool.Pool, id int64, k, j int, ch chan<- chunkResult, free chan []byte) {
+	send := func(c chunkResult) bool {
+		select {
+		case ch <- c:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	rows, err := pool.Query(ctx, `SELECT idx, data FROM modgate_object_chunks
+		WHERE object_id = $1 AND idx % $2 = $3 ORDER BY idx`, id, k, j)
+	if err != nil {
+		send(chunkResult{err: err})
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		c := chunkRow(rows, free)
+		if !send(c) || c.err != nil {
+			return
+		}
+	}
+	if err := rows.Err(); err != nil {
+		send(chunkResult{err: err})
+	}
 }
 
 // Read implements io.Reader.
@@ -92,45 +164,36 @@ func (r *ObjectReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// fetchAhead starts the fetches of the next chunks, up to readAhead.
-func (r *ObjectReader) fetchAhead() {
-	for r.launched < r.chunks && len(r.ahead) < readAhead {
-		ch, idx := make(chan chunkResult, 1), r.launched
-		go func() {
-			var data []byte
-			err := r.o.pool.QueryRow(r.ctx, "SELECT data FROM modgate_object_chunks WHERE object_id = $1 AND idx = $2",
-				r.id, idx).Scan(&data)
-			ch <- chunkResult{data, err}
-		}()
-		r.ahead = append(r.ahead, ch)
-		r.launched++
-	}
-}
-
 // loadChunk returns the next chunk, checked, or at the end checks the
 // size and returns io.EOF.
 func (r *ObjectReader) loadChunk() error {
 	if r.next == r.chunks {
+		for _, ch := range r.streams {
+			if res, ok := <-ch; ok {
+				if res.err != nil {
+					return fmt.Errorf("cluster: reading object %s: %w", r.key, res.err)
+				}
+				return r.corrupt("more than the %d chunks recorded", r.chunks)
+			}
+		}
 		if r.read != r.meta.Size {
 			return r.corrupt("%d bytes, not the %d recorded", r.read, r.meta.Size)
 		}
 		return io.EOF
 	}
-	r.fetchAhead()
-	res := <-r.ahead[0]
-	r.ahead = r.ahead[1:]
+	res, ok := <-r.streams[int(r.next)%len(r.streams)]
 	switch want := min(r.chunkSize, r.meta.Size-r.read); {
-	case errors.Is(res.err, pgx.ErrNoRows):
-		return r.corrupt("chunk %d of %d is missing", r.next, r.chunks)
-	case res.err != nil:
+	case ok && res.err != nil:
 		return fmt.Errorf("cluster: reading object %s: %w", r.key, res.err)
+	case !ok || res.idx != r.next:
+		return r.corrupt("chunk %d of %d is missing", r.next, r.chunks)
 	case int64(len(res.data)) != want:
 		return r.corrupt("chunk %d has %d bytes, not %d", r.next, len(res.data), want)
 	}
 	r.read += int64(len(res.data))
-	r.cur = res.data
+	r.recycle()
+	r.cur, r.buf = res.data, res.data
 	r.next++
-	r.fetchAhead()
 	return nil
 }
 
@@ -138,12 +201,21 @@ func (r *ObjectReader) corrupt(format string, args ...any) error {
 	return fmt.Errorf("%w: object %s: %s", ErrObjectCorrupt, r.key, fmt.Sprintf(format, args...))
 }
 
-// Close stops the fetches ahead and waits for them.
+// recycle gives the buffer of the chunk read whole to the streams, to
+// reuse.
+func (r *ObjectReader) recycle() {
+	if r.buf != nil {
+		select {
+		case r.free <- r.buf[:0]:
+		default:
+		}
+	}
+	r.buf, r.cur = nil, nil
+}
+
+// Close stops the streams and waits for them to end.
 func (r *ObjectReader) Close() error {
 	r.cancel()
-	for _, ch := range r.ahead {
-		<-ch
-	}
-	r.ahead = nil
+	r.wg.Wait()
 	return nil
 }

@@ -20,7 +20,7 @@ func openTestDB(t *testing.T) (*DB, string) {
 }
 
 // newTestDB opens a fresh migrated database on srv.
-func newTestDB(t *testing.T, srv *pgtest.Server) (*DB, string) {
+func newTestDB(t testing.TB, srv *pgtest.Server) (*DB, string) {
 	t.Helper()
 	url := srv.NewDatabase(t)
 	db, err := Open(context.Background(), url, nil)
@@ -274,5 +274,29 @@ func TestObjectsRefuseBadKeys(t *testing.T) {
 		if _, _, _, err := o.Open(context.Background(), key); err == nil {
 			t.Errorf("Open(%q) succeeded", key)
 		}
+	}
+}
+
+// BenchmarkObjectsRead reads a 48 MiB object of random (incompressible)
+// bytes back from PostgreSQL, as a gate reading another gate's zip does
+// (bench scenario 12b), to show where that read's time goes.
+func BenchmarkObjectsRead(b *testing.B) {
+	db, _ := newTestDB(b, pgtest.Start(b))
+	o := NewObjects(db, ObjectsConfig{Gate: "bench"})
+	data := randomBytes(48<<20, 12)
+	if err := o.Put(context.Background(), "zip/example.com/big/@v/v1.0.0.zip", bytes.NewReader(data), metaOf(data, 1)); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	buf := make([]byte, 1<<20)
+	for b.Loop() {
+		r, _, ok, err := o.Open(context.Background(), "zip/example.com/big/@v/v1.0.0.zip")
+		if err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+		if _, err := io.CopyBuffer(io.Discard, r, buf); err != nil {
+			b.Fatal(err)
+		}
+		r.Close()
 	}
 }
