@@ -23,9 +23,18 @@ type sharedSpools struct {
 
 // sharedSpool is one verified zip in a spool file.
 type sharedSpool struct {
-	path   string
-	stored time.Time // when it was verified, for Last-Modified
+	path    string
+	stored  time.Time // when it was verified, for Last-Modified
+	readers int       // answers being served from it (guarded by sharedSpools.mu)
+	idle    chan struct{}
 }
+
+// storeGrace is how long the store of a spooled zip waits for a first
+// answer to open it. Decision: the store waits until no answer reads the
+// spool, because on two cores Badger's write of a large value competed
+// with the answer it was meant to spare (half the gate's CPU in the
+// profile of bench 12b); the answer needs only the spool.
+const storeGrace = 100 * time.Millisecond
 
 // has reports whether a verified spool of key is being stored.
 func (s *sharedSpools) has(key string) bool {
@@ -34,9 +43,24 @@ func (s *sharedSpools) has(key string) bool {
 	return s.m[key] != nil
 }
 
+// spoolReader is an answer's reader of a verified spool; Close lets the
+// store go on once no answer reads the spool.
+type spoolReader struct {
+	*os.File
+	close func()
+}
+
+// Close closes the file and ends this answer's hold on the spool.
+func (r *spoolReader) Close() error {
+	err := r.File.Close()
+	r.close()
+	return err
+}
+
 // open opens the verified spool of key, or returns nil if there is none.
-// A file opened here stays readable after the store removes it.
-func (s *sharedSpools) open(key string) (*os.File, time.Time) {
+// A file opened here stays readable after the store removes it. The
+// caller must Close it: the store of the spool waits for that.
+func (s *sharedSpools) open(key string) (*spoolReader, time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sp := s.m[key]
@@ -47,7 +71,45 @@ func (s *sharedSpools) open(key string) (*os.File, time.Time) {
 	if err != nil {
 		return nil, time.Time{}
 	}
-	return f, sp.stored
+	sp.readers++
+	var once sync.Once
+	return &spoolReader{File: f, close: func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if sp.readers--; sp.readers == 0 {
+				select {
+				case sp.idle <- struct{}{}:
+				default:
+				}
+			}
+		})
+	}}, sp.stored
+}
+
+// awaitIdle waits until no answer reads sp, after giving a first answer
+// storeGrace to open it, or until ctx ends.
+func (s *sharedSpools) awaitIdle(ctx context.Context, sp *sharedSpool) {
+	grace := time.NewTimer(storeGrace)
+	defer grace.Stop()
+	select {
+	case <-grace.C:
+	case <-ctx.Done():
+		return
+	}
+	for {
+		s.mu.Lock()
+		n := sp.readers
+		s.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-sp.idle:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // wait waits for the stores in progress (for tests).
@@ -77,7 +139,7 @@ func (g *Gate) spoolShared(ctx context.Context, key string, sr io.Reader, meta S
 	if s.m == nil {
 		s.m = map[string]*sharedSpool{}
 	}
-	sp := &sharedSpool{path: f.Name(), stored: g.cfg.Now()}
+	sp := &sharedSpool{path: f.Name(), stored: g.cfg.Now(), idle: make(chan struct{}, 1)}
 	s.m[key] = sp
 	s.wg.Add(1)
 	s.mu.Unlock()
@@ -85,8 +147,8 @@ func (g *Gate) spoolShared(ctx context.Context, key string, sr io.Reader, meta S
 	return nil
 }
 
-// storeSpooled stores the verified spool f of key in the Cache, then
-// removes it.
+// storeSpooled stores the verified spool f of key in the Cache once no
+// answer reads it (see storeGrace), then removes it.
 func (g *Gate) storeSpooled(key string, sp *sharedSpool, f *os.File, meta SharedMeta) {
 	s := &g.spools
 	defer s.wg.Done()
@@ -99,6 +161,9 @@ func (g *Gate) storeSpooled(key string, sp *sharedSpool, f *os.File, meta Shared
 		s.mu.Unlock()
 		f.Close()
 	}()
+	wctx, wcancel := context.WithTimeout(context.Background(), fetchTimeout) // answers never hold the store longer
+	s.awaitIdle(wctx, sp)
+	wcancel()
 	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
 	defer cancel()
 	_, err := f.Seek(0, io.SeekStart)
