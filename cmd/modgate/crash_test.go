@@ -77,7 +77,7 @@ func TestCrashWhileStoringZip(t *testing.T) {
 	}
 
 	g = startGate(t, dataDir, append(args, "--offline")...)
-	if !strings.Contains(g.Log(), "swept orphan blob chunks") {
+	if !g.logged("swept orphan blob chunks") {
 		t.Errorf("the restarted cache swept no orphan chunks: was modgate killed while storing?\n%s", g.Log())
 	}
 	r := gateGet(t, g, fakeupstream.ZipPath(m))

@@ -185,7 +185,7 @@ func TestFlippedBytesRefetched(t *testing.T) {
 		if up.Requests(zipPath) != before+1 {
 			t.Errorf("the zip was not fetched again: %d upstream requests, want %d", up.Requests(zipPath), before+1)
 		}
-		if !strings.Contains(g.Log(), "cached object unreadable") {
+		if !g.logged("cached object unreadable") {
 			t.Errorf("the log does not report the unreadable object:\n%s", g.Log())
 		}
 	}

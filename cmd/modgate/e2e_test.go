@@ -194,7 +194,7 @@ func TestFork(t *testing.T) {
 	if !strings.Contains(out, "modgate: checksum database fork detected") {
 		t.Errorf("go output lacks modgate's fork message:\n%s", out)
 	}
-	if !strings.Contains(g.Log(), "fork detected") {
+	if !g.logged("fork detected") {
 		t.Errorf("modgate did not log the fork:\n%s", g.Log())
 	}
 	g.stop()

@@ -136,6 +136,20 @@ func (g *gateProc) waitReady() {
 	g.t.Fatalf("modgate not ready:\n%s", g.Log())
 }
 
+// logged reports whether modgate's log holds substr, waiting up to 5 s:
+// info lines reach the log through a buffer flushed every
+// --log-flush-interval (200ms by default), after the request they record.
+func (g *gateProc) logged(substr string) bool {
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(g.Log(), substr) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
 // Log returns what modgate printed so far.
 func (g *gateProc) Log() string {
 	g.mu.Lock()

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 
 	pebbleca "github.com/letsencrypt/pebble/v2/ca"
@@ -31,7 +30,7 @@ func TestGOPROXYOverTLSFromACME(t *testing.T) {
 	up, g := fakeGate(t, dataDir, "--tls-listen", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "--tls-names", "localhost",
 		"--acme-ca", dirURL, "--acme-ca-root", tlsRootFile, "--acme-email", "gate@corp.example",
 		"--log-level", "debug") // certmagic's routine lines are debug lines
-	if !strings.Contains(g.Log(), "certificate obtained successfully") {
+	if !g.logged("certificate obtained successfully") {
 		t.Errorf("the gate did not log an ACME certificate:\n%s", g.Log())
 	}
 	c := newHTTPSClient(t, g, appMod)

@@ -40,7 +40,7 @@ func TestGOPROXYOverTLS(t *testing.T) {
 	checkGoSum(t, up, c)
 	checkCoSigned(t, c, g.verifier, up.VerifierKey())
 
-	if !strings.Contains(g.Log(), `"via":"goproxy-tls"`) {
+	if !g.logged(`"via":"goproxy-tls"`) {
 		t.Errorf("the access log shows no request over the HTTPS endpoint:\n%s", g.Log())
 	}
 	roots := x509.NewCertPool()

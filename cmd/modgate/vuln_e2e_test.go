@@ -148,7 +148,7 @@ func TestVulnEndToEnd(t *testing.T) {
 			t.Errorf("govulncheck via %s does not report %s (alone):\n%s", name, fakeupstream.VulnLib, out)
 		}
 	}
-	if !strings.Contains(g.Log(), `"host":"vuln.go.dev"`) {
+	if !g.logged(`"host":"vuln.go.dev"`) {
 		t.Errorf("no request to the intercepted vuln.go.dev in the log")
 	}
 
