@@ -255,15 +255,7 @@ func (f *File) applyLocked(ctx context.Context, fn func(*Policy) error) (before,
 		return f.applySourceLocked(ctx, fn)
 	}
 	before = f.cur.Load()
-	next := before.Clone()
-	if err := fn(next); err != nil {
-		return nil, nil, err
-	}
-	next.normalize()
-	if err := next.Validate(); err != nil {
-		return nil, nil, err
-	}
-	data, err := next.encodeChecked()
+	next, data, err := changed(before, fn)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -277,6 +269,24 @@ func (f *File) applyLocked(ctx context.Context, fn func(*Policy) error) (before,
 	f.cur.Store(next)
 	f.log.Info("policy file written", zap.String("path", f.path), zap.Int("rules", len(next.Rules)))
 	return before, next, nil
+}
+
+// changed applies fn to a copy of p and returns the copy, normalized and
+// valid, with the bytes that store it.
+func changed(p *Policy, fn func(*Policy) error) (*Policy, []byte, error) {
+	next := p.Clone()
+	if err := fn(next); err != nil {
+		return nil, nil, err
+	}
+	next.normalize()
+	if err := next.Validate(); err != nil {
+		return nil, nil, err
+	}
+	data, err := next.encodeChecked()
+	if err != nil {
+		return nil, nil, err
+	}
+	return next, data, nil
 }
 
 // ErrRoundTrip is wrapped by the error of a policy whose file would not

@@ -125,15 +125,7 @@ func (f *File) syncSourceLocked(ctx context.Context) (*Event, error) {
 func (f *File) applySourceLocked(ctx context.Context, fn func(*Policy) error) (before, after *Policy, err error) {
 	for range maxSourceTries {
 		before = f.cur.Load()
-		next := before.Clone()
-		if err := fn(next); err != nil {
-			return nil, nil, err
-		}
-		next.normalize()
-		if err := next.Validate(); err != nil {
-			return nil, nil, err
-		}
-		data, err := next.encodeChecked()
+		next, data, err := changed(before, fn)
 		if err != nil {
 			return nil, nil, err
 		}
