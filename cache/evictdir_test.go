@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"testing"
 	"time"
@@ -28,11 +29,33 @@ func TestEvictDir(t *testing.T) {
 	s.maxSize = total - 1
 	var before, after runtime.MemStats
 	runtime.GC()
+	writeAllocs(t, "before")
 	runtime.ReadMemStats(&before)
 	st, err := s.Evict(ctx)
 	runtime.ReadMemStats(&after)
 	t.Logf("evict %+v %v; allocated %d MiB", st, err, (after.TotalAlloc-before.TotalAlloc)>>20)
+	runtime.GC()
+	writeAllocs(t, "after")
 	s.Close()
+}
+
+// writeAllocs writes the allocation profile to $MODGATE_EVICT_PROFILE.name
+// (diff two with go tool pprof -sample_index=alloc_space -base).
+func writeAllocs(t *testing.T, name string) {
+	prefix := os.Getenv("MODGATE_EVICT_PROFILE")
+	if prefix == "" {
+		return
+	}
+	runtime.GC()
+	runtime.GC() // the profile shows the allocations up to the last GC
+	f, err := os.Create(prefix + "." + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestGetDir reads random keys of the bench's million-object cache in

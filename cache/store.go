@@ -268,9 +268,10 @@ type Store struct {
 	stats      statsCounter
 	statsSaved bool // Open took the counts saved by Close (statsnap.go)
 
-	indexMarked atomic.Bool // unbounded, and the index's marker is still stored (index.go)
-	indexMu     sync.Mutex  // one drop of the marker
-	indexBuilt  bool        // Open built the index
+	indexMarked atomic.Bool         // unbounded, and the index's marker is still stored (index.go)
+	indexMu     sync.Mutex          // one drop of the marker
+	indexBuilt  bool                // Open built the index
+	evictHook   func(*evictScratch) // tests: called by each eviction batch between its reads and its deletions
 
 	cancel    context.CancelFunc // stops background work
 	done      sync.WaitGroup

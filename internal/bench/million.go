@@ -39,8 +39,9 @@ import (
 //   - migrated: opened unbounded (which drops the index) and then bounded
 //     again, which builds the access-order index at Open;
 //   - evicted in this process: one pass that frees 10% (MaxSize just
-//     under the content), its time, the bytes it allocated and its peak
-//     of live heap.
+//     under the content), started once the process has settled, its
+//     time, the bytes the process allocated during it and its peak of
+//     live heap (both judged), and what Badger allocated after it.
 //
 // It needs neither the fixture nor the network: its gates point at an
 // upstream that is never asked.
@@ -292,45 +293,98 @@ func (b *runner) millionIdle(gates []*gateProc, sides []*cacheSide) error {
 	return nil
 }
 
-// millionEvict measures one pass that frees 10% of each cache.
+// evictRun is what one eviction pass of scenario 8 measured.
+type evictRun struct {
+	st      cache.EvictStats
+	waited  time.Duration // for Badger's work left from before the pass
+	alloc   uint64        // bytes the process allocated during the pass
+	after   uint64        // and after it, until Badger's work it caused was done
+	settled time.Duration // how long that took
+	peak    uint64        // highest live heap over the pass, above the one before
+}
+
+// millionEvict measures one pass that frees 10% of each cache. Both
+// figures are judged against the 32 MiB target: the bytes the whole
+// process allocated during the pass (runtime TotalAlloc, Badger's
+// background work included), and the peak of the live heap. The pass
+// starts once the process has settled, so that compactions left from
+// the scenarios before (the migration writes two records per object) are
+// not counted; the allocation after the pass until the process settles
+// again (the flush and compaction of the pass's own tombstones) is
+// reported beside it.
 func (b *runner) millionEvict(ctx context.Context, sides []*cacheSide) error {
 	var parts []string
-	var lastAlloc, lastPeak uint64
-	var perObject []float64
+	var last evictRun
 	for _, c := range sides {
-		s, err := cache.Open(ctx, cache.Config{Dir: c.cacheDir(), MaxSize: c.bytes - 1, ManualEviction: true,
-			MinFree: cache.FreeSpace{Bytes: 1}})
+		r, err := evictOnce(ctx, c)
 		if err != nil {
 			return err
 		}
-		runtime.GC()
-		var before runtime.MemStats
-		runtime.ReadMemStats(&before)
-		live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-		metrics.Read(live)
-		stop := make(chan struct{})
-		peak := sampleHeap(stop)
-		st, err := s.Evict(ctx)
-		close(stop)
-		var after runtime.MemStats
-		runtime.ReadMemStats(&after)
-		s.Close()
-		if err != nil {
-			return err
-		}
-		base := live[0].Value.Uint64()
-		lastAlloc, lastPeak = after.TotalAlloc-before.TotalAlloc, max(<-peak, base)-base
-		perObject = append(perObject, float64(st.Duration.Nanoseconds())/float64(max(st.Evicted, 1)))
-		parts = append(parts, fmt.Sprintf("%d objects: %d evicted (%s) in %v, %.0f µs each, allocated %s, "+
-			"live heap +%s", c.n, st.Evicted, mib(st.EvictedBytes>>10), st.Duration.Round(time.Millisecond),
-			perObject[len(perObject)-1]/1e3, mib(int64(lastAlloc>>10)), mib(int64(lastPeak>>10))))
+		last = r
+		perObject := float64(r.st.Duration.Nanoseconds()) / float64(max(r.st.Evicted, 1))
+		parts = append(parts, fmt.Sprintf("%d objects: %d evicted (%s) in %v, %.1f µs each, allocated %s "+
+			"(%.0f B per evicted object; %s more until settled, %v), live heap +%s (waited %v for the store to settle)",
+			c.n, r.st.Evicted, mib(r.st.EvictedBytes>>10), r.st.Duration.Round(time.Millisecond), perObject/1e3,
+			mib(int64(r.alloc>>10)), float64(r.alloc)/float64(max(r.st.Evicted, 1)), mib(int64(r.after>>10)),
+			r.settled.Round(time.Second), mib(int64(r.peak>>10)), r.waited.Round(time.Second)))
 	}
-	met := lastPeak <= 32<<20
+	met := last.alloc <= 32<<20 && last.peak <= 32<<20
 	b.add("8f", "one eviction pass freeing 10% of the bytes (access-order index, then value log GC)",
-		strings.Join(parts, "; "), "live heap ≤ 32 MiB; cost per evicted object flat", &met)
-	b.logf("eviction: allocated %s in all during the 1M pass (Badger's transactions: see docs/PERFORMANCE.md)",
-		mib(int64(lastAlloc>>10)))
+		strings.Join(parts, "; "), "allocated ≤ 32 MiB and live heap ≤ 32 MiB; cost per evicted object flat", &met)
 	return nil
+}
+
+// evictOnce opens c's cache with MaxSize just under its content and runs
+// one pass.
+func evictOnce(ctx context.Context, c *cacheSide) (evictRun, error) {
+	var r evictRun
+	s, err := cache.Open(ctx, cache.Config{Dir: c.cacheDir(), MaxSize: c.bytes - 1, ManualEviction: true,
+		MinFree: cache.FreeSpace{Bytes: 1}})
+	if err != nil {
+		return r, err
+	}
+	defer s.Close()
+	r.waited = settle()
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(live)
+	stop := make(chan struct{})
+	peak := sampleHeap(stop)
+	r.st, err = s.Evict(ctx)
+	close(stop)
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		return r, err
+	}
+	base := live[0].Value.Uint64()
+	r.alloc, r.peak = after.TotalAlloc-before.TotalAlloc, max(<-peak, base)-base
+	r.settled = settle()
+	var settled runtime.MemStats
+	runtime.ReadMemStats(&settled)
+	r.after = settled.TotalAlloc - after.TotalAlloc
+	return r, nil
+}
+
+// settle waits until the process allocates less than 1 MiB in a second
+// (Badger's flushes and compactions allocate table builders and arenas
+// as they run), at most two minutes, and returns the time it waited.
+func settle() time.Duration {
+	start := time.Now()
+	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(sample)
+	prev := sample[0].Value.Uint64()
+	for time.Since(start) < 2*time.Minute {
+		time.Sleep(time.Second)
+		metrics.Read(sample)
+		cur := sample[0].Value.Uint64()
+		if cur-prev < 1<<20 {
+			break
+		}
+		prev = cur
+	}
+	return time.Since(start)
 }
 
 // sampleHeap reports the highest live heap (as the last GC marked it)
