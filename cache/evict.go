@@ -20,13 +20,15 @@ import (
 //  2. if the store holds more than MaxSize, read the index from its start,
 //     least recently used first, until the objects read add up to the
 //     excess over the low-water mark (evictLowWater × MaxSize);
-//  3. delete those, evictBatch per transaction, each only if its access
-//     record still says what the index said (an object read since the
-//     snapshot stays), then run value log GC to give the disk space back.
+//  3. delete those, evictBatch per transaction, in the transaction that
+//     read their index records, so that one moved since (the object was
+//     read, replaced or deleted) makes the batch run again on a fresh
+//     snapshot (evictbatch.go); then run value log GC to give the disk
+//     space back.
 //
-// A pass reads O(evicted) index records and makes O(evicted) point reads
-// and deletes, each O(log n) in Badger's LSM tree: its cost and memory
-// grow with what it evicts, not with the size of the cache. Passes are at
+// A pass reads O(evicted) index records and writes O(evicted) deletes,
+// each O(log n) in Badger's LSM tree: its cost and memory grow with what
+// it evicts, not with the size of the cache. Passes are at
 // least minEvictGap apart, so the store may pass MaxSize by what is
 // written in that gap. Blobs open for reading are not disturbed: they read
 // their own snapshot.

@@ -98,11 +98,13 @@ func (s *Store) evictOldest(ctx context.Context, excess int64) (n int, freed int
 }
 
 // evictBatch reads into b, in txn, up to evictBatch index records from the
-// key from on whose sizes add up to want, checks them and deletes their
-// objects. It reports whether the index goes on past them.
+// key from on whose sizes add up to want, and deletes their objects (the
+// keys Badger holds until the commit are laid in b.keys, reused once the
+// commit has copied them). It reports whether the index goes on past them.
 func (s *Store) evictBatch(txn *badger.Txn, b *evictScratch, from []byte, want int64) (bool, error) {
 	b.victims, b.removals, b.keys = b.victims[:0], b.removals[:0], b.keys[:0]
 	more := s.readVictims(txn, b, from, want)
+	b.reserveKeys()
 	if s.evictHook != nil {
 		s.evictHook(b)
 	}
@@ -192,6 +194,21 @@ func (s *Store) evictVictim(txn *badger.Txn, b *evictScratch, v *victim) (remova
 	return r, nil
 }
 
+// reserveKeys makes b.keys hold the keys that the victims' deletions may
+// lay: four prefixed keys and one time each, or a malformed record's key.
+func (b *evictScratch) reserveKeys() {
+	n := 0
+	for _, v := range b.victims {
+		n += len(v.key)
+		if v.state != victimMalformed {
+			n += 3*len(v.key) + 4*len(prefixValue) + 8
+		}
+	}
+	if cap(b.keys) < n {
+		b.keys = make([]byte, 0, n)
+	}
+}
+
 // key lays prefix, at (8 bytes big endian, unless negative) and key at the
 // end of b.keys and returns that key. A key never moves once laid: when
 // b.keys must grow, the new array starts empty and the old one stays with
@@ -202,7 +219,7 @@ func (b *evictScratch) key(prefix string, at int64, key string) []byte {
 		n += 8
 	}
 	if cap(b.keys)-len(b.keys) < n {
-		b.keys = make([]byte, 0, max(2*cap(b.keys), 64<<10, n))
+		b.keys = make([]byte, 0, max(2*cap(b.keys), n))
 	}
 	start := len(b.keys)
 	b.keys = append(b.keys, prefix...)
