@@ -42,6 +42,12 @@ type ObjectMeta struct {
 	Size   int64
 	SHA256 [sha256.Size]byte
 	Mark   byte
+	// ChunksChecked, set by Open, says that every chunk has the SHA-256 of
+	// its own bytes recorded, and that the reader checks each against it
+	// before it returns any of the chunk's bytes. Objects stored before
+	// migration 0052 have none: their bytes are checked only as a whole,
+	// by the caller. Put ignores it: it always records them.
+	ChunksChecked bool
 }
 
 // ObjectsConfig configures Objects. The zero value of each field means its
@@ -114,7 +120,7 @@ func (o *Objects) Put(ctx context.Context, key string, r io.Reader, meta ObjectM
 		}
 		src := &chunkSource{id: id, r: r, left: meta.Size, buf: make([]byte, o.chunkSize), hash: sha256.New()}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"modgate_object_chunks"},
-			[]string{"object_id", "idx", "data"}, src); err != nil {
+			[]string{"object_id", "idx", "data", "sha256"}, src); err != nil {
 			if src.err != nil {
 				return src.err
 			}
@@ -140,6 +146,7 @@ type chunkSource struct {
 	left int64 // bytes still to read
 	idx  int32
 	buf  []byte
+	sum  [sha256.Size]byte // of the current chunk
 	row  []any
 	hash interface {
 		io.Writer
@@ -163,9 +170,10 @@ func (s *chunkSource) Next() bool {
 	}
 	data := s.buf[:n]
 	s.hash.Write(data)
+	s.sum = sha256.Sum256(data)
 	// CopyFrom encodes the row before it asks for the next one, so the
-	// buffer is reused.
-	s.row = []any{s.id, s.idx, data}
+	// buffers are reused.
+	s.row = []any{s.id, s.idx, data, s.sum[:]}
 	s.idx++
 	s.left -= int64(n)
 	return true

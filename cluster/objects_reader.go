@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -27,24 +28,27 @@ const (
 // recorded of it; found is false when none is. It checks that the object
 // has the recorded number of chunks, each of the recorded length, and
 // reports io.EOF only after the recorded number of bytes: any mismatch is
-// an error wrapping ErrObjectCorrupt. It does not hash what it reads: the
-// caller checks the bytes against meta.SHA256 (the gate does, before it
-// stores or serves them), so that they are hashed once. Close the reader
-// to stop the fetches ahead.
+// an error wrapping ErrObjectCorrupt. When meta.ChunksChecked, it also
+// checks each chunk against the SHA-256 recorded with it before it returns
+// any of its bytes (the streams hash in parallel). It does not hash the
+// whole object: the caller checks the bytes against meta.SHA256 (the gate
+// does, before the last of them leave it). Close the reader to stop the
+// fetches ahead.
 func (o *Objects) Open(ctx context.Context, key string) (*ObjectReader, ObjectMeta, bool, error) {
 	if err := checkObjectKey(key); err != nil {
 		return nil, ObjectMeta{}, false, err
 	}
 	var (
-		meta              ObjectMeta
-		id, rows          int64
-		sum               []byte
-		mark              int16
-		chunkSize, chunks int32
+		meta                ObjectMeta
+		id, rows, unchecked int64
+		sum                 []byte
+		mark                int16
+		chunkSize, chunks   int32
 	)
-	err := o.pool.QueryRow(ctx, `SELECT id, size, sha256, mark, chunk_size, chunks,
-		(SELECT count(*) FROM modgate_object_chunks c WHERE c.object_id = o.id)
-		FROM modgate_objects o WHERE key = $1`, key).Scan(&id, &meta.Size, &sum, &mark, &chunkSize, &chunks, &rows)
+	err := o.pool.QueryRow(ctx, `SELECT o.id, o.size, o.sha256, o.mark, o.chunk_size, o.chunks, c.n, c.unchecked
+		FROM modgate_objects o, LATERAL (SELECT count(*) AS n, count(*) FILTER (WHERE sha256 IS NULL) AS unchecked
+			FROM modgate_object_chunks WHERE object_id = o.id) c
+		WHERE o.key = $1`, key).Scan(&id, &meta.Size, &sum, &mark, &chunkSize, &chunks, &rows, &unchecked)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ObjectMeta{}, false, nil
 	}
@@ -57,8 +61,9 @@ func (o *Objects) Open(ctx context.Context, key string) (*ObjectReader, ObjectMe
 	}
 	copy(meta.SHA256[:], sum)
 	meta.Mark = byte(mark)
+	meta.ChunksChecked = unchecked == 0
 	r := &ObjectReader{key: key, meta: meta, chunkSize: int64(chunkSize), chunks: chunks}
-	r.start(ctx, o.pool, id)
+	r.start(ctx, o.pool, id, meta.ChunksChecked)
 	return r, meta, true, nil
 }
 
@@ -87,8 +92,9 @@ type chunkResult struct {
 	err  error
 }
 
-// start starts the streams of object id.
-func (r *ObjectReader) start(ctx context.Context, pool *pgxpool.Pool, id int64) {
+// start starts the streams of object id; checked says every chunk has its
+// SHA-256.
+func (r *ObjectReader) start(ctx context.Context, pool *pgxpool.Pool, id int64, checked bool) {
 	ctx, r.cancel = context.WithCancel(ctx)
 	k := max(1, min(readStreams, int(r.chunks)))
 	r.free = make(chan []byte, k*(streamAhead+2)+1)
@@ -99,32 +105,40 @@ func (r *ObjectReader) start(ctx context.Context, pool *pgxpool.Pool, id int64) 
 		go func() {
 			defer r.wg.Done()
 			defer close(ch)
-			stream(ctx, pool, id, k, j, ch, r.free)
+			stream(ctx, pool, id, k, j, checked, ch, r.free)
 		}()
 	}
 }
 
-// chunkRow copies the current row of rows (idx and data, in binary) into a
-// chunkResult, into a buffer from free when there is one: the row's own
-// bytes are valid only until the next row.
-func chunkRow(rows pgx.Rows, free chan []byte) chunkResult {
+// chunkRow copies the current row of rows (idx, data and sha256, in
+// binary) into a chunkResult, into a buffer from free when there is one:
+// the row's own bytes are valid only until the next row. When checked, the
+// chunk must have a SHA-256 and match it.
+func chunkRow(rows pgx.Rows, checked bool, free chan []byte) chunkResult {
 	fd, vals := rows.FieldDescriptions(), rows.RawValues()
-	if len(fd) != 2 || len(vals) != 2 || fd[0].Format != pgx.BinaryFormatCode || fd[1].Format != pgx.BinaryFormatCode ||
-		len(vals[0]) != 4 || vals[1] == nil {
+	if len(fd) != 3 || len(vals) != 3 || fd[0].Format != pgx.BinaryFormatCode || fd[1].Format != pgx.BinaryFormatCode ||
+		fd[2].Format != pgx.BinaryFormatCode || len(vals[0]) != 4 || vals[1] == nil {
 		return chunkResult{err: errors.New("unexpected row format")}
+	}
+	idx := int32(binary.BigEndian.Uint32(vals[0]))
+	if checked {
+		if sum := sha256.Sum256(vals[1]); len(vals[2]) != len(sum) || string(vals[2]) != string(sum[:]) {
+			return chunkResult{err: fmt.Errorf("%w: chunk %d does not match its SHA-256", ErrObjectCorrupt, idx)}
+		}
 	}
 	var buf []byte
 	select {
 	case buf = <-free:
 	default:
 	}
-	return chunkResult{idx: int32(binary.BigEndian.Uint32(vals[0])), data: append(buf, vals[1]...)}
+	return chunkResult{idx: idx, data: append(buf, vals[1]...)}
 }
 
 // stream runs one query for chunks j, j+k, j+2k, ... of object id, in
 // order, and sends them to ch. It ends after the last row, on error
 // (sent), or when ctx is done.
-func stream(ctx context.Context, pool *pgxpool.Pool, id int64, k, j int, ch chan<- chunkResult, free chan []byte) {
+func stream(ctx context.Context, pool *pgxpool.Pool, id int64, k, j int, checked bool, ch chan<- chunkResult,
+	free chan []byte) {
 	send := func(c chunkResult) bool {
 		select {
 		case ch <- c:
@@ -133,7 +147,7 @@ func stream(ctx context.Context, pool *pgxpool.Pool, id int64, k, j int, ch chan
 			return false
 		}
 	}
-	rows, err := pool.Query(ctx, `SELECT idx, data FROM modgate_object_chunks
+	rows, err := pool.Query(ctx, `SELECT idx, data, sha256 FROM modgate_object_chunks
 		WHERE object_id = $1 AND idx % $2 = $3 ORDER BY idx`, id, k, j)
 	if err != nil {
 		send(chunkResult{err: err})
@@ -141,7 +155,7 @@ func stream(ctx context.Context, pool *pgxpool.Pool, id int64, k, j int, ch chan
 	}
 	defer rows.Close()
 	for rows.Next() {
-		c := chunkRow(rows, free)
+		c := chunkRow(rows, checked, free)
 		if !send(c) || c.err != nil {
 			return
 		}

@@ -45,6 +45,14 @@ func metaOf(b []byte, mark byte) ObjectMeta {
 }
 
 // readObject opens key and reads it whole.
+// checkedMeta is what Open reports of b stored by Put: its chunks have
+// their sums.
+func checkedMeta(b []byte, mark byte) ObjectMeta {
+	m := metaOf(b, mark)
+	m.ChunksChecked = true
+	return m
+}
+
 func readObject(t *testing.T, o *Objects, key string) ([]byte, ObjectMeta, bool, error) {
 	t.Helper()
 	r, meta, ok, err := o.Open(context.Background(), key)
@@ -84,8 +92,8 @@ func TestObjectsRoundTrip(t *testing.T) {
 			if !bytes.Equal(got, want) {
 				t.Fatalf("read back %d bytes that differ from the %d stored", len(got), len(want))
 			}
-			if meta != metaOf(want, 1) {
-				t.Fatalf("meta %+v, want %+v", meta, metaOf(want, 1))
+			if wantMeta := checkedMeta(want, 1); meta != wantMeta {
+				t.Fatalf("meta %+v, want %+v", meta, wantMeta)
 			}
 		})
 	}
@@ -122,7 +130,7 @@ func TestObjectsPutRefusesMismatchAndKeepsTheOldObject(t *testing.T) {
 				t.Fatalf("Put: %v, want ErrObjectMismatch", err)
 			}
 			got, meta, ok, err := readObject(t, o, key)
-			if err != nil || !ok || !bytes.Equal(got, old) || meta != metaOf(old, 1) {
+			if err != nil || !ok || !bytes.Equal(got, old) || meta != checkedMeta(old, 1) {
 				t.Fatalf("after a refused Put the old object is not intact: ok=%v err=%v", ok, err)
 			}
 		})
@@ -170,8 +178,12 @@ func TestObjectsReaderFindsCorruption(t *testing.T) {
 		{"short chunk", "UPDATE modgate_object_chunks SET data = substring(data from 2) WHERE idx = 0"},
 		{"long last chunk", "UPDATE modgate_object_chunks SET data = data || '\\x00'::bytea WHERE idx = 3"},
 		{"extra chunk", "INSERT INTO modgate_object_chunks " +
-			"SELECT object_id, 4, data FROM modgate_object_chunks WHERE idx = 3"},
+			"SELECT object_id, 4, data, sha256 FROM modgate_object_chunks WHERE idx = 3"},
 		{"size changed", "UPDATE modgate_objects SET size = size + 1"},
+		{"flipped byte", "UPDATE modgate_object_chunks SET data = set_byte(data, 5, get_byte(data, 5) # 1) WHERE idx = 2"},
+		{"other chunk sum", "UPDATE modgate_object_chunks SET sha256 = sha256(data || '\\x00'::bytea) WHERE idx = 1"},
+		{"chunk copied over another", "UPDATE modgate_object_chunks c SET data = d.data " +
+			"FROM (SELECT data FROM modgate_object_chunks WHERE idx = 1) d WHERE c.idx = 0"},
 	}
 	srv := pgtest.Start(t)
 	for i, tt := range tests {
@@ -187,6 +199,40 @@ func TestObjectsReaderFindsCorruption(t *testing.T) {
 			}
 			if _, _, _, err := readObject(t, o, key); !errors.Is(err, ErrObjectCorrupt) {
 				t.Fatalf("reading a corrupted object: %v, want ErrObjectCorrupt", err)
+			}
+		})
+	}
+}
+
+// Objects stored before migration 0052 have no chunk sums: they read back
+// whole, with ChunksChecked false, so that the caller checks them whole
+// before serving them; one chunk without its sum is enough.
+func TestObjectsWithoutChunkSums(t *testing.T) {
+	const key = "zip/example.com/m/@v/v1.0.0"
+	tests := []struct {
+		name, sql string
+	}{
+		{"none", "UPDATE modgate_object_chunks SET sha256 = NULL"},
+		{"one", "UPDATE modgate_object_chunks SET sha256 = NULL WHERE idx = 2"},
+	}
+	srv := pgtest.Start(t)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db, _ := newTestDB(t, srv)
+			o := NewObjects(db, ObjectsConfig{ChunkSize: 100})
+			b := randomBytes(350, uint64(i))
+			if err := o.Put(context.Background(), key, bytes.NewReader(b), metaOf(b, 1)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Pool.Exec(context.Background(), tt.sql); err != nil {
+				t.Fatal(err)
+			}
+			got, meta, ok, err := readObject(t, o, key)
+			if err != nil || !ok || !bytes.Equal(got, b) {
+				t.Fatalf("read back: ok=%v err=%v, equal %v", ok, err, bytes.Equal(got, b))
+			}
+			if meta.ChunksChecked {
+				t.Fatal("ChunksChecked is true for an object with a chunk that has no sum")
 			}
 		})
 	}
