@@ -301,12 +301,6 @@ func (g *Gate) missZip(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	if p.err != nil {
 		return p.o, nil, false, p.err
 	}
-	if f, stored := g.spools.open(key); f != nil { // verified from the second level, being stored
-		defer f.Close()
-		w.Header().Set("Content-Type", "application/zip")
-		http.ServeContent(w, r, "", stored, f)
-		return p.o, nil, true, nil
-	}
 	blob, err = g.openVerified(ctx, key)
 	return p.o, blob, false, err
 }

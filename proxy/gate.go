@@ -112,8 +112,6 @@ type Gate struct {
 	up    *upstream
 	log   *zap.Logger
 	group flights[fetchResult]
-	// spools are zips verified from the second level, being stored (secondspool.go).
-	spools sharedSpools
 	// streams are the zips being fetched, which requests read as they arrive.
 	streams zipStreams
 

@@ -154,7 +154,6 @@ func newTestGate(t *testing.T, fake *fakeupstream.Server, o gateOptions) *testGa
 	if err != nil {
 		t.Fatalf("proxy.New: %v", err)
 	}
-	t.Cleanup(tg.gate.spools.wait) // before the cache closes
 	if o.Policy != nil {
 		tg.gate.cfg.Policy = func() *policy.Policy { return o.Policy }
 	}

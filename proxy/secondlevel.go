@@ -37,6 +37,12 @@ type SharedMeta struct {
 	Size   int64
 	SHA256 [sha256.Size]byte
 	Mark   byte // the trust mark (trustSumDB, ...) the verifying gate stored it with
+	// ChunksChecked, from Open, says the reader checks each part of the
+	// object against a SHA-256 recorded for that part before it returns
+	// it: a zip may then be streamed as it is read, its last bytes held
+	// back until the whole matches SHA256. Otherwise the gate serves none
+	// of it before the whole matches. Put ignores it.
+	ChunksChecked bool
 }
 
 // FetchLeases makes one gate of a cluster fetch an object from the
@@ -90,9 +96,6 @@ func (g *Gate) clustered(req Request, key string, fetch fetchFunc) fetchFunc {
 		return fetch
 	}
 	return func(ctx context.Context) ([]byte, upstreamTime, error) {
-		if req.Kind == KindZip && g.spools.has(key) {
-			return nil, upstreamTime{}, nil // verified a moment ago: served from its spool (serveZip)
-		}
 		poll := leasePollMin
 		for {
 			if body, ok := g.fromSecondLevel(ctx, req, key); ok {
@@ -127,10 +130,11 @@ func (g *Gate) clustered(req Request, key string, fetch fetchFunc) fetchFunc {
 
 // fromSecondLevel copies the object under key from the second level into
 // the Cache, checking all of it against its recorded SHA-256 first, and
-// returns the body of a small one. A zip is verified whole in a spool
-// file, served from there (see serveZip) and stored in the Cache after. ok is false when the second level has
-// no copy whose trust holds here, or a copy that fails the check, or
-// fails: the caller then fetches as for a miss.
+// returns the body of a small one. A zip is streamed to the requests
+// waiting for it as it is read, and stored in the Cache after (see
+// streamShared). ok is false when the second level has no copy whose trust
+// holds here, or a copy that fails the check, or fails: the caller then
+// fetches as for a miss (answers already streaming are cut short).
 func (g *Gate) fromSecondLevel(ctx context.Context, req Request, key string) (body []byte, ok bool) {
 	r, meta, found, err := g.cfg.SecondLevel.Open(ctx, key)
 	if err != nil {
@@ -146,7 +150,7 @@ func (g *Gate) fromSecondLevel(ctx context.Context, req Request, key string) (bo
 	}
 	sr := &sumReader{r: r, want: meta, h: sha256.New()}
 	if req.Kind == KindZip {
-		err = g.spoolShared(ctx, key, sr, meta)
+		err = g.streamShared(ctx, key, sr, meta)
 	} else {
 		if meta.Size > maxSmallBody {
 			err = fmt.Errorf("%w: %d bytes, over the limit of small files", ErrSharedCorrupt, meta.Size)

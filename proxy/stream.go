@@ -28,7 +28,13 @@ const holdBack = 64 << 10
 // so no client ever receives a complete response whose content was not
 // verified. Nothing is stored before the check passes.
 type zipStream struct {
-	ahead *sumAhead // the record lookup; a response starts only once it has succeeded
+	fetch context.Context // the fetch's context: a stream whose fetch was given up takes no new answer
+	ahead *sumAhead       // the record lookup; a response starts only once it has succeeded
+	// shared says the zip comes from the second level (streamShared),
+	// whose copy was trusted with mark; ahead is nil then.
+	shared bool
+	mark   byte
+	hold   int64 // the bytes at the end held back until the zip is verified: holdBack, or all of them
 
 	mu       sync.Mutex
 	changed  chan struct{} // closed (and replaced) on every change
@@ -38,7 +44,8 @@ type zipStream struct {
 	state    streamState
 	err      error        // why the fetch failed (streamFailed)
 	upstream upstreamTime // the download's time, once it has ended
-	readers  int
+	readers  int          // answers reading the spool now
+	opened   int          // answers that have opened it
 }
 
 // streamState is how far a zipStream has come.
@@ -52,8 +59,8 @@ const (
 	streamClosed                      // stored (or given up) and the spool removed: read the cache
 )
 
-func newZipStream(ahead *sumAhead) *zipStream {
-	return &zipStream{ahead: ahead, size: -1, changed: make(chan struct{})}
+func newZipStream(ctx context.Context, ahead *sumAhead) *zipStream {
+	return &zipStream{fetch: ctx, ahead: ahead, size: -1, hold: holdBack, changed: make(chan struct{})}
 }
 
 // set changes the stream under its lock and wakes its readers.
@@ -194,7 +201,7 @@ func (s *zipStream) open(ctx context.Context, done <-chan struct{}) (*os.File, i
 	for {
 		s.mu.Lock()
 		st, ch := s.state, s.changed
-		canStart := st != streamWaiting && (st != streamSpooling || s.size < 0 || min(s.written, s.size-holdBack) > 0)
+		canStart := st != streamWaiting && (st != streamSpooling || s.size < 0 || min(s.written, s.size-s.hold) > 0)
 		s.mu.Unlock()
 		if canStart {
 			break
@@ -229,26 +236,55 @@ func (s *zipStream) open(ctx context.Context, done <-chan struct{}) (*os.File, i
 		return nil, 0, false
 	}
 	s.readers++
-	return f, s.size, s.readers == 1
+	s.opened++
+	return f, s.size, s.opened == 1
+}
+
+// release ends the hold of an answer that open let start on the spool.
+func (s *zipStream) release() { s.set(func() { s.readers-- }) }
+
+// awaitReaders waits until no answer reads the spool, giving a first answer
+// grace to open it, or until ctx ends.
+func (s *zipStream) awaitReaders(ctx context.Context, grace time.Duration) {
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	graceOver := timer.C
+	for {
+		s.mu.Lock()
+		readers, opened, ch := s.readers, s.opened, s.changed
+		s.mu.Unlock()
+		if readers == 0 && (opened > 0 || graceOver == nil) {
+			return
+		}
+		select {
+		case <-ch:
+		case <-graceOver:
+			graceOver = nil
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // copyTo writes the zip from the spool file f to w as it arrives: all but
-// the last holdBack bytes at once, those only once it is verified. It
+// the last held-back bytes at once, those only once it is verified. It
+// calls flush (if not nil) before it waits for more, so that what was
+// written reaches the client rather than w's buffer. It
 // returns nil when all of it went out; an error when the fetch or the
 // check failed (the answer must then be cut short), w failed or ctx ended.
-func (s *zipStream) copyTo(ctx context.Context, w io.Writer, f *os.File) error {
+func (s *zipStream) copyTo(ctx context.Context, w io.Writer, f *os.File, flush func() error) error {
 	buf := make([]byte, 256<<10)
-	var sent int64
+	var sent, flushed int64
 	for {
 		s.mu.Lock()
-		st, written, size, ch, ferr := s.state, s.written, s.size, s.changed, s.err
+		st, written, size, hold, ch, ferr := s.state, s.written, s.size, s.hold, s.changed, s.err
 		s.mu.Unlock()
 		if st == streamFailed {
 			return fmt.Errorf("answer cut short after %d of %d bytes: %w", sent, size, ferr)
 		}
 		limit := written
 		if st < streamVerified {
-			limit = min(written, size-holdBack)
+			limit = min(written, size-hold)
 		}
 		for sent < limit {
 			n, err := f.ReadAt(buf[:min(int64(len(buf)), limit-sent)], sent)
@@ -264,6 +300,10 @@ func (s *zipStream) copyTo(ctx context.Context, w io.Writer, f *os.File) error {
 		}
 		if st >= streamVerified && sent == size {
 			return nil
+		}
+		if flush != nil && flushed < sent {
+			flush()
+			flushed = sent
 		}
 		select {
 		case <-ch:
@@ -303,7 +343,13 @@ func streamable(r *http.Request) bool {
 // so that a client that has its answer finds the zip in the cache.
 func (g *Gate) streamZip(ctx context.Context, w http.ResponseWriter, req Request, key string,
 	p *pendingFetch) (o outcome, ok bool, err error) {
-	s := g.streams.await(ctx, key, p.done, func(s *zipStream) bool { return s.ahead != nil || g.private(req.Module) })
+	// A stream whose fetch was given up (its callers all left, so its
+	// flight was cancelled before this request started another) would
+	// only cut this answer short: wait for this request's own.
+	s := g.streams.await(ctx, key, p.done, func(s *zipStream) bool {
+		return s.fetch.Err() == nil &&
+			(s.ahead != nil || (s.shared && g.trustHolds(req, s.mark)) || g.private(req.Module))
+	})
 	if s == nil {
 		return o, false, nil
 	}
@@ -315,7 +361,8 @@ func (g *Gate) streamZip(ctx context.Context, w http.ResponseWriter, req Request
 	w.Header().Set("Content-Type", "application/zip")
 	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	w.WriteHeader(http.StatusOK)
-	err = s.copyTo(ctx, w, f)
+	err = s.copyTo(ctx, w, f, http.NewResponseController(w).Flush)
+	s.release()
 	o = outcome{cache: cacheMiss, waited: !first, upstream: s.upstreamTime()}
 	if err != nil {
 		return o, true, err
@@ -369,7 +416,7 @@ func (g *Gate) fetchZip(ctx context.Context, req Request, key string) (upstreamT
 			return upstreamTime{}, nil
 		}
 	}
-	s := newZipStream(g.lookAhead(ctx, req, ""))
+	s := newZipStream(ctx, g.lookAhead(ctx, req, ""))
 	g.streams.add(key, s)
 	defer g.streams.remove(key, s)
 	start := time.Now()

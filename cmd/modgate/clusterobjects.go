@@ -59,7 +59,7 @@ func (s secondLevel) Open(ctx context.Context, key string) (io.ReadCloser, proxy
 	if err != nil || !found {
 		return nil, proxy.SharedMeta{}, found, err
 	}
-	return r, proxy.SharedMeta{Size: m.Size, SHA256: m.SHA256, Mark: m.Mark}, true, nil
+	return r, proxy.SharedMeta{Size: m.Size, SHA256: m.SHA256, Mark: m.Mark, ChunksChecked: m.ChunksChecked}, true, nil
 }
 
 // Put implements proxy.SecondLevel.

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -258,8 +260,7 @@ func (b *runner) clusterBigZip(ctx context.Context, c *clusterRun) error {
 			return err
 		}
 		// The gate's CPU time for each request, which a loaded machine
-		// changes less than the wall time (the background store of the
-		// zip in the first level may add to the first figure).
+		// changes less than the wall time.
 		var profiled <-chan error
 		if f := b.profileFile("cluster-second-level"); f != "" && i == 0 {
 			profiled = g.profile(3*time.Second, f) // the read from the second level and the store after it
@@ -274,7 +275,16 @@ func (b *runner) clusterBigZip(ctx context.Context, c *clusterRun) error {
 				return err
 			}
 		}
+		// The gate stores the zip in its first level after the answer:
+		// measure the hit once that is done, on a new connection, so that
+		// it times a hit and not the store. The first CPU figure includes
+		// that store.
+		stored, err := awaitZipStored(ctx, g, int64(len(data)))
+		if err != nil {
+			return err
+		}
 		c1 := g.cpu()
+		http.DefaultClient.CloseIdleConnections()
 		f, err := timedGet(ctx, "http://"+g.listen+p, want)
 		if err != nil {
 			return err
@@ -282,8 +292,9 @@ func (b *runner) clusterBigZip(ctx context.Context, c *clusterRun) error {
 		c2 := g.cpu()
 		second, first = append(second, s.Seconds()), append(first, f.Seconds())
 		rs = append(rs, s.Seconds()/f.Seconds())
-		b.logf("12b run %d: from the second level %.3fs (gate CPU %v), first-level hit %.3fs (gate CPU %v)",
-			i+1, s.Seconds(), c1-c0, f.Seconds(), c2-c1)
+		b.logf("12b run %d: from the second level %.3fs (stored in the first level %v later; gate CPU %v with the store), "+
+			"first-level hit %.3fs (gate CPU %v)", i+1, s.Seconds(), stored.Round(time.Millisecond), c1-c0,
+			f.Seconds(), c2-c1)
 		g.stop()
 		c.gates = slices.DeleteFunc(c.gates, func(x *gateProc) bool { return x == g })
 	}
@@ -294,6 +305,35 @@ func (b *runner) clusterBigZip(ctx context.Context, c *clusterRun) error {
 		fmt.Sprintf("%.2f (%.3fs ÷ %.3fs), %d upstream requests", r, median(second), median(first), extra),
 		"≤ 3, no upstream request", &met)
 	return nil
+}
+
+// awaitZipStored waits until g's cache holds at least size bytes of zips
+// (its modgate_cache_bytes{kind="zip"}), and returns how long that took.
+func awaitZipStored(ctx context.Context, g *gateProc, size int64) (time.Duration, error) {
+	start := time.Now()
+	for deadline := start.Add(30 * time.Second); time.Now().Before(deadline); {
+		resp, err := http.Get("http://" + g.admin + "/metrics")
+		if err != nil {
+			return 0, err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return 0, err
+		}
+		for line := range strings.SplitSeq(string(body), "\n") {
+			v, ok := strings.CutPrefix(line, `modgate_cache_bytes{kind="zip"} `)
+			if n, err := strconv.ParseFloat(v, 64); ok && err == nil && int64(n) >= size {
+				return time.Since(start), nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return 0, fmt.Errorf("gate %s did not store the %d-byte zip in its cache within 30s", g.listen, size)
 }
 
 // clusterWarm is 12a: warm go mod download of the workload through the
