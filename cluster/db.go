@@ -88,6 +88,14 @@ func Connect(ctx context.Context, c Config) (*DB, error) {
 	if !strings.Contains(c.URL, "pool_max_conns") {
 		cfg.MaxConns = 16
 	}
+	// Decision: keep the connections of one object read (its streams and
+	// the query that opens it) and the policy listener open, so that a
+	// gate's first read from the second level does not wait for new
+	// connections (bench scenario 12b), unless the URL says
+	// (pool_min_conns).
+	if !strings.Contains(c.URL, "pool_min_conns") {
+		cfg.MinConns = min(readStreams+2, cfg.MaxConns)
+	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = cmp.Or(c.ConnectTimeout, 5*time.Second)
 	}

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/modgate/modgate/internal/modfixture"
 	"github.com/modgate/modgate/internal/pgtest"
 )
@@ -252,6 +254,12 @@ func (b *runner) clusterBigZip(ctx context.Context, c *clusterRun) error {
 	if _, err := timedGet(ctx, "http://"+c.gates[1].listen+p, want); err != nil {
 		return err
 	}
+	// That gate shares the zip after its answer: time the reads once it is
+	// in the shared level (until then a fresh gate waits for its lease).
+	key := "zip/" + mustEscape(clusterZipPath) + "/@v/" + clusterZipVersion
+	if err := awaitShared(ctx, c.dbURL, key); err != nil {
+		return err
+	}
 	fetched := b.up.Count(p)
 	var second, first, rs []float64
 	for i := range b.o.runs {
@@ -305,6 +313,31 @@ func (b *runner) clusterBigZip(ctx context.Context, c *clusterRun) error {
 		fmt.Sprintf("%.2f (%.3fs ÷ %.3fs), %d upstream requests", r, median(second), median(first), extra),
 		"≤ 3, no upstream request", &met)
 	return nil
+}
+
+// awaitShared waits until the cluster's shared level at dbURL holds an
+// object under key.
+func awaitShared(ctx context.Context, dbURL, key string) error {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM modgate_objects WHERE key = $1", key).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s is not in the shared level after 60s", key)
 }
 
 // awaitZipStored waits until g's cache holds at least size bytes of zips
