@@ -24,6 +24,37 @@ const (
 	streamAhead = 1
 )
 
+// The reader's queries: the object's record with a count of its chunks
+// (and of those without a sum), and the chunks of one stream.
+const (
+	openObjectSQL = `SELECT o.id, o.size, o.sha256, o.mark, o.chunk_size, o.chunks, c.n, c.unchecked
+		FROM modgate_objects o, LATERAL (SELECT count(*) AS n, count(*) FILTER (WHERE sha256 IS NULL) AS unchecked
+			FROM modgate_object_chunks WHERE object_id = o.id) c
+		WHERE o.key = $1`
+	streamChunksSQL = `SELECT idx, data, sha256 FROM modgate_object_chunks
+		WHERE object_id = $1 AND idx % $2 = $3 ORDER BY idx`
+)
+
+// warmReader runs the reader's queries once on a new connection, for no
+// object. Decision: a new PostgreSQL backend spent about 60 ms of CPU on
+// its first query of the chunks (loading the catalog entries of the
+// tables, planning), and an object read starts four such queries at once,
+// so a gate's first read from the second level waited about 130 ms for
+// its first chunk on two cores (bench 12b). Warmed when the pool opens
+// the connection, the read starts at once, and pgx has the statements
+// prepared. It fails quietly (before the migrations, the tables are not
+// there yet): the read then pays the cost itself.
+func warmReader(ctx context.Context, conn *pgx.Conn) {
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{{openObjectSQL, []any{""}}, {streamChunksSQL, []any{int64(-1), 1, 0}}} {
+		if rows, err := conn.Query(ctx, q.sql, q.args...); err == nil {
+			rows.Close()
+		}
+	}
+}
+
 // Open returns a reader over the object stored under key, and what was
 // recorded of it; found is false when none is. It checks that the object
 // has the recorded number of chunks, each of the recorded length, and
@@ -45,10 +76,8 @@ func (o *Objects) Open(ctx context.Context, key string) (*ObjectReader, ObjectMe
 		mark                int16
 		chunkSize, chunks   int32
 	)
-	err := o.pool.QueryRow(ctx, `SELECT o.id, o.size, o.sha256, o.mark, o.chunk_size, o.chunks, c.n, c.unchecked
-		FROM modgate_objects o, LATERAL (SELECT count(*) AS n, count(*) FILTER (WHERE sha256 IS NULL) AS unchecked
-			FROM modgate_object_chunks WHERE object_id = o.id) c
-		WHERE o.key = $1`, key).Scan(&id, &meta.Size, &sum, &mark, &chunkSize, &chunks, &rows, &unchecked)
+	err := o.pool.QueryRow(ctx, openObjectSQL, key).Scan(&id, &meta.Size, &sum, &mark, &chunkSize, &chunks, &rows,
+		&unchecked)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ObjectMeta{}, false, nil
 	}
@@ -147,8 +176,7 @@ func stream(ctx context.Context, pool *pgxpool.Pool, id int64, k, j int, checked
 			return false
 		}
 	}
-	rows, err := pool.Query(ctx, `SELECT idx, data, sha256 FROM modgate_object_chunks
-		WHERE object_id = $1 AND idx % $2 = $3 ORDER BY idx`, id, k, j)
+	rows, err := pool.Query(ctx, streamChunksSQL, id, k, j)
 	if err != nil {
 		send(chunkResult{err: err})
 		return
