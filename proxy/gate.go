@@ -100,6 +100,11 @@ type Config struct {
 	// one gate of the cluster fetch each object (see clustered).
 	SecondLevel SecondLevel
 	Leases      FetchLeases
+
+	// Prefetch is the number of workers that fetch, ahead of the client,
+	// the go.mod files a go.mod fetched for a client requires (prefetch.go,
+	// run by RunPrefetch); 0 means none.
+	Prefetch int
 }
 
 // DefaultIntercept is the default list of intercepted hosts.
@@ -119,6 +124,8 @@ type Gate struct {
 	wouldDeny map[string]time.Time // last audit of a would-be denial, by target and rule
 
 	vuln vulnMirror // the vulnerability database in force (vuln.go)
+
+	prefetch prefetcher // go.mod files to fetch ahead (prefetch.go)
 }
 
 // fetchTimeout bounds one shared upstream fetch (a stall ends it sooner).

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/rand"
 	"io"
 	"net/http"
@@ -79,6 +80,8 @@ type gateOptions struct {
 	// SecondLevel and Leases, if set, make the gate one of a cluster.
 	SecondLevel SecondLevel
 	Leases      FetchLeases
+	// Prefetch is Config.Prefetch; the workers run until the test ends.
+	Prefetch int
 }
 
 // noteKey is an enterprise note key.
@@ -149,13 +152,25 @@ func newTestGate(t *testing.T, fake *fakeupstream.Server, o gateOptions) *testGa
 	tg.gate, err = New(Config{
 		Upstream: upstreamURL, HTTPClient: client, Cache: c, Witness: tg.witness,
 		Private: o.Private, Offline: o.Offline, ListTTL: o.ListTTL, SpoolDir: t.TempDir(),
-		Logger: o.Logger, Now: tg.clock.Now, SecondLevel: o.SecondLevel, Leases: o.Leases,
+		Logger: o.Logger, Now: tg.clock.Now, SecondLevel: o.SecondLevel, Leases: o.Leases, Prefetch: o.Prefetch,
 	})
 	if err != nil {
 		t.Fatalf("proxy.New: %v", err)
 	}
 	if o.Policy != nil {
 		tg.gate.cfg.Policy = func() *policy.Policy { return o.Policy }
+	}
+	if o.Prefetch > 0 {
+		pctx, stop := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			tg.gate.RunPrefetch(pctx)
+		}()
+		t.Cleanup(func() { stop(); <-done }) // before the cache closes
+		for !tg.gate.prefetch.running.Load() {
+			time.Sleep(time.Millisecond)
+		}
 	}
 	tg.srv = httptest.NewServer(tg.gate)
 	t.Cleanup(tg.srv.Close)

@@ -23,6 +23,7 @@ type Metrics struct {
 	decisions    *prometheus.CounterVec
 	connects     *prometheus.CounterVec
 	readErrors   *prometheus.CounterVec
+	prefetches   *prometheus.CounterVec
 	mu           sync.Mutex
 	summary      Summary // totals since start
 }
@@ -66,9 +67,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "modgate_cache_read_errors_total",
 			Help: "Cached objects that could not be read back intact (I/O error, checksum), dropped and fetched again, by kind.",
 		}, []string{"kind"}),
+		prefetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "modgate_prefetch_total",
+			Help: "go.mod files fetched ahead of the client (prefetch.go), by result: queued, dropped (queue full), " +
+				"skipped (not plainly allowed), fetched, cached (held already), failed.",
+		}, []string{"result"}),
 	}
 	reg.MustRegister(m.requests, m.servedBytes, m.fetchedBytes, m.upstream, m.verifyFails, m.decisions, m.connects,
-		m.readErrors)
+		m.readErrors, m.prefetches)
 	return m
 }
 
@@ -96,6 +102,14 @@ func (m *Metrics) request(kind Kind, status int, cacheResult, via string, bytes 
 			m.summary.Hits++
 		}
 	}
+}
+
+// prefetched counts one step of a prefetch (see modgate_prefetch_total).
+func (m *Metrics) prefetched(result string) {
+	if m == nil {
+		return
+	}
+	m.prefetches.WithLabelValues(result).Inc()
 }
 
 // fetched records one upstream fetch.

@@ -47,6 +47,7 @@ type serveOptions struct {
 	terminal                             bool          // stderr is a terminal: show progress
 	offline                              bool
 	listTTL                              time.Duration
+	prefetch                             int
 	cacheMaxSize                         byteSize
 	minFree                              minFree
 	shutdownTimeout                      time.Duration
@@ -115,6 +116,9 @@ func newServeCmd(getenv env, stderr io.Writer) *cobra.Command {
 		"how long info and debug lines (the access log) may wait in a 256 KiB buffer before they are written; "+
 			"warnings and errors are written at once; 0 writes every line at once")
 	f.DurationVar(&o.listTTL, "list-ttl", time.Minute, "how long list and @latest answers stay fresh")
+	f.IntVar(&o.prefetch, "prefetch", 4,
+		"workers that fetch and verify, ahead of the client, the go.mod files a go.mod fetched for a client "+
+			"requires; 0 turns it off")
 	f.StringVar(
 		&o.debugListen,
 		"debug-listen",
@@ -274,6 +278,9 @@ func serve(ctx context.Context, o serveOptions, stderr io.Writer) error {
 	if o.witnessInterval <= 0 {
 		return usageError{fmt.Errorf("--witness-interval %s: want a positive duration, such as 5m", o.witnessInterval)}
 	}
+	if o.prefetch < 0 || o.prefetch > 64 {
+		return usageError{fmt.Errorf("--prefetch %d: want 0 (off) to 64 workers", o.prefetch)}
+	}
 	upstreamURL, err := parseUpstream(o.upstream)
 	if err != nil {
 		return usageError{err}
@@ -429,7 +436,7 @@ func openGate(ctx context.Context, o serveOptions, log *zap.Logger, dbName, dbUR
 		Logger: log.Named("access"), Metrics: g.metrics, Policy: g.policy.Current, Audit: g.audit,
 		Public:      publicFiles(g.ca.CertPEM, g.verifier),
 		Vuln:        proxy.VulnConfig{Version: o.vulnVersion, Refresh: o.vulnRefresh},
-		SecondLevel: secondLevel, Leases: leases,
+		SecondLevel: secondLevel, Leases: leases, Prefetch: o.prefetch,
 	})
 	if err != nil {
 		return nil, err
@@ -573,6 +580,7 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 		go g.witness.Poll(ctx, o.witnessInterval)
 	}
 	go g.gate.RunVuln(ctx) // the vulnerability database mirror
+	go g.gate.RunPrefetch(ctx)
 	stopDebug, err := g.serveDebug(o.debugListen, log)
 	if err != nil {
 		ln.Close()
