@@ -58,8 +58,8 @@ func (g *Gate) serveFile(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if o = o.with(lo); err != nil {
 		return o, err
 	}
-	if lo.cache == cacheMiss {
-		g.prefetchRequires(ctx, req, body)
+	if lo.cache == cacheMiss || lo.cache == cacheHit {
+		g.prefetchRequires(ctx, req, body, lo.cache)
 	}
 	body, po, err := g.applyPolicy(ctx, req, body)
 	if o = o.with(po); err != nil {

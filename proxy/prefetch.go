@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,7 +30,8 @@ import (
 //
 // Decisions:
 //   - Only go.mod files and .info files, and only for a go.mod a client
-//     asked for (its requirements, its own .info): they are small, and the
+//     asked for (its requirements, its own .info), fetched for it or
+//     ahead of it: they are small, and the
 //     go command asks for most of them (a build that never asks for the
 //     .info costs one small upstream request per module fetched cold)
 //     (the files of a version the policy does not allow plainly, denied or
@@ -49,10 +51,43 @@ const (
 	prefetchTimeout = time.Minute
 )
 
-// prefetcher is the queue of go.mod files to fetch ahead.
+// prefetcher is the queue of files to fetch ahead.
 type prefetcher struct {
 	running atomic.Bool // RunPrefetch's workers are reading queue
 	queue   chan Request
+
+	mu sync.Mutex
+	// ahead are the cache keys of go.mod files fetched ahead that no
+	// client has asked for yet (at most prefetchAhead): the first client
+	// request for one, a cache hit, is treated as a fetch for a client.
+	ahead map[string]bool
+}
+
+// prefetchAhead bounds prefetcher.ahead.
+const prefetchAhead = 1 << 14
+
+// fetchedAhead notes that the go.mod under key was fetched ahead.
+func (p *prefetcher) fetchedAhead(key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ahead == nil {
+		p.ahead = make(map[string]bool)
+	}
+	if len(p.ahead) < prefetchAhead {
+		p.ahead[key] = true
+	}
+}
+
+// takeAhead reports whether the go.mod under key was fetched ahead and not
+// asked for since, and forgets it.
+func (p *prefetcher) takeAhead(key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.ahead[key] {
+		return false
+	}
+	delete(p.ahead, key)
+	return true
 }
 
 // RunPrefetch runs Config.Prefetch workers that fetch the files queued by
@@ -85,9 +120,14 @@ func (g *Gate) RunPrefetch(ctx context.Context) {
 }
 
 // prefetchRequires queues the .info of req, a go.mod just fetched for a
-// client, and the go.mod files that body, its content, requires.
-func (g *Gate) prefetchRequires(ctx context.Context, req Request, body []byte) {
+// client (cache is cacheMiss), or fetched ahead and asked for by a client
+// for the first time (a cacheHit), and the go.mod files that body, its
+// content, requires.
+func (g *Gate) prefetchRequires(ctx context.Context, req Request, body []byte, cache string) {
 	if req.Kind != KindMod || ownRequest(ctx) || !g.prefetch.running.Load() {
+		return
+	}
+	if cache == cacheHit && !g.prefetch.takeAhead(string(req.Kind)+"/"+req.escaped) {
 		return
 	}
 	if info, err := internalRequest(KindInfo, req.Module, req.Version); err == nil {
@@ -135,6 +175,9 @@ func (g *Gate) prefetchOne(ctx context.Context, req Request) {
 		g.log.Debug("prefetch failed", zap.String("target", req.Target()), zap.Error(err))
 	} else if o.cache == cacheMiss {
 		g.cfg.Metrics.prefetched("fetched")
+		if req.Kind == KindMod {
+			g.prefetch.fetchedAhead(string(req.Kind) + "/" + req.escaped)
+		}
 	} else {
 		g.cfg.Metrics.prefetched("cached")
 	}

@@ -23,7 +23,8 @@ func cachedWithin(t *testing.T, tg *testGate, key string, d time.Duration) bool 
 // TestPrefetchRequires checks that the go.mod of example.com/lib v1.2.0,
 // fetched for a client, makes the gate fetch and verify the go.mod it
 // requires (example.com/dep v1.0.0), and lib's own .info, before any
-// client asks, so that the client's requests are hits; and that it does not when prefetching is off,
+// client asks, so that the client's requests are hits (and the first hit
+// of dep's go.mod brings dep's .info ahead in turn); and that it does not when prefetching is off,
 // when the policy denies the requirement (enforced or in report mode), or
 // when the client's go.mod was a cache hit.
 func TestPrefetchRequires(t *testing.T) {
@@ -86,9 +87,17 @@ func TestPrefetchRequires(t *testing.T) {
 				t.Fatalf("GET %s after the prefetch: %d, %d upstream requests; want a hit", infoPath, r.status,
 					tg.fake.Requests(infoPath))
 			}
+			if _, err := tg.cache.Get(t.Context(), "info/example.com/dep/@v/v1.0.0"); err == nil {
+				t.Fatal("dep's .info fetched ahead before a client asked for dep's go.mod")
+			}
 			r := get(t, tg.url, depPath)
 			if n := tg.fake.Requests(depPath); r.status != http.StatusOK || n != 1 {
 				t.Fatalf("GET %s after the prefetch: %d, %d upstream requests; want a hit", depPath, r.status, n)
+			}
+			// dep's go.mod, fetched ahead and now asked for, brings its own
+			// .info ahead as a client's fetch would.
+			if !cachedWithin(t, tg, "info/example.com/dep/@v/v1.0.0", 10*time.Second) {
+				t.Fatal("dep's .info not fetched ahead once a client asked for its go.mod")
 			}
 			if want := upstreamBytes(t, tg.fake, depPath); string(r.body) != string(want) {
 				t.Fatalf("GET %s after the prefetch: other bytes than the upstream's", depPath)
