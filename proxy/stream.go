@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/mod/sumdb/dirhash"
 )
 
 // holdBack is how many bytes at the end of a zip a streamed answer keeps
@@ -443,7 +442,7 @@ func (g *Gate) fetchZip(ctx context.Context, req Request, key string) (upstreamT
 // stream's answers complete, and stores the zip.
 func (g *Gate) verifyAndStore(ctx context.Context, req Request, key string, f *os.File, size int64,
 	s *zipStream) error {
-	h, err := dirhash.HashZip(f.Name(), dirhash.Hash1)
+	h, err := hashZip(f.Name())
 	if err != nil {
 		return fmt.Errorf("%w: upstream zip of %s is not a valid zip: %v", ErrMismatch, req.Target(), err)
 	}

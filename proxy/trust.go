@@ -7,7 +7,6 @@ import (
 	"os"
 
 	"go.uber.org/zap"
-	"golang.org/x/mod/sumdb/dirhash"
 
 	"github.com/modgate/modgate/cache"
 )
@@ -102,7 +101,7 @@ func (g *Gate) reverifyZip(ctx context.Context, req Request, key string, blob *c
 		g.log.Warn("verifying a cached zip again", zap.String("key", key), zap.Error(err))
 		return false
 	}
-	h, err := dirhash.HashZip(f.Name(), dirhash.Hash1)
+	h, err := hashZip(f.Name())
 	if err == nil {
 		var trust byte
 		if trust, err = g.checkSum(ctx, req, "", h); err == nil && trust != trustSumDB {
