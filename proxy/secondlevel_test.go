@@ -70,6 +70,13 @@ func (m *memSecondLevel) Put(_ context.Context, key string, r io.Reader, meta Sh
 	return nil
 }
 
+// setReader sets m.reader.
+func (m *memSecondLevel) setReader(fn func(data []byte, meta SharedMeta) (io.Reader, SharedMeta)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.reader = fn
+}
+
 // set stores an object as is, unchecked, as a corrupted database would.
 func (m *memSecondLevel) set(key string, data []byte, meta SharedMeta) {
 	m.mu.Lock()

@@ -100,13 +100,13 @@ func TestSecondLevelStreamsLargeZip(t *testing.T) {
 				t.Fatal("gate a did not share the zip")
 			}
 			release := make(chan struct{})
-			sl.reader = func(data []byte, meta SharedMeta) (io.Reader, SharedMeta) {
+			sl.setReader(func(data []byte, meta SharedMeta) (io.Reader, SharedMeta) {
 				meta.ChunksChecked = tt.checked
 				if tt.wrongSum {
 					meta.SHA256[0] ^= 1
 				}
 				return &pausedReader{data: data, n: len(data) / 2, release: release, err: tt.err}, meta
-			}
+			})
 			answered := make(chan *http.Response, 1)
 			go func() {
 				resp, err := http.Get(b.url + path)
@@ -153,7 +153,7 @@ func TestSecondLevelStreamsLargeZip(t *testing.T) {
 				}
 				// Nothing of it kept: the next client gets the zip whole, read
 				// again from the second level (or fetched again).
-				sl.reader = nil
+				sl.setReader(nil)
 				if r := get(t, b.url, path); r.status != http.StatusOK || !bytes.Equal(r.body, want) {
 					t.Fatalf("the next client of gate b: %d, equal %v", r.status, bytes.Equal(r.body, want))
 				}
