@@ -37,14 +37,18 @@ import (
 //     (the files of a version the policy does not allow plainly, denied or
 //     denied in report mode, are not fetched, so that prefetching leaves no
 //     decision, audit entry or metric a client did not cause).
-//   - Bounded: at most prefetchPerFile requirements of one go.mod, a queue
-//     of prefetchQueue (further ones are dropped), and Config.Prefetch
-//     workers. Never offline.
+//   - Bounded: at most prefetchPerFile requirements of one go.mod, each
+//     file queued once (the same requirement recurs in many go.mod files),
+//     two queues of prefetchQueue (further ones are dropped), and
+//     Config.Prefetch workers. Never offline.
+//   - The .info files go first (their own queue): the client asks for
+//     each one at a time once the graph is loaded, while the requirements
+//     it asks for two at a time during it.
 //   - A failure is logged at debug level: the client's own request, if it
 //     comes, fetches and answers with the reason.
 
 const (
-	prefetchQueue   = 1024
+	prefetchQueue   = 4096
 	prefetchPerFile = 256
 	// prefetchTimeout bounds one prefetch; the fetch it starts is shared
 	// with any client that asks meanwhile.
@@ -53,10 +57,14 @@ const (
 
 // prefetcher is the queue of files to fetch ahead.
 type prefetcher struct {
-	running atomic.Bool // RunPrefetch's workers are reading queue
-	queue   chan Request
+	running atomic.Bool  // RunPrefetch's workers are reading the queues
+	infos   chan Request // .info files, taken first
+	mods    chan Request // go.mod files
 
 	mu sync.Mutex
+	// queued are the cache keys queued so far (at most prefetchAhead; then
+	// it starts again), so that each file is queued once.
+	queued map[string]bool
 	// ahead are the cache keys of go.mod files fetched ahead that no
 	// client has asked for yet (at most prefetchAhead): the first client
 	// request for one, a cache hit, is treated as a fetch for a client.
@@ -78,6 +86,20 @@ func (p *prefetcher) fetchedAhead(key string) {
 	}
 }
 
+// firstQueue reports whether key was not queued before, and notes it.
+func (p *prefetcher) firstQueue(key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.queued[key] {
+		return false
+	}
+	if p.queued == nil || len(p.queued) >= prefetchAhead {
+		p.queued = make(map[string]bool)
+	}
+	p.queued[key] = true
+	return true
+}
+
 // takeAhead reports whether the go.mod under key was fetched ahead and not
 // asked for since, and forgets it.
 func (p *prefetcher) takeAhead(key string) bool {
@@ -97,7 +119,8 @@ func (g *Gate) RunPrefetch(ctx context.Context) {
 	if g.cfg.Prefetch <= 0 || g.cfg.Offline {
 		return
 	}
-	g.prefetch.queue = make(chan Request, prefetchQueue)
+	g.prefetch.infos = make(chan Request, prefetchQueue)
+	g.prefetch.mods = make(chan Request, prefetchQueue)
 	g.prefetch.running.Store(true)
 	defer g.prefetch.running.Store(false)
 	done := make(chan struct{})
@@ -105,12 +128,18 @@ func (g *Gate) RunPrefetch(ctx context.Context) {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			for {
+				var req Request
 				select {
-				case <-ctx.Done():
-					return
-				case req := <-g.prefetch.queue:
-					g.prefetchOne(ctx, req)
+				case req = <-g.prefetch.infos:
+				default:
+					select {
+					case <-ctx.Done():
+						return
+					case req = <-g.prefetch.infos:
+					case req = <-g.prefetch.mods:
+					}
 				}
+				g.prefetchOne(ctx, req)
 			}
 		}()
 	}
@@ -147,14 +176,19 @@ func (g *Gate) prefetchRequires(ctx context.Context, req Request, body []byte, c
 	}
 }
 
-// enqueue queues req for a worker if it names a canonical version and the
-// queue has room.
+// enqueue queues req for a worker if it names a canonical version, was
+// not queued before, and its queue has room.
 func (g *Gate) enqueue(req Request) {
-	if module.CanonicalVersion(req.Version) != req.Version {
+	if module.CanonicalVersion(req.Version) != req.Version ||
+		!g.prefetch.firstQueue(string(req.Kind)+"/"+req.escaped) {
 		return
 	}
+	queue := g.prefetch.mods
+	if req.Kind == KindInfo {
+		queue = g.prefetch.infos
+	}
 	select {
-	case g.prefetch.queue <- req:
+	case queue <- req:
 		g.cfg.Metrics.prefetched("queued")
 	default:
 		g.cfg.Metrics.prefetched("dropped")
