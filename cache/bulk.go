@@ -95,11 +95,16 @@ func (s *Store) bulkChunks(ctx context.Context, blobs []BulkBlob, ms []manifest,
 	}
 	close(jobs)
 	wg.Wait()
+	// The failure that ended the others, not a cancellation it caused.
+	bad := -1
 	for i, err := range errs {
-		if err != nil {
-			what := describe(blobs[i].Key, blobs[i].Size)
-			return fmt.Errorf("cache: put blob %q: %w", blobs[i].Key, s.disk.classify(what, err))
+		if err != nil && (bad < 0 || errors.Is(errs[bad], context.Canceled) && !errors.Is(err, context.Canceled)) {
+			bad = i
 		}
+	}
+	if bad >= 0 {
+		what := describe(blobs[bad].Key, blobs[bad].Size)
+		return fmt.Errorf("cache: put blob %q: %w", blobs[bad].Key, s.disk.classify(what, errs[bad]))
 	}
 	return ctx.Err()
 }
