@@ -580,7 +580,14 @@ func (g *gateParts) run(ctx context.Context, o serveOptions, log *zap.Logger) er
 		go g.witness.Poll(ctx, o.witnessInterval)
 	}
 	go g.gate.RunVuln(ctx) // the vulnerability database mirror
-	go g.gate.RunPrefetch(ctx)
+	// The prefetch workers store into the cache: they end before it closes.
+	pctx, stopPrefetch := context.WithCancel(ctx)
+	prefetchDone := make(chan struct{})
+	go func() {
+		defer close(prefetchDone)
+		g.gate.RunPrefetch(pctx)
+	}()
+	defer func() { stopPrefetch(); <-prefetchDone }()
 	stopDebug, err := g.serveDebug(o.debugListen, log)
 	if err != nil {
 		ln.Close()
