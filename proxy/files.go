@@ -58,9 +58,7 @@ func (g *Gate) serveFile(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if o = o.with(lo); err != nil {
 		return o, err
 	}
-	if lo.cache == cacheMiss || lo.cache == cacheHit {
-		g.prefetchRequires(ctx, req, body, lo.cache)
-	}
+	g.prefetchRequires(ctx, req, body, lo.cache)
 	body, po, err := g.applyPolicy(ctx, req, body)
 	if o = o.with(po); err != nil {
 		return o, err
@@ -75,7 +73,7 @@ func (g *Gate) serveFile(ctx context.Context, w http.ResponseWriter, r *http.Req
 // The outcome says which, and what the upstream cost.
 func (g *Gate) load(ctx context.Context, req Request) ([]byte, outcome, error) {
 	spec := specFor(req)
-	key := string(req.Kind) + "/" + req.escaped
+	key := req.cacheKey()
 	e, err := g.cfg.Cache.Get(ctx, key)
 	if err != nil && !errors.Is(err, cache.ErrNotFound) {
 		if err := g.dropUnreadable(ctx, req, key, err); err != nil {
@@ -237,7 +235,7 @@ func (g *Gate) serveZip(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if err != nil {
 		return o, err
 	}
-	key := "zip/" + req.escaped
+	key := req.cacheKey()
 	result := cacheHit
 	blob, err := g.openVerified(ctx, key)
 	if err != nil && !errors.Is(err, cache.ErrNotFound) {

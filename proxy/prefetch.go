@@ -123,10 +123,10 @@ func (g *Gate) RunPrefetch(ctx context.Context) {
 	g.prefetch.mods = make(chan Request, prefetchQueue)
 	g.prefetch.running.Store(true)
 	defer g.prefetch.running.Store(false)
-	done := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for range g.cfg.Prefetch {
-		go func() {
-			defer func() { done <- struct{}{} }()
+		wg.Go(func() {
 			for {
 				var req Request
 				select {
@@ -141,22 +141,25 @@ func (g *Gate) RunPrefetch(ctx context.Context) {
 				}
 				g.prefetchOne(ctx, req)
 			}
-		}()
-	}
-	for range g.cfg.Prefetch {
-		<-done
+		})
 	}
 }
 
 // prefetchRequires queues the .info of req, a go.mod just fetched for a
 // client (cache is cacheMiss), or fetched ahead and asked for by a client
 // for the first time (a cacheHit), and the go.mod files that body, its
-// content, requires.
+// content, requires. Any other request queues nothing.
 func (g *Gate) prefetchRequires(ctx context.Context, req Request, body []byte, cache string) {
 	if req.Kind != KindMod || ownRequest(ctx) || !g.prefetch.running.Load() {
 		return
 	}
-	if cache == cacheHit && !g.prefetch.takeAhead(string(req.Kind)+"/"+req.escaped) {
+	switch cache {
+	case cacheMiss:
+	case cacheHit:
+		if !g.prefetch.takeAhead(req.cacheKey()) {
+			return
+		}
+	default:
 		return
 	}
 	if info, err := internalRequest(KindInfo, req.Module, req.Version); err == nil {
@@ -179,8 +182,7 @@ func (g *Gate) prefetchRequires(ctx context.Context, req Request, body []byte, c
 // enqueue queues req for a worker if it names a canonical version, was
 // not queued before, and its queue has room.
 func (g *Gate) enqueue(req Request) {
-	if module.CanonicalVersion(req.Version) != req.Version ||
-		!g.prefetch.firstQueue(string(req.Kind)+"/"+req.escaped) {
+	if module.CanonicalVersion(req.Version) != req.Version || !g.prefetch.firstQueue(req.cacheKey()) {
 		return
 	}
 	queue := g.prefetch.mods
@@ -195,11 +197,16 @@ func (g *Gate) enqueue(req Request) {
 	}
 }
 
-// prefetchOne fetches and verifies one queued file, if the policy allows
-// it plainly and the cache does not hold it.
+// prefetchOne fetches and verifies one queued file, if the cache does not
+// hold it and the policy allows it plainly (checked in that order: the
+// policy's facts may cost an upstream request).
 func (g *Gate) prefetchOne(ctx context.Context, req Request) {
 	ctx, cancel := context.WithTimeout(ctx, prefetchTimeout)
 	defer cancel()
+	if _, err := g.cfg.Cache.Get(ctx, req.cacheKey()); err == nil {
+		g.cfg.Metrics.prefetched("cached")
+		return
+	}
 	if !g.plainlyAllowed(ctx, req) {
 		g.cfg.Metrics.prefetched("skipped")
 		return
@@ -210,7 +217,7 @@ func (g *Gate) prefetchOne(ctx context.Context, req Request) {
 	} else if o.cache == cacheMiss {
 		g.cfg.Metrics.prefetched("fetched")
 		if req.Kind == KindMod {
-			g.prefetch.fetchedAhead(string(req.Kind) + "/" + req.escaped)
+			g.prefetch.fetchedAhead(req.cacheKey())
 		}
 	} else {
 		g.cfg.Metrics.prefetched("cached")

@@ -157,6 +157,10 @@ func routeSumDB(db, path string) (Request, error) {
 	return r, nil
 }
 
+// cacheKey is the key of a module file's request in the cache: its kind,
+// a slash and its escaped module path and version.
+func (r Request) cacheKey() string { return string(r.Kind) + "/" + r.escaped }
+
 // Target is the module@version the request is about, for logs and messages.
 func (r Request) Target() string {
 	if r.Version != "" {

@@ -28,49 +28,44 @@ func hashZip(name string) (string, error) {
 	defer z.Close()
 	// As dirhash.HashZip: every name, in the zip's order, opens the last
 	// file of that name.
-	files := make([]string, 0, len(z.File))
-	byName := make(map[string]*zip.File, len(z.File))
-	for _, f := range z.File {
-		files = append(files, f.Name)
-		byName[f.Name] = f
-	}
-	slices.Sort(files)
-	type result struct {
+	type entry struct {
+		f   *zip.File
 		sum [sha256.Size]byte
 		err error
 	}
-	results := make(map[string]*result, len(byName))
-	for n := range byName {
-		results[n] = &result{}
+	files := make([]string, 0, len(z.File))
+	byName := make(map[string]*entry, len(z.File))
+	for _, f := range z.File {
+		files = append(files, f.Name)
+		byName[f.Name] = &entry{f: f}
 	}
-	names := make(chan string)
+	slices.Sort(files)
+	work := make(chan *entry)
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), len(byName)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for n := range names {
-				results[n].sum, results[n].err = hashZipFile(byName[n])
+		wg.Go(func() {
+			for e := range work {
+				e.sum, e.err = hashZipFile(e.f)
 			}
-		}()
+		})
 	}
-	for n := range byName {
+	for n, e := range byName {
 		if !strings.Contains(n, "\n") {
-			names <- n
+			work <- e
 		}
 	}
-	close(names)
+	close(work)
 	wg.Wait()
 	h := sha256.New()
 	for _, n := range files {
 		if strings.Contains(n, "\n") {
 			return "", errors.New("dirhash: filenames with newlines are not supported")
 		}
-		r := results[n]
-		if r.err != nil {
-			return "", r.err
+		e := byName[n]
+		if e.err != nil {
+			return "", e.err
 		}
-		fmt.Fprintf(h, "%x  %s\n", r.sum, n)
+		fmt.Fprintf(h, "%x  %s\n", e.sum, n)
 	}
 	return "h1:" + base64.StdEncoding.EncodeToString(h.Sum(nil)), nil
 }
