@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,6 +103,80 @@ func TestPrefetchRequires(t *testing.T) {
 			}
 			if want := upstreamBytes(t, tg.fake, depPath); string(r.body) != string(want) {
 				t.Fatalf("GET %s after the prefetch: other bytes than the upstream's", depPath)
+			}
+		})
+	}
+}
+
+// TestPrefetchHostileGoMod feeds prefetchRequires a go.mod as an upstream
+// could write it (verified against the checksum database does not make
+// it friendly): more requirements than prefetchPerFile, invalid module
+// paths, versions the go command reads leniently (v1, +build), the same
+// requirement twice, a version that does not parse, and a file that is no
+// go.mod. Only valid requirements are queued, as the go command reads
+// them, at most prefetchPerFile of them and each once; a file that does
+// not parse queues its own .info and nothing else.
+func TestPrefetchHostileGoMod(t *testing.T) {
+	var many strings.Builder
+	many.WriteString("module example.com/hostile\n\n")
+	for i := range prefetchPerFile + 50 {
+		fmt.Fprintf(&many, "require example.com/r%03d v1.0.0\n", i)
+	}
+	tests := []struct {
+		name     string
+		gomod    string
+		wantMods []string // the go.mod files queued, in order
+	}{
+		{"too many requirements", many.String(), nil}, // checked by count below
+		{"invalid paths, versions as the go command reads them, a repeat", `module example.com/hostile
+require (
+	../escape v1.0.0
+	example.com/UP!per v1.0.0
+	example.com/ok v1.2.3
+	example.com/ok v1.2.3
+	example.com/short v1
+	example.com/meta v1.0.0+build
+	example.com/pseudo v0.0.0-20240101000000-abcdefabcdef
+)
+`, []string{"mod/example.com/ok/@v/v1.2.3", "mod/example.com/short/@v/v1.0.0", "mod/example.com/meta/@v/v1.0.0",
+			"mod/example.com/pseudo/@v/v0.0.0-20240101000000-abcdefabcdef"}},
+		{"a version that does not parse", "module example.com/hostile\nrequire example.com/ok v1.2.3\n" +
+			"require example.com/branch master\n", []string{}},
+		{"not a go.mod", "\x00\x01 require (((", []string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tg := newTestGate(t, nil, gateOptions{})
+			g := tg.gate
+			// Queues with no workers: what is queued stays there to look at.
+			g.prefetch.infos = make(chan Request, prefetchQueue)
+			g.prefetch.mods = make(chan Request, prefetchQueue)
+			g.prefetch.running.Store(true)
+			req, err := internalRequest(KindMod, "example.com/hostile", "v1.0.0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.prefetchRequires(t.Context(), req, []byte(tt.gomod), cacheMiss)
+			if n := len(g.prefetch.infos); n != 1 {
+				t.Errorf("%d .info files queued, want the go.mod's own", n)
+			}
+			var got []string
+			for len(g.prefetch.mods) > 0 {
+				r := <-g.prefetch.mods
+				if r.Kind != KindMod || module.Check(r.Module, r.Version) != nil ||
+					module.CanonicalVersion(r.Version) != r.Version {
+					t.Errorf("queued %+v", r)
+				}
+				got = append(got, r.cacheKey())
+			}
+			if tt.wantMods == nil {
+				if len(got) != prefetchPerFile {
+					t.Fatalf("%d go.mod files queued, want at most %d", len(got), prefetchPerFile)
+				}
+				return
+			}
+			if strings.Join(got, " ") != strings.Join(tt.wantMods, " ") {
+				t.Fatalf("queued %q, want %q", got, tt.wantMods)
 			}
 		})
 	}
