@@ -134,14 +134,8 @@ func (s *Store) index(txn *badger.Txn, key string, r accessRec) error {
 	if !s.tracks(key) {
 		return nil
 	}
-	old, ok, err := readAccess(txn, key)
-	if err != nil {
+	if err := dropOrder(txn, key); err != nil {
 		return err
-	}
-	if ok {
-		if err := txn.Delete(orderKey(old.at, key)); err != nil {
-			return err
-		}
 	}
 	if err := txn.Set(accessKey(key), r.encode()); err != nil {
 		return err
@@ -154,16 +148,20 @@ func (s *Store) unindex(txn *badger.Txn, key string) error {
 	if !s.tracks(key) {
 		return nil
 	}
-	old, ok, err := readAccess(txn, key)
-	if err != nil {
+	if err := dropOrder(txn, key); err != nil {
 		return err
 	}
-	if ok {
-		if err := txn.Delete(orderKey(old.at, key)); err != nil {
-			return err
-		}
-	}
 	return txn.Delete(accessKey(key))
+}
+
+// dropOrder deletes in txn the t/ record of key that its a/ record names,
+// if it has one.
+func dropOrder(txn *badger.Txn, key string) error {
+	old, ok, err := readAccess(txn, key)
+	if err != nil || !ok {
+		return err
+	}
+	return txn.Delete(orderKey(old.at, key))
 }
 
 // blobSize returns the size of the blob under key, and whether there is
