@@ -188,20 +188,29 @@ func TestObjectsReaderFindsCorruption(t *testing.T) {
 	srv := pgtest.Start(t)
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			db, _ := newTestDB(t, srv)
-			o := NewObjects(db, ObjectsConfig{ChunkSize: 100})
-			b := randomBytes(350, uint64(i))
-			if err := o.Put(context.Background(), key, bytes.NewReader(b), metaOf(b, 1)); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := db.Pool.Exec(context.Background(), tt.sql); err != nil {
-				t.Fatal(err)
-			}
+			o, _ := putAltered(t, srv, key, uint64(i), tt.sql)
 			if _, _, _, err := readObject(t, o, key); !errors.Is(err, ErrObjectCorrupt) {
 				t.Fatalf("reading a corrupted object: %v, want ErrObjectCorrupt", err)
 			}
 		})
 	}
+}
+
+// putAltered stores 350 random bytes (from seed) under key in 100-byte
+// chunks, in a fresh database of srv, then runs sql on it, and returns
+// the object level and the bytes stored.
+func putAltered(t *testing.T, srv *pgtest.Server, key string, seed uint64, sql string) (*Objects, []byte) {
+	t.Helper()
+	db, _ := newTestDB(t, srv)
+	o := NewObjects(db, ObjectsConfig{ChunkSize: 100})
+	b := randomBytes(350, seed)
+	if err := o.Put(context.Background(), key, bytes.NewReader(b), metaOf(b, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool.Exec(context.Background(), sql); err != nil {
+		t.Fatal(err)
+	}
+	return o, b
 }
 
 // Objects stored before migration 0052 have no chunk sums: they read back
@@ -218,15 +227,7 @@ func TestObjectsWithoutChunkSums(t *testing.T) {
 	srv := pgtest.Start(t)
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			db, _ := newTestDB(t, srv)
-			o := NewObjects(db, ObjectsConfig{ChunkSize: 100})
-			b := randomBytes(350, uint64(i))
-			if err := o.Put(context.Background(), key, bytes.NewReader(b), metaOf(b, 1)); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := db.Pool.Exec(context.Background(), tt.sql); err != nil {
-				t.Fatal(err)
-			}
+			o, b := putAltered(t, srv, key, uint64(i), tt.sql)
 			got, meta, ok, err := readObject(t, o, key)
 			if err != nil || !ok || !bytes.Equal(got, b) {
 				t.Fatalf("read back: ok=%v err=%v, equal %v", ok, err, bytes.Equal(got, b))
