@@ -91,6 +91,7 @@ func (e *goEnv) downloadCPU(ctx context.Context, fx *fixture, extra []string) (t
 	cmd := exec.CommandContext(ctx, "go", "mod", "download")
 	cmd.Dir = app
 	cmd.Env = env
+	settleDisk()
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	d := time.Since(start)

@@ -79,14 +79,15 @@ func (b *runner) coldRuns(ctx context.Context, name string, upArgs, direct []str
 		if f := b.profileFile(name); f != "" && i == 0 {
 			done = g.profile(prof, f)
 		}
+		var gateClientCPU, directClientCPU time.Duration
 		runGate := func() error {
-			d, err := b.env.download(ctx, b.fx, g.clientEnv(false))
-			r.gate = append(r.gate, d.Seconds())
+			d, c, err := b.env.downloadCPU(ctx, b.fx, g.clientEnv(false))
+			r.gate, gateClientCPU = append(r.gate, d.Seconds()), c
 			return err
 		}
 		runDirect := func() error {
-			d, err := b.env.download(ctx, b.fx, direct)
-			r.direct = append(r.direct, d.Seconds())
+			d, c, err := b.env.downloadCPU(ctx, b.fx, direct)
+			r.direct, directClientCPU = append(r.direct, d.Seconds()), c
 			return err
 		}
 		first, second := runGate, runDirect
@@ -100,6 +101,7 @@ func (b *runner) coldRuns(ctx context.Context, name string, upArgs, direct []str
 		if done != nil {
 			<-done
 		}
+		gateCPU := g.cpu()
 		g.stop()
 		if err != nil {
 			return r, err
@@ -109,7 +111,8 @@ func (b *runner) coldRuns(ctx context.Context, name string, upArgs, direct []str
 				return r, err
 			}
 		}
-		b.logf("%s run %d: gate %.2fs, direct %.2fs", name, i+1, last(r.gate), last(r.direct))
+		b.logf("%s run %d: gate %.2fs (CPU: client %.1fs, gate %.1fs), direct %.2fs (CPU: client %.1fs)",
+			name, i+1, last(r.gate), gateClientCPU.Seconds(), gateCPU.Seconds(), last(r.direct), directClientCPU.Seconds())
 	}
 	return r, nil
 }
