@@ -60,6 +60,9 @@ func probe(ctx context.Context, url string) error {
 type coldResult struct {
 	gate, direct []float64  // wall seconds of each run
 	log          accessSums // the gate's access log of the first run
+	// CPU seconds (user + system) of each run: the client through the
+	// gate, the gate itself, and the client direct.
+	gateClientCPU, gateCPU, directClientCPU []float64
 }
 
 // coldRuns runs b.o.runs paired cold downloads of the workload: one
@@ -79,15 +82,15 @@ func (b *runner) coldRuns(ctx context.Context, name string, upArgs, direct []str
 		if f := b.profileFile(name); f != "" && i == 0 {
 			done = g.profile(prof, f)
 		}
-		var gateClientCPU, directClientCPU time.Duration
+		var gateClientCPU, directClientCPU float64
 		runGate := func() error {
 			d, c, err := b.env.downloadCPU(ctx, b.fx, g.clientEnv(false))
-			r.gate, gateClientCPU = append(r.gate, d.Seconds()), c
+			r.gate, gateClientCPU = append(r.gate, d.Seconds()), c.Seconds()
 			return err
 		}
 		runDirect := func() error {
 			d, c, err := b.env.downloadCPU(ctx, b.fx, direct)
-			r.direct, directClientCPU = append(r.direct, d.Seconds()), c
+			r.direct, directClientCPU = append(r.direct, d.Seconds()), c.Seconds()
 			return err
 		}
 		first, second := runGate, runDirect
@@ -101,7 +104,7 @@ func (b *runner) coldRuns(ctx context.Context, name string, upArgs, direct []str
 		if done != nil {
 			<-done
 		}
-		gateCPU := g.cpu()
+		gateCPU := g.cpu().Seconds()
 		g.stop()
 		if err != nil {
 			return r, err
@@ -111,8 +114,11 @@ func (b *runner) coldRuns(ctx context.Context, name string, upArgs, direct []str
 				return r, err
 			}
 		}
+		r.gateClientCPU = append(r.gateClientCPU, gateClientCPU)
+		r.gateCPU = append(r.gateCPU, gateCPU)
+		r.directClientCPU = append(r.directClientCPU, directClientCPU)
 		b.logf("%s run %d: gate %.2fs (CPU: client %.1fs, gate %.1fs), direct %.2fs (CPU: client %.1fs)",
-			name, i+1, last(r.gate), gateClientCPU.Seconds(), gateCPU.Seconds(), last(r.direct), directClientCPU.Seconds())
+			name, i+1, last(r.gate), gateClientCPU, gateCPU, last(r.direct), directClientCPU)
 	}
 	return r, nil
 }
