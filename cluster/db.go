@@ -96,10 +96,6 @@ func Connect(ctx context.Context, c Config) (*DB, error) {
 	if !strings.Contains(c.URL, "pool_min_conns") {
 		cfg.MinConns = min(readStreams+2, cfg.MaxConns)
 	}
-	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
-		warmReader(ctx, conn)
-		return nil
-	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = cmp.Or(c.ConnectTimeout, 5*time.Second)
 	}

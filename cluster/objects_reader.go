@@ -35,26 +35,6 @@ const (
 		WHERE object_id = $1 AND idx % $2 = $3 ORDER BY idx`
 )
 
-// warmReader runs the reader's queries once on a new connection, for no
-// object. Decision: a new PostgreSQL backend spent about 60 ms of CPU on
-// its first query of the chunks (loading the catalog entries of the
-// tables, planning), and an object read starts four such queries at once,
-// so a gate's first read from the second level waited about 130 ms for
-// its first chunk on two cores (bench 12b). Warmed when the pool opens
-// the connection, the read starts at once, and pgx has the statements
-// prepared. It fails quietly (before the migrations, the tables are not
-// there yet): the read then pays the cost itself.
-func warmReader(ctx context.Context, conn *pgx.Conn) {
-	for _, q := range []struct {
-		sql  string
-		args []any
-	}{{openObjectSQL, []any{""}}, {streamChunksSQL, []any{int64(-1), 1, 0}}} {
-		if rows, err := conn.Query(ctx, q.sql, q.args...); err == nil {
-			rows.Close()
-		}
-	}
-}
-
 // Open returns a reader over the object stored under key, and what was
 // recorded of it; found is false when none is. It checks that the object
 // has the recorded number of chunks, each of the recorded length, and
